@@ -1,0 +1,49 @@
+# The README explains each target. Everything runs from the project's own virtualenv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install run serve test db db-stop lint format clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+## make run: a local TimescaleDB (started if needed) and the API on http://localhost:$(PORT)
+run: install
+	bin/with-database $(BIN)/python -m service
+
+## make serve: the API against $$DATABASE_URL, migrating first; starts no database
+serve: install
+	@test -n "$$DATABASE_URL" || { echo "make serve needs DATABASE_URL (make run starts a database)" >&2; exit 2; }
+	$(BIN)/python -m service
+
+## make test: the whole suite against a throwaway TimescaleDB (or $$DATABASE_URL's server)
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make db: start the local TimescaleDB in the background and print its DATABASE_URL
+db:
+	@bin/localdb start dev | tail -1 | sed 's/^/DATABASE_URL=/'
+
+db-stop:
+	bin/localdb stop dev
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	-bin/localdb stop dev; bin/localdb stop run
+	rm -rf .local $(VENV)

@@ -1,0 +1,67 @@
+"""Query-string parameters, parsed into typed values or refused with a 400 naming the parameter."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from starlette.datastructures import QueryParams
+
+from service.errors import BadRequest, field_error
+
+MAX_HOURS = 24 * 366 * 10
+
+
+def bad(parameter: str, reason: str) -> BadRequest:
+    return BadRequest(f"{parameter}: {reason}", details=[field_error(parameter, reason)])
+
+
+def timestamp(params: QueryParams, name: str) -> datetime | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise bad(name, "expected an RFC 3339 timestamp such as 2024-10-30T12:00:00Z") from None
+    if value.tzinfo is None:
+        raise bad(name, "the timestamp needs a UTC offset, such as Z or +02:00")
+    return value.astimezone(UTC)
+
+
+def number(params: QueryParams, name: str, default: float, low: float, high: float) -> float:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad(name, "expected a number") from None
+    if not math.isfinite(value) or not low < value <= high:
+        raise bad(name, f"expected a number above {low:g} and at most {high:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time range [start, end)."""
+
+    start: datetime
+    end: datetime
+
+
+def window(params: QueryParams, now: datetime, default_hours: float = 24) -> Window:
+    """`hours` back from now, or `start`/`end` (end defaults to now); not both."""
+    start, end = timestamp(params, "start"), timestamp(params, "end")
+    if "hours" in params and (start or end):
+        raise bad("hours", "give either hours or start/end, not both")
+    if start is None:
+        if end is not None:
+            raise bad("start", "end needs a start")
+        hours = number(params, "hours", default_hours, 0, MAX_HOURS)
+        return Window(now - timedelta(hours=hours), now)
+    end = end or now
+    if end <= start:
+        raise bad("end", "end must be later than start")
+    return Window(start, end)

@@ -1,0 +1,49 @@
+"""`python -m service`: migrate (unless MIGRATE_ON_START=false), then serve the API."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from jobs.migrate import MigrationError, migrate
+from service.app import create_app
+from service.settings import SettingError, load
+
+
+def main() -> None:
+    try:
+        settings = load()
+        url = settings.require_database_url()
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.migrate_on_start:
+        try:
+            report = migrate(url)
+        except MigrationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+        logging.getLogger("astraeus.migrate").info(
+            "TimescaleDB %s (%s edition); %d migration(s) applied now, %d already",
+            report.timescaledb_version,
+            report.edition,
+            len(report.applied),
+            report.already_applied,
+        )
+    app = create_app(settings, migrate_first=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The ASGI application: routes, error handlers and the lifespan that owns the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+import ingest.routes
+import query.routes
+from ingest.series import SeriesRegistry
+from jobs.migrate import migrate, read_migrations
+from service import db, health
+from service.errors import ApiError
+from service.http import JSON
+from service.settings import Settings, load, redact_url
+
+log = logging.getLogger("astraeus.api")
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSON(exc.body(), exc.status, headers=exc.headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    body = {"error": codes.get(exc.status_code, "http_error"), "message": exc.detail, "details": []}
+    return JSON(body, exc.status_code, headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    translated = db.translate(exc)
+    if translated is not None:
+        return await api_error(request, translated)
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return await api_error(request, ApiError())
+
+
+def create_app(settings: Settings | None = None, *, migrate_first: bool | None = None) -> Starlette:
+    settings = settings or load()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        url = settings.require_database_url()
+        if settings.migrate_on_start if migrate_first is None else migrate_first:
+            report = await asyncio.to_thread(migrate, url)
+            log.info("schema up to date (%d applied now)", len(report.applied))
+        app.state.settings = settings
+        app.state.migrations = read_migrations()
+        app.state.series = SeriesRegistry()
+        app.state.pool = await db.create_pool(settings)
+        async with app.state.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT extversion, current_setting('timescaledb.license', true) AS edition "
+                "FROM pg_extension WHERE extname = 'timescaledb'"
+            )
+        app.state.timescaledb = (
+            {"version": row["extversion"], "edition": row["edition"]} if row else None
+        )
+        log.info("serving with database %s", redact_url(url))
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    return Starlette(
+        routes=[*health.routes, *ingest.routes.routes, *query.routes.routes],
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            Exception: unexpected_error,
+        },
+    )

@@ -1,0 +1,57 @@
+"""The API server's connection pool, and database errors translated once for the HTTP layer."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from service.errors import ApiError, DatabaseUnavailable, QueryTimeout
+from service.settings import Settings
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        settings.require_database_url(),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        timeout=settings.db_connect_timeout_s,
+        command_timeout=settings.statement_timeout_ms / 1000 + 5,
+        server_settings={
+            "application_name": "astraeus-api",
+            "statement_timeout": str(settings.statement_timeout_ms),
+            # Timestamps in and out are UTC whatever the server's default.
+            "timezone": "UTC",
+        },
+    )
+
+
+# SQLSTATE classes that mean "the database is not there right now", not "your request is bad".
+_UNAVAILABLE_CLASSES = ("08", "53", "57P")
+
+
+def translate(exc: BaseException) -> ApiError | None:
+    """The API error for a database failure, or None when it is a bug to report as a 500."""
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return QueryTimeout()
+    if isinstance(exc, (OSError, asyncpg.InterfaceError, TimeoutError)):
+        return DatabaseUnavailable()
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        if state.startswith(_UNAVAILABLE_CLASSES):
+            return DatabaseUnavailable()
+    return None
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; failures to get one become 503 rather than 500."""
+    try:
+        conn = await pool.acquire()
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        raise DatabaseUnavailable() from exc
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)

@@ -1,0 +1,88 @@
+"""One exception type per HTTP answer, rendered in one JSON shape.
+
+Every error the API returns looks like::
+
+    {"error": "validation_failed", "message": "...", "details": [...]}
+
+``error`` is a stable machine-readable code, ``message`` a sentence for people, ``details`` a
+list of objects (for validation: ``field``, ``reason`` and, in a batch, ``index``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ApiError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "The server failed to handle the request."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details or []
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, "details": self.details}
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "bad_request"
+    default_message = "The request is malformed."
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+    default_message = "No such resource."
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+    default_message = "The request body is too large."
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+    default_message = "The request body's content type is not supported."
+
+
+class ValidationFailed(ApiError):
+    status = 422
+    code = "validation_failed"
+    default_message = "The request did not pass validation."
+
+
+class QueryTimeout(ApiError):
+    status = 422
+    code = "query_too_expensive"
+    default_message = (
+        "The query ran longer than the statement timeout; narrow the time range or the tag filters."
+    )
+
+
+class DatabaseUnavailable(ApiError):
+    status = 503
+    code = "database_unavailable"
+    default_message = "The database cannot be reached; try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+def field_error(field: str, reason: str, index: int | None = None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"field": field, "reason": reason}
+    if index is not None:
+        detail["index"] = index
+    return detail

@@ -1,0 +1,40 @@
+"""Liveness and readiness, for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import asyncpg
+from starlette.requests import Request
+from starlette.routing import Route
+
+import sql
+from jobs.migrate import pending
+from service.http import JSON
+
+
+async def healthz(request: Request) -> JSON:
+    """The process is up and serving HTTP. Never touches the database."""
+    return JSON({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSON:
+    """The database answers and every migration this build ships is applied."""
+    state = request.app.state
+    try:
+        async with state.pool.acquire(timeout=2) as conn:
+            applied = [row["version"] for row in await conn.fetch(sql.query("applied_migrations"))]
+    except asyncpg.UndefinedTableError:
+        return JSON({"status": "not_ready", "reason": "the schema has not been migrated"}, 503)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return JSON({"status": "not_ready", "reason": "the database cannot be reached"}, 503)
+    missing = pending(applied, state.migrations)
+    if missing:
+        return JSON(
+            {"status": "not_ready", "reason": f"migrations not applied: {', '.join(missing)}"}, 503
+        )
+    return JSON({"status": "ready", "timescaledb": state.timescaledb})
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]

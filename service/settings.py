@@ -1,0 +1,157 @@
+"""Configuration, read once from the environment.
+
+Every setting is declared here with its default and help text; tests/test_settings.py fails
+when one is missing from the README.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+T = TypeVar("T")
+
+
+class SettingError(ValueError):
+    """An environment variable has a value that cannot be used."""
+
+
+class Secret:
+    """A value that must never appear in logs or reprs."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, for log lines and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("expected a positive whole number")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("expected a port number from 1 to 65535")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    name: str
+    default: T
+    help: str
+    parse: Callable[[str], T]
+
+
+SETTINGS: tuple[Setting[Any], ...] = (
+    Setting(
+        "DATABASE_URL",
+        None,
+        "PostgreSQL URL of a database with TimescaleDB. Required by "
+        "`make serve`; `make run` and `make test` start a local database when it is unset.",
+        str,
+    ),
+    Setting("HOST", "127.0.0.1", "Address the API server listens on.", str),
+    Setting("PORT", 8000, "Port the API server listens on.", _port),
+    Setting("DB_POOL_MIN", 2, "Connections the API server's pool keeps open.", _positive_int),
+    Setting("DB_POOL_MAX", 10, "Most connections the API server's pool opens.", _positive_int),
+    Setting(
+        "DB_CONNECT_TIMEOUT_S",
+        10,
+        "Seconds to wait for a database connection before answering 503.",
+        _positive_int,
+    ),
+    Setting(
+        "STATEMENT_TIMEOUT_MS",
+        30_000,
+        "Longest a query of the API may run; longer ones are cancelled and answered with an error.",
+        _positive_int,
+    ),
+    Setting("MIGRATE_ON_START", True, "Apply schema migrations when the API server starts.", _bool),
+    Setting("LOG_LEVEL", "info", "Log level: debug, info, warning or error.", str),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: Secret | None
+    host: str
+    port: int
+    db_pool_min: int
+    db_pool_max: int
+    db_connect_timeout_s: int
+    statement_timeout_ms: int
+    migrate_on_start: bool
+    log_level: str
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    def require_database_url(self) -> str:
+        if self.database_url is None or not self.database_url:
+            raise SettingError(
+                "DATABASE_URL is not set: point it at a PostgreSQL database "
+                "with TimescaleDB (or use `make run`, which starts one)"
+            )
+        return self.database_url.reveal()
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from the environment, failing with the variable's name on bad input."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.name)
+        if raw is None or raw == "":
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise SettingError(f"{setting.name}={raw!r} is not valid: {exc}") from None
+    if values["DB_POOL_MIN"] > values["DB_POOL_MAX"]:
+        raise SettingError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    if values["LOG_LEVEL"].lower() not in {"debug", "info", "warning", "error"}:
+        raise SettingError(
+            f"LOG_LEVEL={values['LOG_LEVEL']!r} is not valid: expected debug, "
+            "info, warning or error"
+        )
+    url = values.pop("DATABASE_URL")
+    return Settings(
+        database_url=Secret(url) if url else None,
+        **{name.lower(): value for name, value in values.items()},
+        raw=values,
+    )

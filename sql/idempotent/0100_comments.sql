@@ -1,0 +1,12 @@
+-- Descriptions a DBA sees in \d+ and in catalog tools. Re-applied on every migrate.
+
+COMMENT ON SCHEMA analytics IS
+    'astraeus-analytics: metrics, series, raw events and (later) rollups, alerts and health.';
+COMMENT ON TABLE analytics.metrics IS
+    'One row per metric name; metric_type is fixed by the first event of the metric.';
+COMMENT ON TABLE analytics.series IS
+    'A metric with one canonical tag set (jsonb), identified by a compact integer id.';
+COMMENT ON TABLE analytics.metric_events IS
+    'Raw metric events (hypertable, 1-day chunks): time, series id, value.';
+COMMENT ON COLUMN analytics.metric_events.series_id IS 'analytics.series.id (not enforced: '
+    'a foreign key on a hypertable costs a lookup per inserted row).';
