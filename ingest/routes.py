@@ -2,29 +2,67 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.routing import Route
 
-from ingest.wire import decode_record
-from ingest.writer import store
-from service.db import connection
-from service.http import JSON, read_body, require_json
+from ingest.committer import GroupCommitter, IdempotencyKey
+from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record, validate
+from service.errors import BadRequest, ValidationFailed, field_error
+from service.http import JSON, read_body, require_media_type
 
 RECORD_BODY_LIMIT = 64 * 1024
+JSON_TYPE = "application/json"
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def idempotency_key(request: Request, scope: str, body: bytes) -> IdempotencyKey | None:
+    raw = request.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    if not _KEY.match(raw):
+        reason = "1 to 200 printable ASCII characters without spaces"
+        raise BadRequest(
+            f"Idempotency-Key: {reason}", details=[field_error("Idempotency-Key", reason)]
+        )
+    return IdempotencyKey.of(scope, raw, body)
+
+
+async def _store(request: Request, events: list[MetricEvent], body: bytes, single: bool) -> JSON:
+    state = request.app.state
+    committer: GroupCommitter = state.committer
+    key = idempotency_key(request, "metrics", body)
+    if key is not None:
+        previous = await committer.previous_answer(key)
+        if previous is not None:
+            return JSON(previous.body())
+    try:
+        batch = validate(events, datetime.now(UTC), state.settings.ingest)
+        outcome = await committer.submit(batch, key)
+    except ValidationFailed as refused:
+        raise refused.for_single_item() if single else refused from None
+    return JSON(outcome.body())
 
 
 async def record(request: Request) -> JSON:
     """POST /api/v1/analytics/metrics/record: one event, answered once it is committed."""
-    require_json(request)
-    event = decode_record(await read_body(request, RECORD_BODY_LIMIT))
-    state = request.app.state
-    async with connection(state.pool) as conn:
-        accepted = await store(conn, state.series, [event], datetime.now(UTC))
-    return JSON({"accepted": accepted})
+    require_media_type(request, JSON_TYPE)
+    body = await read_body(request, RECORD_BODY_LIMIT)
+    return await _store(request, decode_record(body), body, single=True)
+
+
+async def batch(request: Request) -> JSON:
+    """POST /api/v1/analytics/metrics/batch: many events, stored whole or not at all."""
+    media_type = require_media_type(request, JSON_TYPE, *NDJSON_TYPES)
+    body = await read_body(request, request.app.state.settings.ingest.max_body_bytes)
+    events = decode_json_batch(body) if media_type == JSON_TYPE else decode_ndjson(body)
+    return await _store(request, events, body, single=False)
 
 
 routes = [
     Route("/api/v1/analytics/metrics/record", record, methods=["POST"]),
+    Route("/api/v1/analytics/metrics/batch", batch, methods=["POST"]),
 ]

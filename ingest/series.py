@@ -1,20 +1,23 @@
 """(metric name, canonical tags) -> series id, through an in-process cache backed by the database.
 
-New metrics and series are inserted if absent inside the caller's transaction, so a refused batch
-leaves no trace; the cache learns them only once that transaction has committed.
+A group commit resolves the series of several batches at once. Everything that can refuse a
+batch (a metric's type, the series-per-metric limit) is decided before anything is inserted,
+so a refused batch leaves no metric or series behind. New rows are inserted if absent inside
+the group's transaction, and the cache learns them only once that transaction has committed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import msgspec
 
 import sql
-from ingest.wire import MetricEvent
-from service.errors import ValidationFailed, field_error
+from ingest.wire import Batch, SeriesKey
+from service.errors import ApiError, ValidationFailed, field_error
 
 
 @dataclass(frozen=True)
@@ -24,84 +27,193 @@ class Metric:
     metric_type: str
 
 
-def canonical_tags(tags: dict[str, str]) -> str:
-    """The JSON text of a tag set with sorted keys: one spelling per tag set."""
-    return msgspec.json.encode(dict(sorted(tags.items()))).decode()
+def tags_json(tags: tuple[tuple[str, str], ...]) -> str:
+    return msgspec.json.encode(dict(tags)).decode()
 
 
 @dataclass
 class Resolution:
-    """Series ids for a batch, and what the cache may learn once the batch commits."""
+    """Per batch: its series ids, or why it is refused; and what the cache may learn."""
 
-    series_ids: list[int]
-    new_metrics: dict[str, Metric] = field(default_factory=dict)
-    new_series: dict[tuple[int, str], int] = field(default_factory=dict)
+    outcomes: list[list[int] | ApiError]
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    series: dict[SeriesKey, int] = field(default_factory=dict)
 
 
 class SeriesRegistry:
-    def __init__(self) -> None:
+    def __init__(self, max_series_per_metric: int) -> None:
+        self.max_series_per_metric = max_series_per_metric
         self._metrics: dict[str, Metric] = {}
-        self._series: dict[tuple[int, str], int] = {}
+        self._series: dict[SeriesKey, int] = {}
 
     def remember(self, resolution: Resolution) -> None:
-        self._metrics.update(resolution.new_metrics)
-        self._series.update(resolution.new_series)
+        self._metrics.update(resolution.metrics)
+        self._series.update(resolution.series)
 
     def forget(self) -> None:
         self._metrics.clear()
         self._series.clear()
 
-    async def _metrics_for(
-        self, conn: asyncpg.Connection, events: Sequence[MetricEvent]
-    ) -> dict[str, Metric]:
-        missing: dict[str, MetricEvent] = {}
-        for event in events:
-            if event.metric_name not in self._metrics:
-                missing.setdefault(event.metric_name, event)
-        if not missing:
-            return {}
-        names = sorted(missing)
-        await conn.execute(
-            sql.query("ensure_metrics"),
-            names,
-            [missing[name].metric_type for name in names],
-            [missing[name].unit for name in names],
-        )
-        rows = await conn.fetch(sql.query("metrics_by_name"), names)
-        return {row["name"]: Metric(row["id"], row["name"], row["metric_type"]) for row in rows}
+    async def resolve(self, conn: asyncpg.Connection, batches: Sequence[Batch]) -> Resolution:
+        cached = self._series
+        if all(key in cached for batch in batches for key in batch.keys):
+            # The steady state: every series is known, nothing to ask the database.
+            return Resolution([[cached[key] for key in batch.keys] for batch in batches])
+        return await _Group(self, conn, batches).resolve()
 
-    async def resolve(self, conn: asyncpg.Connection, events: Sequence[MetricEvent]) -> Resolution:
-        """Series ids for `events`, creating what is missing; refuses type changes (422)."""
-        new_metrics = await self._metrics_for(conn, events)
-        errors = []
-        keys: list[tuple[int, str]] = []
-        for index, event in enumerate(events):
-            metric = self._metrics.get(event.metric_name) or new_metrics[event.metric_name]
-            if metric.metric_type != event.metric_type:
+
+class _Group:
+    """The slow path of one group's resolution, for batches that name unknown series."""
+
+    def __init__(
+        self, registry: SeriesRegistry, conn: asyncpg.Connection, batches: Sequence[Batch]
+    ) -> None:
+        self.registry = registry
+        self.conn = conn
+        self.batches = batches
+        self.metrics: dict[str, Metric] = dict(registry._metrics)
+        self.series: dict[SeriesKey, int] = {}
+
+    def known(self, key: SeriesKey) -> int | None:
+        return self.registry._series.get(key) or self.series.get(key)
+
+    async def _load_metrics(self, names: set[str]) -> None:
+        rows = await self.conn.fetch(sql.query("metrics_by_name"), sorted(names))
+        for row in rows:
+            self.metrics[row["name"]] = Metric(row["id"], row["name"], row["metric_type"])
+
+    async def _load_series(self, keys: list[SeriesKey]) -> None:
+        ids = [self.metrics[name].id for name, _, _ in keys]
+        tag_sets = [tags_json(tags) for _, _, tags in keys]
+        for position, series_id in await self.conn.fetch(sql.query("series_ids"), ids, tag_sets):
+            self.series[keys[position - 1]] = series_id
+
+    async def resolve(self) -> Resolution:
+        unknown = {key for batch in self.batches for key in batch.keys if not self.known(key)}
+        await self._load_metrics({key[0] for key in unknown} - self.metrics.keys())
+        await self._load_series(sorted(k for k in unknown if k[0] in self.metrics))
+        counts = await self._series_counts(unknown)
+
+        # Decide, batch by batch in arrival order, before writing anything.
+        outcomes: list[list[int] | ApiError] = []
+        new_metrics: dict[str, tuple[str, str | None]] = {}
+        new_series: set[SeriesKey] = set()
+        for batch in self.batches:
+            refusal = self._refusal(batch, new_metrics, counts)
+            if refusal is not None:
+                outcomes.append(refusal)
+                continue
+            outcomes.append([])
+            for event, key in zip(batch.events, batch.keys, strict=True):
+                if event.metric_name not in self.metrics and event.metric_name not in new_metrics:
+                    new_metrics[event.metric_name] = (event.metric_type, event.unit)
+                if not self.known(key) and key not in new_series:
+                    new_series.add(key)
+                    counts[key[0]] = counts.get(key[0], 0) + 1
+
+        await self._create_metrics(new_metrics, outcomes)
+        accepted = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, list)]
+        await self._create_series(
+            sorted({k for i in accepted for k in self.batches[i].keys if not self.known(k)})
+        )
+        for index in accepted:
+            outcomes[index] = [self._id(key) for key in self.batches[index].keys]
+        learned = {n: m for n, m in self.metrics.items() if n not in self.registry._metrics}
+        # Only keys of the metric's own type may be cached (see SeriesKey).
+        series = {k: v for k, v in self.series.items() if self.metrics[k[0]].metric_type == k[1]}
+        return Resolution(outcomes, learned, series)
+
+    def _id(self, key: SeriesKey) -> int:
+        found = self.known(key)
+        if found is None:
+            raise RuntimeError(f"series {key!r} was neither found nor created")
+        return found
+
+    async def _series_counts(self, unknown: set[SeriesKey]) -> dict[str, int]:
+        gaining = sorted(
+            {
+                self.metrics[key[0]].id
+                for key in unknown
+                if key[0] in self.metrics and key not in self.series
+            }
+        )
+        if not gaining:
+            return {}
+        by_id = {metric.id: name for name, metric in self.metrics.items()}
+        rows = await self.conn.fetch(sql.query("series_counts"), gaining)
+        return {by_id[row["metric_id"]]: row["series"] for row in rows}
+
+    def _refusal(
+        self, batch: Batch, new_metrics: dict[str, tuple[str, str | None]], counts: dict[str, int]
+    ) -> ApiError | None:
+        errors: list[dict[str, Any]] = []
+        adds: dict[str, set[SeriesKey]] = {}
+        for index, (event, key) in enumerate(zip(batch.events, batch.keys, strict=True)):
+            metric = self.metrics.get(event.metric_name)
+            fixed = metric.metric_type if metric else new_metrics.get(event.metric_name, (None,))[0]
+            if fixed is not None and fixed != event.metric_type:
                 errors.append(
                     field_error(
                         "metric_type",
-                        f"metric {metric.name!r} is a {metric.metric_type}; this event says "
+                        f"metric {event.metric_name!r} is a {fixed}; this event says "
                         f"{event.metric_type}",
-                        index if len(events) > 1 else None,
+                        index,
                     )
                 )
-            keys.append((metric.id, canonical_tags(event.series_tags())))
-        if errors:
-            raise ValidationFailed(
-                f"An event's metric_type differs from its metric's type: {errors[0]['reason']}",
-                details=errors[:100],
-            )
+            elif not self.known(key):
+                adds.setdefault(event.metric_name, set()).add(key)
+        limit = self.registry.max_series_per_metric
+        for name, keys in adds.items():
+            if counts.get(name, 0) + len(keys) > limit:
+                errors.append(
+                    field_error(
+                        "tags",
+                        f"metric {name!r} has reached its limit of {limit} series; events with new "
+                        "tag sets are refused (existing series still work)",
+                    )
+                )
+        if not errors:
+            return None
+        return ValidationFailed(
+            f"{len(errors)} event(s) cannot be stored; nothing was stored: {errors[0]['reason']}",
+            details=errors[:100],
+        )
 
-        unknown = sorted({key for key in keys if key not in self._series})
-        new_series: dict[tuple[int, str], int] = {}
-        if unknown:
-            metric_ids = [key[0] for key in unknown]
-            tag_sets = [key[1] for key in unknown]
-            await conn.execute(sql.query("ensure_series"), metric_ids, tag_sets)
-            for position, series_id in await conn.fetch(
-                sql.query("series_ids"), metric_ids, tag_sets
-            ):
-                new_series[unknown[position - 1]] = series_id
-        ids = [self._series.get(key) or new_series[key] for key in keys]
-        return Resolution(ids, new_metrics, new_series)
+    async def _create_metrics(
+        self, new: dict[str, tuple[str, str | None]], outcomes: list[list[int] | ApiError]
+    ) -> None:
+        if not new:
+            return
+        names = sorted(new)
+        await self.conn.execute(
+            sql.query("ensure_metrics"),
+            names,
+            [new[name][0] for name in names],
+            [new[name][1] for name in names],
+        )
+        await self._load_metrics(set(names))
+        # Another process may have created one of them a moment ago with another type.
+        for index, batch in enumerate(self.batches):
+            if not isinstance(outcomes[index], list):
+                continue
+            for position, event in enumerate(batch.events):
+                fixed = self.metrics[event.metric_name].metric_type
+                if fixed != event.metric_type:
+                    reason = (
+                        f"metric {event.metric_name!r} is a {fixed}; this event says "
+                        f"{event.metric_type}"
+                    )
+                    outcomes[index] = ValidationFailed(
+                        f"1 event(s) cannot be stored; nothing was stored: {reason}",
+                        details=[field_error("metric_type", reason, position)],
+                    )
+                    break
+
+    async def _create_series(self, keys: list[SeriesKey]) -> None:
+        if not keys:
+            return
+        keys = sorted(keys)
+        ids = [self.metrics[name].id for name, _, _ in keys]
+        tag_sets = [tags_json(tags) for _, _, tags in keys]
+        await self.conn.execute(sql.query("ensure_series"), ids, tag_sets)
+        await self._load_series(keys)

@@ -1,4 +1,8 @@
-"""Metric events on the wire: one msgspec Struct, decoded and validated once, at the edge.
+"""Metric events on the wire: decoded and validated once, at the edge, into a `Batch`.
+
+Bodies: one JSON event (``/record``), or for ``/batch`` a JSON array of events, an object
+``{"events": [...]}``, or one JSON event per line (``application/x-ndjson``); any of them may be
+sent with ``Content-Encoding: gzip``.
 
 Timestamps are RFC 3339 strings with an offset (``2024-10-30T12:00:00Z``) or numbers of seconds
 since the Unix epoch; numbers of 1e11 or more are read as milliseconds (1e11 seconds is in the
@@ -8,40 +12,37 @@ year 5138, 1e11 milliseconds in 1973). Without a timestamp the server's clock is
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from service.errors import BadRequest, ValidationFailed, field_error
+from service.errors import BadRequest, PayloadTooLarge, ValidationFailed, field_error
+from service.settings import IngestSettings
 
-MAX_NAME_LENGTH = 200
-MAX_TAGS = 32
-MAX_TAG_KEY_LENGTH = 100
-MAX_TAG_VALUE_LENGTH = 256
 MILLISECONDS_FROM = 1e11
+MAX_REPORTED_ERRORS = 100
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
+TAG_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:/-]*$"
 
 MetricType = Literal["counter", "gauge", "histogram", "timer"]
-# No `/`: the name is one segment of /api/v1/analytics/metrics/{name}/statistics.
+# No `/` in names: the name is one segment of /api/v1/analytics/metrics/{name}/statistics.
+# Lengths are checked in `check` against the configured limits.
 MetricName = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
-        max_length=MAX_NAME_LENGTH,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$",
+        pattern=NAME_PATTERN,
         description="Letters, digits and _ . : -, starting with a letter or _",
     ),
 ]
-TagKey = Annotated[
-    str,
-    msgspec.Meta(
-        min_length=1,
-        max_length=MAX_TAG_KEY_LENGTH,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_.:/-]*$",
-    ),
-]
-TagValue = Annotated[str, msgspec.Meta(max_length=MAX_TAG_VALUE_LENGTH)]
+TagKey = Annotated[str, msgspec.Meta(min_length=1, pattern=TAG_KEY_PATTERN)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)] | float
+
+# (metric name, metric type, canonical tags). The type is part of the key so that an event of
+# the wrong type never finds a cached series: it goes the slow way, where it is refused.
+SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]
 
 
 class MetricEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -49,42 +50,45 @@ class MetricEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     value: float
     metric_type: MetricType
     unit: Annotated[str, msgspec.Meta(max_length=32)] | None = None
-    tags: Annotated[dict[TagKey, TagValue], msgspec.Meta(max_length=MAX_TAGS)] = {}
-    source: TagValue | None = None
+    tags: dict[TagKey, str] = {}
+    source: str | None = None
     timestamp: Timestamp | None = None
 
-    def series_tags(self) -> dict[str, str]:
-        """The tags that identify the series: `source`, when given, is the tag `source`."""
-        if self.source is None:
-            return self.tags
-        return {**self.tags, "source": self.source}
 
-    def time(self, now: datetime) -> datetime:
-        if self.timestamp is None:
-            return now
-        if isinstance(self.timestamp, datetime):
-            return self.timestamp
-        seconds = (
-            self.timestamp / 1000 if abs(self.timestamp) >= MILLISECONDS_FROM else (self.timestamp)
-        )
-        return datetime.fromtimestamp(seconds, UTC)
+class Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[MetricEvent]
 
 
-_record_decoder = msgspec.json.Decoder(MetricEvent)
+class RawEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[msgspec.Raw]
+
+
+@dataclass
+class Batch:
+    """Validated events with what the write path needs of each, computed once."""
+
+    events: list[MetricEvent]
+    times: list[datetime]
+    keys: list[SeriesKey]
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+_event = msgspec.json.Decoder(MetricEvent)
+_events = msgspec.json.Decoder(list[MetricEvent])
+_envelope = msgspec.json.Decoder(Envelope)
+_raw_items = msgspec.json.Decoder(list[msgspec.Raw])
+_raw_envelope = msgspec.json.Decoder(RawEnvelope)
 _PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _NAMED_FIELD = re.compile(r"(?:required|unknown) field `([^`]+)`")
 
 
-def describe(error: msgspec.ValidationError) -> dict[str, Any]:
-    """A msgspec validation error as {index?, field, reason}: `$[3].tags.x` -> 3, 'tags.x'."""
+def describe(error: msgspec.ValidationError, index: int | None = None) -> dict[str, Any]:
+    """A msgspec validation error as {index?, field, reason}: `$.tags.x` -> 'tags.x'."""
     match = _PATH.match(str(error))
     assert match is not None  # the pattern matches any string
     reason, path = match.group("reason"), match.group("path") or ""
-    index = None
-    leading = re.match(r"^\[(\d+)\]", path)
-    if leading:
-        index = int(leading.group(1))
-        path = path[leading.end() :]
     field = path.replace("[...]", "").lstrip(".")
     if reason == "Number out of range":
         reason = "must be a finite number (at most 1.8e308 in magnitude)"
@@ -94,19 +98,155 @@ def describe(error: msgspec.ValidationError) -> dict[str, Any]:
     return field_error(field or "body", reason, index)
 
 
-def decode_record(body: bytes) -> MetricEvent:
-    """One event from a JSON body, or the 400/422 that says what is wrong with it."""
+def event_time(event: MetricEvent, now: datetime) -> datetime:
+    stamp = event.timestamp
+    if stamp is None:
+        return now
+    if isinstance(stamp, datetime):
+        return stamp if stamp.utcoffset() == timedelta(0) else stamp.astimezone(UTC)
+    seconds = stamp / 1000 if abs(stamp) >= MILLISECONDS_FROM else stamp
     try:
-        event = _record_decoder.decode(body)
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.max.replace(tzinfo=UTC) if seconds > 0 else datetime.min.replace(tzinfo=UTC)
+
+
+def series_key(event: MetricEvent) -> SeriesKey:
+    """The metric, its type and canonical tag set; `source`, when given, is the tag `source`."""
+    tags = event.tags if event.source is None else {**event.tags, "source": event.source}
+    return event.metric_name, event.metric_type, tuple(sorted(tags.items()))
+
+
+def check(
+    event: MetricEvent, when: datetime, key: SeriesKey, now: datetime, limits: IngestSettings
+) -> list[tuple[str, str]]:
+    """What is wrong with a decoded event under the configured limits: [(field, reason)]."""
+    problems: list[tuple[str, str]] = []
+    if len(event.metric_name) > limits.max_name_length:
+        problems.append(("metric_name", f"longer than {limits.max_name_length} characters"))
+    if event.source is not None and event.tags.get("source", event.source) != event.source:
+        problems.append(("source", "differs from the tag `source`; give one or the other"))
+    if len(key[2]) > limits.max_tags:
+        problems.append(("tags", f"more than {limits.max_tags} tags, counting `source`"))
+    for tag, value in key[2]:
+        if len(tag) > limits.max_tag_key_length:
+            problems.append((f"tags.{tag[:40]}", f"key longer than {limits.max_tag_key_length}"))
+        if len(value) > limits.max_tag_value_length:
+            problems.append(
+                (f"tags.{tag[:40]}", f"value longer than {limits.max_tag_value_length} characters")
+            )
+    if when > now + timedelta(seconds=limits.max_future_s):
+        problems.append(
+            ("timestamp", f"more than {limits.max_future_s} s ahead of the server's clock")
+        )
+    elif when < now - timedelta(days=limits.retention_days):
+        problems.append(("timestamp", f"older than the retention of {limits.retention_days} days"))
+    return problems
+
+
+def _refuse(errors: list[dict[str, Any]], invalid: int, total: int) -> ValidationFailed:
+    if not errors:
+        return ValidationFailed("The batch is not a list of valid events.")
+    return ValidationFailed(
+        f"{invalid} of {total} events are invalid; nothing was stored"
+        + (
+            f" (the first {MAX_REPORTED_ERRORS} are listed)"
+            if invalid > MAX_REPORTED_ERRORS
+            else ""
+        ),
+        details=errors[:MAX_REPORTED_ERRORS],
+    )
+
+
+def validate(events: list[MetricEvent], now: datetime, limits: IngestSettings) -> Batch:
+    """A Batch of `events`, or a 413/422 listing every invalid one (the first 100)."""
+    if len(events) > limits.max_batch_events:
+        raise PayloadTooLarge(
+            f"The batch has {len(events)} events; the limit is {limits.max_batch_events}."
+        )
+    times = [event_time(event, now) for event in events]
+    keys = [series_key(event) for event in events]
+    errors: list[dict[str, Any]] = []
+    invalid = 0
+    for index, (event, when, key) in enumerate(zip(events, times, keys, strict=True)):
+        problems = check(event, when, key, now, limits)
+        if problems:
+            invalid += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.extend(field_error(field, reason, index) for field, reason in problems)
+    if errors:
+        raise _refuse(errors, invalid, len(events))
+    return Batch(events, times, keys)
+
+
+def _item_errors(items: list[msgspec.Raw]) -> tuple[list[MetricEvent], list[dict[str, Any]], int]:
+    """Decode items one by one, so that every invalid one is reported, not just the first."""
+    events: list[MetricEvent] = []
+    errors: list[dict[str, Any]] = []
+    invalid = 0
+    for index, item in enumerate(items):
+        try:
+            events.append(_event.decode(item))
+        except msgspec.ValidationError as exc:
+            invalid += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(describe(exc, index))
+    return events, errors, invalid
+
+
+def _malformed(exc: msgspec.DecodeError, where: str = "") -> BadRequest:
+    return BadRequest(f"The body is not valid JSON{where}: {exc}")
+
+
+def decode_record(body: bytes) -> list[MetricEvent]:
+    """One event from a JSON object body."""
+    try:
+        return [_event.decode(body)]
     except msgspec.ValidationError as exc:
         detail = describe(exc)
         raise ValidationFailed(f"{detail['field']}: {detail['reason']}", details=[detail]) from None
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}") from None
-    if event.source is not None and event.tags.get("source", event.source) != event.source:
-        detail = field_error("source", "differs from the tag `source`; give one or the other")
-        raise ValidationFailed(f"source: {detail['reason']}", details=[detail])
-    if len(event.series_tags()) > MAX_TAGS:
-        detail = field_error("tags", f"more than {MAX_TAGS} tags, counting `source`")
-        raise ValidationFailed(f"tags: {detail['reason']}", details=[detail])
-    return event
+        raise _malformed(exc) from None
+
+
+def decode_json_batch(body: bytes) -> list[MetricEvent]:
+    """Events from a JSON array or an {"events": [...]} object."""
+    is_envelope = body.lstrip()[:1] == b"{"
+    try:
+        return _envelope.decode(body).events if is_envelope else _events.decode(body)
+    except msgspec.ValidationError:
+        pass  # decode again item by item, below, to report every invalid item
+    except msgspec.DecodeError as exc:
+        raise _malformed(exc) from None
+    try:
+        items = _raw_envelope.decode(body).events if is_envelope else _raw_items.decode(body)
+    except msgspec.ValidationError as exc:
+        detail = describe(exc)
+        raise ValidationFailed(
+            'Send a JSON array of events or an object {"events": [...]}', details=[detail]
+        ) from None
+    _, errors, invalid = _item_errors(items)
+    raise _refuse(errors, invalid, len(items))
+
+
+def decode_ndjson(body: bytes) -> list[MetricEvent]:
+    """Events from one JSON object per line; blank lines are skipped."""
+    events: list[MetricEvent] = []
+    errors: list[dict[str, Any]] = []
+    invalid = 0
+    index = 0
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(_event.decode(line))
+        except msgspec.ValidationError as exc:
+            invalid += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(describe(exc, index))
+        except msgspec.DecodeError as exc:
+            raise _malformed(exc, f" on line {number}") from None
+        index += 1
+    if errors:
+        raise _refuse(errors, invalid, index)
+    return events

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 import ingest.routes
 import query.routes
+from ingest.committer import GroupCommitter
 from ingest.series import SeriesRegistry
 from jobs.migrate import migrate, read_migrations
 from service import db, health
@@ -55,8 +56,10 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             log.info("schema up to date (%d applied now)", len(report.applied))
         app.state.settings = settings
         app.state.migrations = read_migrations()
-        app.state.series = SeriesRegistry()
         app.state.pool = await db.create_pool(settings)
+        app.state.series = SeriesRegistry(settings.ingest.max_series_per_metric)
+        app.state.committer = GroupCommitter(app.state.pool, app.state.series, settings.ingest)
+        app.state.committer.start()
         async with app.state.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT extversion, current_setting('timescaledb.license', true) AS edition "
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         try:
             yield
         finally:
+            await app.state.committer.stop()
             await app.state.pool.close()
 
     return Starlette(

@@ -63,6 +63,12 @@ class ValidationFailed(ApiError):
     code = "validation_failed"
     default_message = "The request did not pass validation."
 
+    def for_single_item(self) -> ValidationFailed:
+        """The same refusal for a one-item request: no batch index, the field up front."""
+        details = [{k: v for k, v in d.items() if k != "index"} for d in self.details]
+        message = f"{details[0]['field']}: {details[0]['reason']}" if details else self.message
+        return ValidationFailed(message, details=details)
+
 
 class QueryTimeout(ApiError):
     status = 422

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.errors import PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 _encoder = msgspec.json.Encoder()
 
@@ -20,22 +21,53 @@ class JSON(Response):
         return _encoder.encode(content)
 
 
+def media_type(request: Request, default: str = "application/json") -> str:
+    return request.headers.get("content-type", default).split(";")[0].strip().lower()
+
+
+def require_media_type(request: Request, *accepted: str) -> str:
+    found = media_type(request)
+    if found not in accepted:
+        raise UnsupportedMediaType(f"Send the body as {' or '.join(accepted)}, not {found}.")
+    return found
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    """The request body, decompressed if gzip, refused with 413 past `limit` bytes either way.
+
+    Decompression is bounded: a small body that would inflate past the limit (a gzip bomb) is
+    refused after producing at most `limit` + 1 bytes.
+    """
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; use gzip.")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}.")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks: list[bytes] = []
-    size = 0
+    received = size = 0
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        received += len(chunk)
+        if received > limit:
             raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
+        if inflater is not None:
+            chunk = _inflate(inflater, chunk, limit - size)
+        size += len(chunk)
         chunks.append(chunk)
+    if inflater is not None:
+        if not inflater.eof:
+            raise BadRequest("The gzip body is truncated.")
+        if inflater.unused_data:
+            raise BadRequest("The gzip body has data after its end.")
     return b"".join(chunks)
 
 
-def require_json(request: Request) -> None:
-    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if media_type.lower() != "application/json":
-        raise UnsupportedMediaType(f"Send the body as application/json, not {media_type}.")
+def _inflate(inflater: Any, data: bytes, room: int) -> bytes:
+    try:
+        out = inflater.decompress(data, room + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"The body is not valid gzip: {exc}") from None
+    if len(out) > room or inflater.unconsumed_tail:
+        raise PayloadTooLarge("The body is over the size limit once decompressed.")
+    return bytes(out)

@@ -104,7 +104,84 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ),
     Setting("MIGRATE_ON_START", True, "Apply schema migrations when the API server starts.", _bool),
     Setting("LOG_LEVEL", "info", "Log level: debug, info, warning or error.", str),
+    Setting(
+        "RETENTION_DAYS",
+        90,
+        "Days raw events are kept; ingest refuses events older than this.",
+        _positive_int,
+    ),
+    # Ingest limits: each one refused with a 4xx that names it.
+    Setting(
+        "INGEST_MAX_BODY_BYTES",
+        16 * 1024 * 1024,
+        "Largest request body, checked again after gzip decompression (413).",
+        _positive_int,
+    ),
+    Setting("INGEST_MAX_BATCH_EVENTS", 100_000, "Most events in one batch (413).", _positive_int),
+    Setting("INGEST_MAX_NAME_LENGTH", 200, "Longest metric name (422).", _positive_int),
+    Setting(
+        "INGEST_MAX_TAGS", 32, "Most tags on one event, counting `source` (422).", _positive_int
+    ),
+    Setting("INGEST_MAX_TAG_KEY_LENGTH", 100, "Longest tag key (422).", _positive_int),
+    Setting("INGEST_MAX_TAG_VALUE_LENGTH", 256, "Longest tag value (422).", _positive_int),
+    Setting(
+        "INGEST_MAX_FUTURE_S",
+        600,
+        "How far ahead of the server's clock a timestamp may be (422).",
+        _positive_int,
+    ),
+    Setting(
+        "INGEST_MAX_SERIES_PER_METRIC",
+        10_000,
+        "Most series (tag sets) per metric; events creating more are refused (422), existing "
+        "series keep working.",
+        _positive_int,
+    ),
+    Setting(
+        "INGEST_QUEUE_MAX_EVENTS",
+        200_000,
+        "Most events waiting to be committed in one server process; beyond it requests get 429.",
+        _positive_int,
+    ),
+    Setting(
+        "INGEST_GROUP_MAX_EVENTS",
+        20_000,
+        "Most events one group commit gathers from concurrent requests (a larger batch is "
+        "committed alone).",
+        _positive_int,
+    ),
+    Setting("INGEST_WRITERS", 2, "Group commits in flight at once per process.", _positive_int),
+    Setting(
+        "INGEST_COMMIT_TIMEOUT_S",
+        10,
+        "Longest a request waits for its commit; then 503 (retry with the same Idempotency-Key).",
+        _positive_int,
+    ),
+    Setting(
+        "IDEMPOTENCY_TTL_HOURS",
+        24,
+        "Hours an Idempotency-Key is remembered; a retry after that is stored again.",
+        _positive_int,
+    ),
 )
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_batch_events: int = 100_000
+    max_name_length: int = 200
+    max_tags: int = 32
+    max_tag_key_length: int = 100
+    max_tag_value_length: int = 256
+    max_future_s: int = 600
+    max_series_per_metric: int = 10_000
+    queue_max_events: int = 200_000
+    group_max_events: int = 20_000
+    writers: int = 2
+    commit_timeout_s: int = 10
+    idempotency_ttl_hours: int = 24
+    retention_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -118,6 +195,8 @@ class Settings:
     statement_timeout_ms: int
     migrate_on_start: bool
     log_level: str
+    retention_days: int
+    ingest: IngestSettings
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
     def require_database_url(self) -> str:
@@ -150,8 +229,18 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "info, warning or error"
         )
     url = values.pop("DATABASE_URL")
-    return Settings(
-        database_url=Secret(url) if url else None,
-        **{name.lower(): value for name, value in values.items()},
-        raw=values,
+    ingest = IngestSettings(
+        retention_days=values["RETENTION_DAYS"],
+        idempotency_ttl_hours=values["IDEMPOTENCY_TTL_HOURS"],
+        **{
+            name.removeprefix("INGEST_").lower(): value
+            for name, value in values.items()
+            if name.startswith("INGEST_")
+        },
     )
+    core = {
+        name.lower(): value
+        for name, value in values.items()
+        if not name.startswith(("INGEST_", "IDEMPOTENCY_"))
+    }
+    return Settings(database_url=Secret(url) if url else None, ingest=ingest, **core, raw=values)

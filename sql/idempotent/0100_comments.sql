@@ -10,3 +10,8 @@ COMMENT ON TABLE analytics.metric_events IS
     'Raw metric events (hypertable, 1-day chunks): time, series id, value.';
 COMMENT ON COLUMN analytics.metric_events.series_id IS 'analytics.series.id (not enforced: '
     'a foreign key on a hypertable costs a lookup per inserted row).';
+COMMENT ON TABLE _analytics.idempotency_keys IS
+    'Idempotency-Key of each committed batch (recorded with its events); pruned after '
+    'IDEMPOTENCY_TTL_HOURS.';
+COMMENT ON TABLE _analytics.rollup_invalidations IS
+    'Append-only: the hours touched by each committed batch, consumed by the rollup job.';

@@ -28,3 +28,38 @@ ON CONFLICT (metric_id, tags) DO NOTHING;
 SELECT s.position, series.id
 FROM unnest($1::integer[], $2::jsonb[]) WITH ORDINALITY AS s (metric_id, tags, position)
 JOIN analytics.series ON series.metric_id = s.metric_id AND series.tags = s.tags;
+
+-- name: series_counts
+-- Series per metric, for the cardinality guard; only for metrics gaining series in a batch.
+SELECT metric_id, count(*) AS series
+FROM analytics.series
+WHERE metric_id = ANY ($1::integer[])
+GROUP BY metric_id;
+
+-- name: claim_idempotency_keys
+-- Records the keys of a group's batches; a key already there (and not expired) is not
+-- returned, and its batch is answered as the duplicate it is. Sorted: no deadlocks.
+INSERT INTO _analytics.idempotency_keys AS k (scope, key, body_sha256, accepted)
+SELECT $1, key, sha, accepted
+FROM unnest($2::text[], $3::bytea[], $4::integer[]) AS u (key, sha, accepted)
+ORDER BY key
+ON CONFLICT (scope, key) DO UPDATE
+    SET body_sha256 = excluded.body_sha256, accepted = excluded.accepted, created_at = now()
+    WHERE k.created_at < now() - $5::interval
+RETURNING key;
+
+-- name: idempotency_answers
+SELECT key, body_sha256, accepted
+FROM _analytics.idempotency_keys
+WHERE scope = $1 AND key = ANY ($2::text[]) AND created_at >= now() - $3::interval;
+
+-- name: release_idempotency_keys
+-- Keys of batches refused inside a group commit, so that a corrected retry is stored.
+DELETE FROM _analytics.idempotency_keys WHERE scope = $1 AND key = ANY ($2::text[]);
+
+-- name: prune_idempotency_keys
+DELETE FROM _analytics.idempotency_keys WHERE created_at < now() - $1::interval;
+
+-- name: record_invalidations
+INSERT INTO _analytics.rollup_invalidations (bucket)
+SELECT unnest($1::timestamptz[]);

@@ -1,0 +1,340 @@
+"""Group commit: concurrent requests share one transaction and one binary COPY.
+
+Requests put their validated batch on a bounded in-memory queue and wait for its outcome.
+Writer tasks (INGEST_WRITERS) each take whatever is queued, up to INGEST_GROUP_MAX_EVENTS (a
+larger batch goes alone), and commit it in one transaction:
+
+1. claim the batches' Idempotency-Keys (a key already there marks its batch a duplicate);
+2. resolve series, refusing batches whose metric type or series count is wrong;
+3. COPY every accepted event into analytics.metric_events;
+4. append the hours touched to the rollup invalidation log;
+5. commit, then answer each request.
+
+One refused batch never fails the others in its group. A data error the checks did not foresee
+makes the group retry each batch in a transaction of its own, so only the culprit fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg
+
+import sql
+from ingest.series import SeriesRegistry
+from ingest.wire import Batch
+from service.db import translate
+from service.errors import ApiError, DatabaseUnavailable, ValidationFailed, field_error
+from service.settings import IngestSettings
+
+log = logging.getLogger("astraeus.ingest")
+
+EVENT_COLUMNS = ("time", "series_id", "value")
+PRUNE_EVERY_S = 600
+
+
+class QueueFull(ApiError):
+    status = 429
+    code = "ingest_queue_full"
+    default_message = "The server is taking in more events than it can store; retry shortly."
+
+
+class CommitTimeout(ApiError):
+    status = 503
+    code = "commit_timeout"
+    default_message = (
+        "The batch was not confirmed in time. It may still be committed: retry with the same "
+        "Idempotency-Key to be sure it is stored exactly once."
+    )
+
+
+@dataclass(frozen=True)
+class Accepted:
+    accepted: int
+    duplicate: bool = False
+
+    def body(self) -> dict[str, object]:
+        return {"accepted": self.accepted, "duplicate": self.duplicate}
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    scope: str
+    key: str
+    body_sha256: bytes
+
+    @classmethod
+    def of(cls, scope: str, key: str, body: bytes) -> IdempotencyKey:
+        return cls(scope, key, hashlib.sha256(body).digest())
+
+
+@dataclass(eq=False)
+class Pending:
+    batch: Batch
+    key: IdempotencyKey | None
+    future: asyncio.Future[Accepted] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    abandoned: bool = False
+
+    def settle(self, outcome: Accepted | BaseException) -> None:
+        if self.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
+
+
+def reused_key(key: str) -> ValidationFailed:
+    reason = "this key was used for a different batch; use a new key for new data"
+    return ValidationFailed(
+        f"Idempotency-Key {key!r}: {reason}",
+        details=[field_error("Idempotency-Key", reason)],
+    )
+
+
+class GroupCommitter:
+    def __init__(
+        self, pool: asyncpg.Pool, registry: SeriesRegistry, limits: IngestSettings
+    ) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.limits = limits
+        self.ttl = timedelta(hours=limits.idempotency_ttl_hours)
+        self._queue: deque[Pending] = deque()
+        self._queued_events = 0
+        self._work = asyncio.Condition()
+        self._writers: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._last_prune = 0.0
+
+    @property
+    def queued_events(self) -> int:
+        return self._queued_events
+
+    def start(self) -> None:
+        self._writers = [
+            asyncio.create_task(self._writer(), name=f"ingest-writer-{n}")
+            for n in range(self.limits.writers)
+        ]
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop the writers."""
+        self._stopping = True
+        async with self._work:
+            self._work.notify_all()
+        await asyncio.gather(*self._writers, return_exceptions=True)
+
+    async def previous_answer(self, key: IdempotencyKey) -> Accepted | None:
+        """The answer given to an earlier batch with this key, if it is still remembered."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                sql.query("idempotency_answers"), key.scope, [key.key], self.ttl
+            )
+        if row is None:
+            return None
+        if row["body_sha256"] != key.body_sha256:
+            raise reused_key(key.key)
+        return Accepted(row["accepted"], duplicate=True)
+
+    async def submit(self, batch: Batch, key: IdempotencyKey | None) -> Accepted:
+        """Queue `batch` and wait until it is committed (or refused, or timed out)."""
+        if self._stopping:
+            raise DatabaseUnavailable("The server is shutting down; retry on another instance.")
+        if self._queued_events and self._queued_events + len(batch) > self.limits.queue_max_events:
+            raise QueueFull(headers={"Retry-After": "1"})
+        pending = Pending(batch, key)
+        self._queue.append(pending)
+        self._queued_events += len(batch)
+        async with self._work:
+            self._work.notify()
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(pending.future), self.limits.commit_timeout_s
+            )
+        except TimeoutError:
+            pending.abandoned = True
+            raise CommitTimeout(headers={"Retry-After": "5"}) from None
+
+    def _take_group(self) -> list[Pending]:
+        group: list[Pending] = []
+        size = 0
+        while self._queue:
+            head = self._queue[0]
+            if group and size + len(head.batch) > self.limits.group_max_events:
+                break
+            self._queue.popleft()
+            self._queued_events -= len(head.batch)
+            if head.abandoned:
+                head.settle(CommitTimeout())
+                continue
+            group.append(head)
+            size += len(head.batch)
+        return group
+
+    async def _writer(self) -> None:
+        while True:
+            async with self._work:
+                await self._work.wait_for(lambda: bool(self._queue) or self._stopping)
+            group = self._take_group()
+            if not group:
+                if self._stopping and not self._queue:
+                    return
+                continue
+            try:
+                await self._commit_group(group)
+            except Exception as exc:  # the writer must survive whatever one group does
+                log.exception("group commit failed")
+                for pending in group:
+                    pending.settle(translate(exc) or ApiError())
+
+    async def _commit_group(self, group: list[Pending]) -> None:
+        started = time.monotonic()
+        try:
+            await self._commit(group)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            if len(group) == 1:
+                log.warning("batch refused by the database: %s", exc)
+                group[0].settle(ValidationFailed(f"The database refused the batch: {exc}"))
+                return
+            for pending in group:  # find the culprit: each batch alone
+                await self._commit_group([pending])
+            return
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            log.warning("group commit could not reach the database: %s", exc)
+            for pending in group:
+                pending.settle(DatabaseUnavailable())
+            return
+        log.debug("committed %d batches in %.1f ms", len(group), (time.monotonic() - started) * 1e3)
+        await self._prune_keys()
+
+    async def _commit(self, group: list[Pending]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            live, answers = await self._claim_keys(conn, group)
+            resolution = await self.registry.resolve(conn, [p.batch for p in live])
+            writing: list[tuple[Pending, list[int]]] = []
+            refused: list[Pending] = []
+            for pending, resolved in zip(live, resolution.outcomes, strict=True):
+                if isinstance(resolved, ApiError):
+                    answers[pending] = resolved
+                    refused.append(pending)
+                else:
+                    writing.append((pending, resolved))
+            await self._release_keys(conn, refused)
+            if writing:
+                await conn.copy_records_to_table(
+                    "metric_events",
+                    schema_name="analytics",
+                    columns=EVENT_COLUMNS,
+                    records=_records(writing),
+                )
+                await conn.execute(sql.query("record_invalidations"), _hours(writing))
+            for pending, _ in writing:
+                answers[pending] = Accepted(len(pending.batch))
+        self.registry.remember(resolution)
+        for pending, outcome in answers.items():
+            pending.settle(outcome)
+
+    async def _claim_keys(
+        self, conn: asyncpg.Connection, group: list[Pending]
+    ) -> tuple[list[Pending], dict[Pending, Accepted | ApiError]]:
+        """The batches to write, and answers for those whose key says they are duplicates."""
+        answers: dict[Pending, Accepted | ApiError] = {}
+        keyed: dict[tuple[str, str], Pending] = {}
+        live: list[Pending] = []
+        later: list[Pending] = []  # same key twice in one group: the second is a duplicate
+        for pending in group:
+            if pending.key is None:
+                live.append(pending)
+            elif (pending.key.scope, pending.key.key) in keyed:
+                later.append(pending)
+            else:
+                keyed[(pending.key.scope, pending.key.key)] = pending
+        by_scope: dict[str, list[Pending]] = {}
+        for pending in keyed.values():
+            assert pending.key is not None
+            by_scope.setdefault(pending.key.scope, []).append(pending)
+        for scope, members in by_scope.items():
+            members.sort(key=lambda p: p.key.key if p.key else "")
+            claimed = {
+                row["key"]
+                for row in await conn.fetch(
+                    sql.query("claim_idempotency_keys"),
+                    scope,
+                    [p.key.key for p in members if p.key],
+                    [p.key.body_sha256 for p in members if p.key],
+                    [len(p.batch) for p in members],
+                    self.ttl,
+                )
+            }
+            taken = [p for p in members if p.key and p.key.key not in claimed]
+            live.extend(p for p in members if p.key and p.key.key in claimed)
+            if taken:
+                rows = await conn.fetch(
+                    sql.query("idempotency_answers"),
+                    scope,
+                    [p.key.key for p in taken if p.key],
+                    self.ttl,
+                )
+                stored = {row["key"]: row for row in rows}
+                for pending in taken:
+                    assert pending.key is not None
+                    row = stored[pending.key.key]
+                    answers[pending] = (
+                        Accepted(row["accepted"], duplicate=True)
+                        if row["body_sha256"] == pending.key.body_sha256
+                        else reused_key(pending.key.key)
+                    )
+        for pending in later:
+            assert pending.key is not None
+            first = keyed[(pending.key.scope, pending.key.key)]
+            answers[pending] = (
+                Accepted(len(first.batch), duplicate=True)
+                if first.key and first.key.body_sha256 == pending.key.body_sha256
+                else reused_key(pending.key.key)
+            )
+        return live, answers
+
+    async def _release_keys(self, conn: asyncpg.Connection, refused: list[Pending]) -> None:
+        by_scope: dict[str, list[str]] = {}
+        for pending in refused:
+            if pending.key is not None:
+                by_scope.setdefault(pending.key.scope, []).append(pending.key.key)
+        for scope, keys in by_scope.items():
+            await conn.execute(sql.query("release_idempotency_keys"), scope, keys)
+
+    async def _prune_keys(self) -> None:
+        now = time.monotonic()
+        if now - self._last_prune < PRUNE_EVERY_S:
+            return
+        self._last_prune = now
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            async with self.pool.acquire() as conn:
+                await conn.execute(sql.query("prune_idempotency_keys"), self.ttl)
+
+
+def _records(
+    writing: list[tuple[Pending, list[int]]],
+) -> Iterator[tuple[datetime, int, float]]:
+    """Rows for COPY, produced as asyncpg sends them rather than built as one big list."""
+    for pending, series_ids in writing:
+        batch = pending.batch
+        yield from zip(batch.times, series_ids, (e.value for e in batch.events), strict=True)
+
+
+def _hours(writing: list[tuple[Pending, list[int]]]) -> list[datetime]:
+    hours = {
+        when.replace(minute=0, second=0, microsecond=0)
+        for pending, _ in writing
+        for when in pending.batch.times
+    }
+    return sorted(hours)
