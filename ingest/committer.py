@@ -31,6 +31,7 @@ import asyncpg
 import sql
 from ingest.series import SeriesRegistry
 from ingest.wire import Batch
+from service.db import connection as acquire
 from service.db import translate
 from service.errors import ApiError, DatabaseUnavailable, ValidationFailed, field_error
 from service.settings import IngestSettings
@@ -94,6 +95,15 @@ class Pending:
             self.future.set_result(outcome)
 
 
+@dataclass
+class CommitStats:
+    """Totals since start: committed groups (transactions), batches and events."""
+
+    groups: int = 0
+    batches: int = 0
+    events: int = 0
+
+
 def reused_key(key: str) -> ValidationFailed:
     reason = "this key was used for a different batch; use a new key for new data"
     return ValidationFailed(
@@ -116,6 +126,7 @@ class GroupCommitter:
         self._writers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._last_prune = 0.0
+        self.stats = CommitStats()
 
     @property
     def queued_events(self) -> int:
@@ -136,7 +147,7 @@ class GroupCommitter:
 
     async def previous_answer(self, key: IdempotencyKey) -> Accepted | None:
         """The answer given to an earlier batch with this key, if it is still remembered."""
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             row = await conn.fetchrow(
                 sql.query("idempotency_answers"), key.scope, [key.key], self.ttl
             )
@@ -214,11 +225,15 @@ class GroupCommitter:
             for pending in group:
                 pending.settle(DatabaseUnavailable())
             return
+        except ApiError as exc:  # no connection could be had
+            for pending in group:
+                pending.settle(exc)
+            return
         log.debug("committed %d batches in %.1f ms", len(group), (time.monotonic() - started) * 1e3)
         await self._prune_keys()
 
     async def _commit(self, group: list[Pending]) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with acquire(self.pool) as conn, conn.transaction():
             live, answers = await self._claim_keys(conn, group)
             resolution = await self.registry.resolve(conn, [p.batch for p in live])
             writing: list[tuple[Pending, list[int]]] = []
@@ -241,6 +256,9 @@ class GroupCommitter:
             for pending, _ in writing:
                 answers[pending] = Accepted(len(pending.batch))
         self.registry.remember(resolution)
+        self.stats.groups += 1
+        self.stats.batches += len(writing)
+        self.stats.events += sum(len(pending.batch) for pending, _ in writing)
         for pending, outcome in answers.items():
             pending.settle(outcome)
 

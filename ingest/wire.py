@@ -225,6 +225,8 @@ def decode_json_batch(body: bytes) -> list[MetricEvent]:
         raise ValidationFailed(
             'Send a JSON array of events or an object {"events": [...]}', details=[detail]
         ) from None
+    except msgspec.DecodeError as exc:  # malformed further on than the first invalid item
+        raise _malformed(exc) from None
     _, errors, invalid = _item_errors(items)
     raise _refuse(errors, invalid, len(items))
 

@@ -1,0 +1,191 @@
+"""Group commit, backpressure and concurrency, through the real HTTP path.
+
+To hold the writer at a known point, a test connection locks analytics.metric_events: the
+group's COPY then waits for the lock, and whatever arrives meanwhile queues up behind it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import httpx2
+import psycopg
+import pytest
+from psycopg import sql as pgsql
+from starlette.testclient import TestClient
+
+from tests.conftest import make_client
+
+RECORD = "/api/v1/analytics/metrics/record"
+BATCH = "/api/v1/analytics/metrics/batch"
+
+
+def event(value: float, metric: str = "queue.depth", **fields: Any) -> dict[str, Any]:
+    return {"metric_name": metric, "value": value, "metric_type": "gauge", **fields}
+
+
+def count(db: psycopg.Connection[Any], where: str = "true") -> int:
+    query = pgsql.SQL("SELECT count(*) FROM analytics.metric_events WHERE {}").format(
+        pgsql.SQL(where)
+    )
+    row = db.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def events_table_locked(db_url: str) -> Iterator[Callable[[], int]]:
+    """Holds an exclusive lock on metric_events; yields a function counting blocked writers."""
+    with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as probe:
+        holder.execute("LOCK TABLE analytics.metric_events IN ACCESS EXCLUSIVE MODE")
+
+        def waiting() -> int:
+            row = probe.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                "'analytics.metric_events'::regclass"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        try:
+            yield waiting
+        finally:
+            holder.rollback()
+
+
+def post(client: TestClient, path: str, body: Any) -> httpx2.Response:
+    return client.post(path, json=body)
+
+
+def test_concurrent_requests_share_commits(client: TestClient, db: psycopg.Connection[Any]) -> None:
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        futures = [pool.submit(post, client, RECORD, event(i)) for i in range(200)]
+        responses = [f.result() for f in futures]
+
+    assert [r.status_code for r in responses] == [200] * 200
+    assert count(db) == 200
+    stats = client.app.state.committer.stats  # type: ignore[attr-defined]
+    assert stats.batches == 200
+    assert stats.groups < 200
+
+
+def test_a_refused_batch_does_not_fail_the_others_in_its_group(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    db.execute("INSERT INTO analytics.metrics (name, metric_type) VALUES ('typed', 'counter')")
+    with (
+        make_client(db_url, INGEST_WRITERS="1") as client,
+        ThreadPoolExecutor(max_workers=4) as pool,
+    ):
+        committer = client.app.state.committer  # type: ignore[attr-defined]
+        with events_table_locked(db_url) as waiting:
+            blocker = pool.submit(post, client, BATCH, [event(0, "blocker")])
+            wait_for(lambda: waiting() == 1)
+            queued: list[Future[httpx2.Response]] = [
+                pool.submit(post, client, BATCH, [event(1)]),
+                pool.submit(post, client, BATCH, [event(2, "typed")]),
+                pool.submit(post, client, BATCH, [event(3)]),
+            ]
+            wait_for(lambda: committer.queued_events == 3)
+        results = [f.result() for f in [blocker, *queued]]
+
+    assert [r.status_code for r in results] == [200, 200, 422, 200]
+    assert "metric 'typed' is a counter" in results[2].json()["message"]
+    assert committer.stats.groups == 2
+    assert count(db) == 3
+    assert count(db, "value = 2") == 0
+
+
+def test_a_full_queue_answers_429_with_retry_after(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    with (
+        make_client(db_url, INGEST_WRITERS="1", INGEST_QUEUE_MAX_EVENTS="5") as client,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
+        committer = client.app.state.committer  # type: ignore[attr-defined]
+        with events_table_locked(db_url) as waiting:
+            blocker = pool.submit(post, client, RECORD, event(0))
+            wait_for(lambda: waiting() == 1)
+            queued = [pool.submit(post, client, RECORD, event(i)) for i in range(1, 6)]
+            wait_for(lambda: committer.queued_events == 5)
+
+            refused = post(client, BATCH, [event(99)])
+
+        results = [f.result() for f in [blocker, *queued]]
+
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["error"] == "ingest_queue_full"
+    assert [r.status_code for r in results] == [200] * 6
+    assert count(db) == 6
+    assert count(db, "value = 99") == 0
+
+
+def test_a_slow_commit_answers_503_within_the_timeout(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    with make_client(db_url, INGEST_COMMIT_TIMEOUT_S="1") as client:
+        with events_table_locked(db_url):
+            started = time.monotonic()
+            response = post(client, BATCH, [event(1)])
+            waited = time.monotonic() - started
+
+        assert response.status_code == 503
+        assert response.json()["error"] == "commit_timeout"
+        assert "same Idempotency-Key" in response.json()["message"]
+        assert response.headers["retry-after"]
+        assert waited < 5
+
+
+def test_an_unreachable_database_answers_503(db_url: str, databases: Any) -> None:
+    name = db_url.rsplit("/", 1)[1]
+    with make_client(db_url) as client:
+        with databases.admin() as admin:
+            admin.execute(
+                pgsql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                    pgsql.Identifier(name)
+                )
+            )
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+
+        response = post(client, RECORD, event(1))
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "database_unavailable"
+    assert response.headers["retry-after"]
+
+
+@pytest.mark.parametrize("processes", [4])
+def test_writers_in_several_processes_creating_one_series_get_one_id(
+    db_url: str, db: psycopg.Connection[Any], processes: int
+) -> None:
+    # Each client is a separate app: its own pool, registry cache and committer, as a separate
+    # server process would have.
+    clients = [make_client(db_url) for _ in range(processes)]
+    with contextlib.ExitStack() as stack:
+        for client in clients:
+            stack.enter_context(client)
+        with ThreadPoolExecutor(max_workers=processes * 4) as pool:
+            body = [event(1, "brand.new", tags={"region": "eu", "az": "b"})]
+            futures = [pool.submit(post, clients[i % processes], BATCH, body) for i in range(16)]
+            assert [f.result().status_code for f in futures] == [200] * 16
+
+    series = db.execute("SELECT id FROM analytics.series").fetchall()
+    metrics = db.execute("SELECT id FROM analytics.metrics").fetchall()
+    assert len(series) == 1
+    assert len(metrics) == 1
+    assert count(db, f"series_id = {series[0][0]}") == 16
