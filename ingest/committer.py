@@ -220,14 +220,17 @@ class GroupCommitter:
             for pending in group:  # find the culprit: each batch alone
                 await self._commit_group([pending])
             return
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-            log.warning("group commit could not reach the database: %s", exc)
-            for pending in group:
-                pending.settle(DatabaseUnavailable())
-            return
         except ApiError as exc:  # no connection could be had
             for pending in group:
                 pending.settle(exc)
+            return
+        except Exception as exc:
+            unavailable = translate(exc)
+            if unavailable is None:
+                raise
+            log.warning("group commit could not reach the database: %s", exc)
+            for pending in group:
+                pending.settle(unavailable)
             return
         log.debug("committed %d batches in %.1f ms", len(group), (time.monotonic() - started) * 1e3)
         await self._prune_keys()

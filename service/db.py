@@ -35,7 +35,10 @@ def translate(exc: BaseException) -> ApiError | None:
     """The API error for a database failure, or None when it is a bug to report as a 500."""
     if isinstance(exc, asyncpg.QueryCanceledError):
         return QueryTimeout()
-    if isinstance(exc, (OSError, asyncpg.InterfaceError, TimeoutError)):
+    # InternalClientError: a pooled connection the server has just terminated.
+    if isinstance(
+        exc, (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
+    ):
         return DatabaseUnavailable()
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""
