@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run serve test db db-stop lint format clean
+.PHONY: install run serve test bench db db-stop lint format clean
 
 install: $(INSTALLED)
 
@@ -27,6 +27,10 @@ serve: install
 ## make test: the whole suite against a throwaway TimescaleDB (or $$DATABASE_URL's server)
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make bench: ingest benchmark (raw COPY vs our HTTP paths), figures printed and saved as JSON
+bench: install
+	bin/with-database $(BIN)/python -m bench $(BENCH_ARGS)
 
 ## make db: start the local TimescaleDB in the background and print its DATABASE_URL
 db:

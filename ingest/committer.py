@@ -22,7 +22,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,9 +30,8 @@ import asyncpg
 
 import sql
 from ingest.series import SeriesRegistry
-from ingest.wire import Batch
-from service.db import connection as acquire
-from service.db import translate
+from ingest.validate import Batch
+from service.db import acquire, connection, translate
 from service.errors import ApiError, DatabaseUnavailable, ValidationFailed, field_error
 from service.settings import IngestSettings
 
@@ -104,6 +103,36 @@ class CommitStats:
     events: int = 0
 
 
+class HeldConnection:
+    """A pooled connection a writer keeps from one group to the next.
+
+    Acquiring and releasing per group would cost a reset round trip on every commit. After any
+    failure the connection's state is unknown, so it goes back to the pool (which resets or
+    discards it) and the next group takes a fresh one.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.conn: asyncpg.Connection | None = None
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self.conn is None or self.conn.is_closed():
+            self.conn = None
+            self.conn = await acquire(self.pool)  # 503 when none can be had
+        try:
+            yield self.conn
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+
 def reused_key(key: str) -> ValidationFailed:
     reason = "this key was used for a different batch; use a new key for new data"
     return ValidationFailed(
@@ -147,7 +176,7 @@ class GroupCommitter:
 
     async def previous_answer(self, key: IdempotencyKey) -> Accepted | None:
         """The answer given to an earlier batch with this key, if it is still remembered."""
-        async with acquire(self.pool) as conn:
+        async with connection(self.pool) as conn:
             row = await conn.fetchrow(
                 sql.query("idempotency_answers"), key.scope, [key.key], self.ttl
             )
@@ -193,32 +222,36 @@ class GroupCommitter:
         return group
 
     async def _writer(self) -> None:
-        while True:
-            async with self._work:
-                await self._work.wait_for(lambda: bool(self._queue) or self._stopping)
-            group = self._take_group()
-            if not group:
-                if self._stopping and not self._queue:
-                    return
-                continue
-            try:
-                await self._commit_group(group)
-            except Exception as exc:  # the writer must survive whatever one group does
-                log.exception("group commit failed")
-                for pending in group:
-                    pending.settle(translate(exc) or ApiError())
+        held = HeldConnection(self.pool)
+        try:
+            while True:
+                async with self._work:
+                    await self._work.wait_for(lambda: bool(self._queue) or self._stopping)
+                group = self._take_group()
+                if not group:
+                    if self._stopping and not self._queue:
+                        return
+                    continue
+                try:
+                    await self._commit_group(group, held)
+                except Exception as exc:  # the writer must survive whatever one group does
+                    log.exception("group commit failed")
+                    for pending in group:
+                        pending.settle(translate(exc) or ApiError())
+        finally:
+            await held.close()
 
-    async def _commit_group(self, group: list[Pending]) -> None:
+    async def _commit_group(self, group: list[Pending], held: HeldConnection) -> None:
         started = time.monotonic()
         try:
-            await self._commit(group)
+            await self._commit(group, held)
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
             if len(group) == 1:
                 log.warning("batch refused by the database: %s", exc)
                 group[0].settle(ValidationFailed(f"The database refused the batch: {exc}"))
                 return
             for pending in group:  # find the culprit: each batch alone
-                await self._commit_group([pending])
+                await self._commit_group([pending], held)
             return
         except ApiError as exc:  # no connection could be had
             for pending in group:
@@ -235,8 +268,8 @@ class GroupCommitter:
         log.debug("committed %d batches in %.1f ms", len(group), (time.monotonic() - started) * 1e3)
         await self._prune_keys()
 
-    async def _commit(self, group: list[Pending]) -> None:
-        async with acquire(self.pool) as conn, conn.transaction():
+    async def _commit(self, group: list[Pending], held: HeldConnection) -> None:
+        async with held.connection() as conn, conn.transaction():
             live, answers = await self._claim_keys(conn, group)
             resolution = await self.registry.resolve(conn, [p.batch for p in live])
             writing: list[tuple[Pending, list[int]]] = []
@@ -255,7 +288,8 @@ class GroupCommitter:
                     columns=EVENT_COLUMNS,
                     records=_records(writing),
                 )
-                await conn.execute(sql.query("record_invalidations"), _hours(writing))
+                hours = set().union(*(pending.batch.hours() for pending, _ in writing))
+                await conn.execute(sql.query("record_invalidations"), sorted(hours))
             for pending, _ in writing:
                 answers[pending] = Accepted(len(pending.batch))
         self.registry.remember(resolution)
@@ -350,12 +384,3 @@ def _records(
     for pending, series_ids in writing:
         batch = pending.batch
         yield from zip(batch.times, series_ids, (e.value for e in batch.events), strict=True)
-
-
-def _hours(writing: list[tuple[Pending, list[int]]]) -> list[datetime]:
-    hours = {
-        when.replace(minute=0, second=0, microsecond=0)
-        for pending, _ in writing
-        for when in pending.batch.times
-    }
-    return sorted(hours)

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from ingest.committer import GroupCommitter, IdempotencyKey
-from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record, validate
+from ingest.validate import validate
+from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
 from service.errors import BadRequest, ValidationFailed, field_error
 from service.http import JSON, read_body, require_media_type
 
@@ -40,7 +41,7 @@ async def _store(request: Request, events: list[MetricEvent], body: bytes, singl
         if previous is not None:
             return JSON(previous.body())
     try:
-        batch = validate(events, datetime.now(UTC), state.settings.ingest)
+        batch = validate(events, datetime.now(UTC), state.settings.ingest, state.tagsets)
         outcome = await committer.submit(batch, key)
     except ValidationFailed as refused:
         raise refused.for_single_item() if single else refused from None

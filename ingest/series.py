@@ -16,7 +16,9 @@ import asyncpg
 import msgspec
 
 import sql
-from ingest.wire import Batch, SeriesKey
+from ingest.tagsets import interned
+from ingest.validate import Batch
+from ingest.wire import SeriesKey
 from service.errors import ApiError, ValidationFailed, field_error
 
 
@@ -27,8 +29,8 @@ class Metric:
     metric_type: str
 
 
-def tags_json(tags: tuple[tuple[str, str], ...]) -> str:
-    return msgspec.json.encode(dict(tags)).decode()
+def tags_json(tag_set: int) -> str:
+    return msgspec.json.encode(dict(interned.tags(tag_set))).decode()
 
 
 @dataclass
@@ -56,10 +58,11 @@ class SeriesRegistry:
 
     async def resolve(self, conn: asyncpg.Connection, batches: Sequence[Batch]) -> Resolution:
         cached = self._series
-        if all(key in cached for batch in batches for key in batch.keys):
+        try:
             # The steady state: every series is known, nothing to ask the database.
             return Resolution([[cached[key] for key in batch.keys] for batch in batches])
-        return await _Group(self, conn, batches).resolve()
+        except KeyError:
+            return await _Group(self, conn, batches).resolve()
 
 
 class _Group:
@@ -84,7 +87,7 @@ class _Group:
 
     async def _load_series(self, keys: list[SeriesKey]) -> None:
         ids = [self.metrics[name].id for name, _, _ in keys]
-        tag_sets = [tags_json(tags) for _, _, tags in keys]
+        tag_sets = [tags_json(tag_set) for _, _, tag_set in keys]
         for position, series_id in await self.conn.fetch(sql.query("series_ids"), ids, tag_sets):
             self.series[keys[position - 1]] = series_id
 
@@ -214,6 +217,6 @@ class _Group:
             return
         keys = sorted(keys)
         ids = [self.metrics[name].id for name, _, _ in keys]
-        tag_sets = [tags_json(tags) for _, _, tags in keys]
+        tag_sets = [tags_json(tag_set) for _, _, tag_set in keys]
         await self.conn.execute(sql.query("ensure_series"), ids, tag_sets)
         await self._load_series(keys)

@@ -12,19 +12,15 @@ year 5138, 1e11 milliseconds in 1973). Without a timestamp the server's clock is
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from service.errors import BadRequest, PayloadTooLarge, ValidationFailed, field_error
-from service.settings import IngestSettings
+from service.errors import BadRequest, ValidationFailed, field_error
 
-MILLISECONDS_FROM = 1e11
 MAX_REPORTED_ERRORS = 100
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
-TAG_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:/-]*$"
 
 MetricType = Literal["counter", "gauge", "histogram", "timer"]
 # No `/` in names: the name is one segment of /api/v1/analytics/metrics/{name}/statistics.
@@ -37,20 +33,25 @@ MetricName = Annotated[
         description="Letters, digits and _ . : -, starting with a letter or _",
     ),
 ]
-TagKey = Annotated[str, msgspec.Meta(min_length=1, pattern=TAG_KEY_PATTERN)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)] | float
 
-# (metric name, metric type, canonical tags). The type is part of the key so that an event of
-# the wrong type never finds a cached series: it goes the slow way, where it is refused.
-SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]
+# (metric name, metric type, tag-set id). The type is part of the key so that an event of the
+# wrong type never finds a cached series: it goes the slow way, where it is refused.
+SeriesKey = tuple[str, str, int]
 
 
-class MetricEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+NO_TAGS = msgspec.Raw(b"{}")
+
+
+# gc=False: events hold no references that could form cycles; skipping the collector's
+# tracking makes decoding 100,000 of them noticeably cheaper.
+class MetricEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     metric_name: MetricName
     value: float
     metric_type: MetricType
     unit: Annotated[str, msgspec.Meta(max_length=32)] | None = None
-    tags: dict[TagKey, str] = {}
+    # Raw JSON text: parsed and checked once per distinct text (ingest/tagsets.py).
+    tags: msgspec.Raw = NO_TAGS
     source: str | None = None
     timestamp: Timestamp | None = None
 
@@ -61,18 +62,6 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
 class RawEnvelope(msgspec.Struct, forbid_unknown_fields=True):
     events: list[msgspec.Raw]
-
-
-@dataclass
-class Batch:
-    """Validated events with what the write path needs of each, computed once."""
-
-    events: list[MetricEvent]
-    times: list[datetime]
-    keys: list[SeriesKey]
-
-    def __len__(self) -> int:
-        return len(self.events)
 
 
 _event = msgspec.json.Decoder(MetricEvent)
@@ -98,87 +87,6 @@ def describe(error: msgspec.ValidationError, index: int | None = None) -> dict[s
     return field_error(field or "body", reason, index)
 
 
-def event_time(event: MetricEvent, now: datetime) -> datetime:
-    stamp = event.timestamp
-    if stamp is None:
-        return now
-    if isinstance(stamp, datetime):
-        return stamp if stamp.utcoffset() == timedelta(0) else stamp.astimezone(UTC)
-    seconds = stamp / 1000 if abs(stamp) >= MILLISECONDS_FROM else stamp
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):
-        return datetime.max.replace(tzinfo=UTC) if seconds > 0 else datetime.min.replace(tzinfo=UTC)
-
-
-def series_key(event: MetricEvent) -> SeriesKey:
-    """The metric, its type and canonical tag set; `source`, when given, is the tag `source`."""
-    tags = event.tags if event.source is None else {**event.tags, "source": event.source}
-    return event.metric_name, event.metric_type, tuple(sorted(tags.items()))
-
-
-def check(
-    event: MetricEvent, when: datetime, key: SeriesKey, now: datetime, limits: IngestSettings
-) -> list[tuple[str, str]]:
-    """What is wrong with a decoded event under the configured limits: [(field, reason)]."""
-    problems: list[tuple[str, str]] = []
-    if len(event.metric_name) > limits.max_name_length:
-        problems.append(("metric_name", f"longer than {limits.max_name_length} characters"))
-    if event.source is not None and event.tags.get("source", event.source) != event.source:
-        problems.append(("source", "differs from the tag `source`; give one or the other"))
-    if len(key[2]) > limits.max_tags:
-        problems.append(("tags", f"more than {limits.max_tags} tags, counting `source`"))
-    for tag, value in key[2]:
-        if len(tag) > limits.max_tag_key_length:
-            problems.append((f"tags.{tag[:40]}", f"key longer than {limits.max_tag_key_length}"))
-        if len(value) > limits.max_tag_value_length:
-            problems.append(
-                (f"tags.{tag[:40]}", f"value longer than {limits.max_tag_value_length} characters")
-            )
-    if when > now + timedelta(seconds=limits.max_future_s):
-        problems.append(
-            ("timestamp", f"more than {limits.max_future_s} s ahead of the server's clock")
-        )
-    elif when < now - timedelta(days=limits.retention_days):
-        problems.append(("timestamp", f"older than the retention of {limits.retention_days} days"))
-    return problems
-
-
-def _refuse(errors: list[dict[str, Any]], invalid: int, total: int) -> ValidationFailed:
-    if not errors:
-        return ValidationFailed("The batch is not a list of valid events.")
-    return ValidationFailed(
-        f"{invalid} of {total} events are invalid; nothing was stored"
-        + (
-            f" (the first {MAX_REPORTED_ERRORS} are listed)"
-            if invalid > MAX_REPORTED_ERRORS
-            else ""
-        ),
-        details=errors[:MAX_REPORTED_ERRORS],
-    )
-
-
-def validate(events: list[MetricEvent], now: datetime, limits: IngestSettings) -> Batch:
-    """A Batch of `events`, or a 413/422 listing every invalid one (the first 100)."""
-    if len(events) > limits.max_batch_events:
-        raise PayloadTooLarge(
-            f"The batch has {len(events)} events; the limit is {limits.max_batch_events}."
-        )
-    times = [event_time(event, now) for event in events]
-    keys = [series_key(event) for event in events]
-    errors: list[dict[str, Any]] = []
-    invalid = 0
-    for index, (event, when, key) in enumerate(zip(events, times, keys, strict=True)):
-        problems = check(event, when, key, now, limits)
-        if problems:
-            invalid += 1
-            if len(errors) < MAX_REPORTED_ERRORS:
-                errors.extend(field_error(field, reason, index) for field, reason in problems)
-    if errors:
-        raise _refuse(errors, invalid, len(events))
-    return Batch(events, times, keys)
-
-
 def _item_errors(items: list[msgspec.Raw]) -> tuple[list[MetricEvent], list[dict[str, Any]], int]:
     """Decode items one by one, so that every invalid one is reported, not just the first."""
     events: list[MetricEvent] = []
@@ -192,6 +100,19 @@ def _item_errors(items: list[msgspec.Raw]) -> tuple[list[MetricEvent], list[dict
             if len(errors) < MAX_REPORTED_ERRORS:
                 errors.append(describe(exc, index))
     return events, errors, invalid
+
+
+def refuse(errors: list[dict[str, Any]], invalid: int, total: int) -> ValidationFailed:
+    """The 422 for a batch with `invalid` bad events out of `total`, listing the first 100."""
+    if not errors:
+        return ValidationFailed("The batch is not a list of valid events.")
+    listed = (
+        f" (the first {MAX_REPORTED_ERRORS} are listed)" if invalid > MAX_REPORTED_ERRORS else ""
+    )
+    return ValidationFailed(
+        f"{invalid} of {total} events are invalid; nothing was stored{listed}",
+        details=errors[:MAX_REPORTED_ERRORS],
+    )
 
 
 def _malformed(exc: msgspec.DecodeError, where: str = "") -> BadRequest:
@@ -228,7 +149,7 @@ def decode_json_batch(body: bytes) -> list[MetricEvent]:
     except msgspec.DecodeError as exc:  # malformed further on than the first invalid item
         raise _malformed(exc) from None
     _, errors, invalid = _item_errors(items)
-    raise _refuse(errors, invalid, len(items))
+    raise refuse(errors, invalid, len(items))
 
 
 def decode_ndjson(body: bytes) -> list[MetricEvent]:
@@ -250,5 +171,5 @@ def decode_ndjson(body: bytes) -> list[MetricEvent]:
             raise _malformed(exc, f" on line {number}") from None
         index += 1
     if errors:
-        raise _refuse(errors, invalid, index)
+        raise refuse(errors, invalid, index)
     return events

@@ -47,13 +47,18 @@ def translate(exc: BaseException) -> ApiError | None:
     return None
 
 
-@contextlib.asynccontextmanager
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection; failures to get one become 503 rather than 500."""
+async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
+    """A connection from the pool; failing to get one is a 503, whatever the reason."""
     try:
-        conn = await pool.acquire()
+        return await pool.acquire()
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise DatabaseUnavailable() from exc
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for the length of a block, released after it."""
+    conn = await acquire(pool)
     try:
         yield conn
     finally:

@@ -223,6 +223,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingError(f"{setting.name}={raw!r} is not valid: {exc}") from None
     if values["DB_POOL_MIN"] > values["DB_POOL_MAX"]:
         raise SettingError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    if values["INGEST_WRITERS"] >= values["DB_POOL_MAX"]:
+        raise SettingError(
+            "INGEST_WRITERS must be below DB_POOL_MAX: each writer holds a connection, and "
+            "queries need at least one more"
+        )
     if values["LOG_LEVEL"].lower() not in {"debug", "info", "warning", "error"}:
         raise SettingError(
             f"LOG_LEVEL={values['LOG_LEVEL']!r} is not valid: expected debug, "

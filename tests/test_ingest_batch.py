@@ -195,7 +195,12 @@ def test_a_malformed_key_is_a_400(client: TestClient, key: bytes) -> None:
     assert response.json()["details"][0]["field"] == "Idempotency-Key"
 
 
-def test_committed_batches_record_the_hours_they_touch(
+def invalidated(db: psycopg.Connection[Any]) -> list[datetime]:
+    rows = db.execute("SELECT DISTINCT bucket FROM _analytics.rollup_invalidations ORDER BY 1")
+    return [row[0] for row in rows.fetchall()]
+
+
+def test_a_batch_invalidates_the_hours_it_spans(
     client: TestClient, db: psycopg.Connection[Any]
 ) -> None:
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
@@ -203,8 +208,21 @@ def test_committed_batches_record_the_hours_they_touch(
 
     client.post(BATCH, json=[event(i, timestamp=t.isoformat()) for i, t in enumerate(times)])
 
-    rows = db.execute("SELECT bucket FROM _analytics.rollup_invalidations ORDER BY 1").fetchall()
-    assert [row[0] for row in rows] == [hour, hour + timedelta(hours=3)]
+    assert invalidated(db) == [hour + timedelta(hours=h) for h in range(4)]
+
+
+def test_scattered_late_events_invalidate_exactly_their_hours(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    times = [now, now - timedelta(days=3), now - timedelta(days=3, minutes=1)]
+
+    client.post(BATCH, json=[event(i, timestamp=t.isoformat()) for i, t in enumerate(times)])
+
+    late = (now - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    late_too = (now - timedelta(days=3, minutes=1)).replace(minute=0, second=0, microsecond=0)
+    assert invalidated(db) == sorted({late, late_too, hour})
 
 
 def test_a_type_conflict_in_a_batch_names_both_types(

@@ -1,0 +1,149 @@
+"""`python -m bench` (make bench): benchmarks against a throwaway database on DATABASE_URL's server.
+
+Prints each figure and the ratios, and writes them as JSON under bench-results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+import psycopg
+from psycopg import sql as pgsql
+
+from bench import ingest
+from jobs.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def database_url(server_url: str, name: str) -> str:
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+class Server:
+    """The API server as its own process, as in production."""
+
+    def __init__(self, url: str) -> None:
+        self.port = free_port()
+        env = {**os.environ, "DATABASE_URL": url, "PORT": str(self.port), "LOG_LEVEL": "warning"}
+        self.process = subprocess.Popen([sys.executable, "-m", "service"], env=env)
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx2.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx2.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("the API server did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def run_ingest(url: str, workload: ingest.Workload) -> dict[str, object]:
+    print(f"generating {workload.events:,} events ...", flush=True)
+    events = ingest.make_events(workload.events)
+    records = ingest.make_events(workload.records, seed=11)
+    # The workload is built once and never freed: keep the collector from walking it, or its
+    # pauses in this load generator show up as request latency.
+    gc.collect()
+    gc.freeze()
+    server = Server(url)
+    try:
+        # Registers every series first, so that the raw path can resolve its ids up front.
+        asyncio.run(ingest.http_batches(server.base, events[:20_000], 2_000, 2))
+        print("1/3 raw binary COPY ...", flush=True)
+        raw = asyncio.run(ingest.raw_copy(url, events, workload.batch_size))
+        print(f"    {raw:,.0f} events/s", flush=True)
+        print(
+            f"2/3 HTTP batches of {workload.batch_size:,}, {workload.batch_clients} clients ...",
+            flush=True,
+        )
+        batch = asyncio.run(
+            ingest.http_batches(server.base, events, workload.batch_size, workload.batch_clients)
+        )
+        print(f"    {batch:,.0f} events/s", flush=True)
+        print(f"3/3 single-event record, {workload.record_clients} clients ...", flush=True)
+        record = asyncio.run(ingest.http_records(server.base, records, workload.record_clients))
+        print(
+            f"    {record['events_per_s']:,.0f} events/s, p50 {record['p50_ms']:.1f} ms, "
+            f"p99 {record['p99_ms']:.1f} ms",
+            flush=True,
+        )
+    finally:
+        server.stop()
+    return {
+        "workload": workload.__dict__,
+        "raw_copy_events_per_s": raw,
+        "http_batch_events_per_s": batch,
+        "batch_to_raw_ratio": batch / raw,
+        "record": record,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--events", type=int, default=ingest.Workload.events)
+    parser.add_argument("--records", type=int, default=ingest.Workload.records)
+    parser.add_argument("--batch-size", type=int, default=ingest.Workload.batch_size)
+    parser.add_argument("--batch-clients", type=int, default=ingest.Workload.batch_clients)
+    parser.add_argument("--record-clients", type=int, default=ingest.Workload.record_clients)
+    args = parser.parse_args()
+    server_url = os.environ.get("DATABASE_URL")
+    if not server_url:
+        parser.error("DATABASE_URL is not set (make bench starts a local database)")
+    workload = ingest.Workload(
+        events=args.events,
+        batch_size=args.batch_size,
+        batch_clients=args.batch_clients,
+        record_clients=args.record_clients,
+        records=args.records,
+    )
+    name = f"astraeus_bench_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    url = database_url(server_url, name)
+    try:
+        migrate(url)
+        results = {"ingest": run_ingest(url, workload)}
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(
+                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+            )
+    figures = results["ingest"]
+    print()
+    print(f"raw COPY        {figures['raw_copy_events_per_s']:>12,.0f} events/s")
+    print(f"HTTP batch      {figures['http_batch_events_per_s']:>12,.0f} events/s")
+    print(f"ratio batch/raw {figures['batch_to_raw_ratio']:>12.2f}   (target >= 0.6)")
+    record = figures["record"]
+    assert isinstance(record, dict)
+    print(f"record p99      {record['p99_ms']:>12.1f} ms       (target < 10 ms)")
+    out = ROOT / "bench-results" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Decoded events checked against the configured limits, into a `Batch` ready to write.
+
+This runs on every event of every request, so it does per event only what must be per event
+(the time, one tag-set lookup); names, tag sets and time bounds are checked per distinct value
+or by min/max, and only an invalid batch is walked again to say which events are wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ingest.tagsets import TagSets
+from ingest.wire import MetricEvent, SeriesKey, refuse
+from service.errors import PayloadTooLarge, field_error
+from service.settings import IngestSettings
+
+MILLISECONDS_FROM = 1e11
+HOUR = 3600
+# A batch spanning at most this many hours invalidates every hour in its range; a wider one
+# (a backfill, scattered late events) works out exactly which hours it touches.
+CONTIGUOUS_HOURS = 6
+
+
+@dataclass
+class Batch:
+    """Validated events with what the write path needs of each, computed once."""
+
+    events: list[MetricEvent]
+    times: list[datetime]
+    keys: list[SeriesKey]
+    earliest: datetime
+    latest: datetime
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def hours(self) -> set[datetime]:
+        """Start of every hour (UTC) the batch's events fall in, for rollup invalidation."""
+        first = int(self.earliest.timestamp()) // HOUR
+        last = int(self.latest.timestamp()) // HOUR
+        if last - first <= CONTIGUOUS_HOURS:
+            numbers: set[int] | range = range(first, last + 1)
+        else:
+            numbers = {int(when.timestamp()) // HOUR for when in self.times}
+        return {datetime.fromtimestamp(n * HOUR, UTC) for n in numbers}
+
+
+def from_epoch(stamp: float) -> datetime:
+    """Seconds since the epoch, or milliseconds from 1e11 on; out of range saturates."""
+    seconds = stamp / 1000 if abs(stamp) >= MILLISECONDS_FROM else stamp
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.max.replace(tzinfo=UTC) if seconds > 0 else datetime.min.replace(tzinfo=UTC)
+
+
+def validate(
+    events: list[MetricEvent], now: datetime, limits: IngestSettings, tagsets: TagSets
+) -> Batch:
+    """A Batch of `events`, or a 413/422 listing every invalid one (the first 100)."""
+    if len(events) > limits.max_batch_events:
+        raise PayloadTooLarge(
+            f"The batch has {len(events)} events; the limit is {limits.max_batch_events}."
+        )
+    if not events:
+        return Batch([], [], [], now, now)
+    problems: dict[int, list[tuple[str, str]]] = {}
+    times: list[datetime] = []
+    keys: list[SeriesKey] = []
+    lookup = tagsets.lookup
+    for index, event in enumerate(events):
+        stamp = event.timestamp
+        if stamp is None:
+            times.append(now)
+        elif stamp.__class__ is datetime:
+            times.append(stamp)
+        else:
+            times.append(from_epoch(stamp))  # type: ignore[arg-type]
+        tag_set = lookup(bytes(event.tags), event.source)
+        if tag_set.__class__ is int:
+            keys.append((event.metric_name, event.metric_type, tag_set))
+        else:
+            problems[index] = list(tag_set)  # type: ignore[arg-type]
+            keys.append((event.metric_name, event.metric_type, -1))
+
+    too_long = {e.metric_name for e in events if len(e.metric_name) > limits.max_name_length}
+    if too_long:
+        for index, event in enumerate(events):
+            if event.metric_name in too_long:
+                reason = f"longer than {limits.max_name_length} characters"
+                problems.setdefault(index, []).insert(0, ("metric_name", reason))
+
+    earliest, latest = min(times), max(times)
+    newest_allowed = now + timedelta(seconds=limits.max_future_s)
+    oldest_allowed = now - timedelta(days=limits.retention_days)
+    if latest > newest_allowed or earliest < oldest_allowed:
+        ahead = f"more than {limits.max_future_s} s ahead of the server's clock"
+        old = f"older than the retention of {limits.retention_days} days"
+        for index, when in enumerate(times):
+            if when > newest_allowed:
+                problems.setdefault(index, []).append(("timestamp", ahead))
+            elif when < oldest_allowed:
+                problems.setdefault(index, []).append(("timestamp", old))
+
+    if problems:
+        errors: list[dict[str, Any]] = [
+            field_error(field, reason, index)
+            for index in sorted(problems)[:100]
+            for field, reason in problems[index]
+        ]
+        raise refuse(errors, len(problems), len(events))
+    return Batch(events, times, keys, earliest, latest)
