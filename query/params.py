@@ -65,3 +65,30 @@ def window(params: QueryParams, now: datetime, default_hours: float = 24) -> Win
     if end <= start:
         raise bad("end", "end must be later than start")
     return Window(start, end)
+
+
+def flag(params: QueryParams, name: str) -> bool:
+    raw = params.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise bad(name, "expected true or false")
+    return raw in ("true", "1")
+
+
+def tag_filters(params: QueryParams) -> dict[str, list[str]]:
+    """`tag.<key>=<value>`, repeatable: every key named must match one of its values."""
+    filters: dict[str, list[str]] = {}
+    for name, value in params.multi_items():
+        if not name.startswith("tag."):
+            continue
+        key = name.removeprefix("tag.")
+        if not key or len(key) > 200:
+            raise bad(name, "expected tag.<key>=<value> with a key of 1 to 200 characters")
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+def group_by(params: QueryParams) -> str | None:
+    key = params.get("group_by")
+    if key is not None and not 0 < len(key) <= 200:
+        raise bad("group_by", "expected a tag key of 1 to 200 characters")
+    return key

@@ -8,16 +8,19 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from query import params
-from query.statistics import statistics
+from query.statistics import Selection, statistics
 from service.db import connection
 from service.http import JSON
 
 
 async def metric_statistics(request: Request) -> JSON:
     """GET /api/v1/analytics/metrics/{name}/statistics?hours=24 (or start/end)."""
-    window = params.window(request.query_params, datetime.now(UTC))
+    query = request.query_params
+    window = params.window(query, datetime.now(UTC))
+    selection = Selection(params.tag_filters(query), params.group_by(query))
+    exact = params.flag(query, "exact")
     async with connection(request.app.state.pool) as conn:
-        body = await statistics(conn, request.path_params["name"], window)
+        body = await statistics(conn, request.path_params["name"], window, selection, exact)
     return JSON(body)
 
 

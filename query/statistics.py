@@ -1,14 +1,27 @@
-"""Statistics of a metric over a time window."""
+"""Statistics of a metric over a time window, from rollups merged with the raw tail."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import msgspec
 
 import sql
 from query.params import Window
+from query.plan import plan
 from service.errors import NotFound
+
+FIGURES = ("count", "avg", "min", "max", "sum", "p50", "p95", "p99")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which series of a metric a query covers, and how they are grouped."""
+
+    filters: dict[str, list[str]]
+    group_by: str | None = None
 
 
 async def metric(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
@@ -18,12 +31,23 @@ async def metric(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
     return row
 
 
-async def statistics(conn: asyncpg.Connection, name: str, window: Window) -> dict[str, Any]:
-    found = await metric(conn, name)
-    row = await conn.fetchrow(sql.query("statistics_raw"), found["id"], window.start, window.end)
+async def series(
+    conn: asyncpg.Connection, metric_id: int, selection: Selection
+) -> tuple[list[int], list[str | None]]:
+    rows = await conn.fetch(
+        sql.query("metric_series"),
+        metric_id,
+        msgspec.json.encode(selection.filters).decode(),
+        selection.group_by,
+    )
+    return [row["id"] for row in rows], [row["grp"] for row in rows]
+
+
+def figures(row: asyncpg.Record | None) -> dict[str, Any]:
+    if row is None:
+        return {"count": 0, **{name: None for name in FIGURES[1:]}}
     p50, p95, p99 = row["percentiles"] or (None, None, None)
     return {
-        "metric_name": found["name"],
         "count": row["count"],
         "avg": row["avg"],
         "min": row["min"],
@@ -32,6 +56,38 @@ async def statistics(conn: asyncpg.Connection, name: str, window: Window) -> dic
         "p50": p50,
         "p95": p95,
         "p99": p99,
-        "start": window.start,
-        "end": window.end,
     }
+
+
+async def statistics(
+    conn: asyncpg.Connection, name: str, window: Window, selection: Selection, exact: bool
+) -> dict[str, Any]:
+    found = await metric(conn, name)
+    ids, groups = await series(conn, found["id"], selection)
+    if exact:
+        rows = await conn.fetch(sql.query("statistics_raw"), ids, window.start, window.end, groups)
+    else:
+        stale = [
+            r["bucket"]
+            for r in await conn.fetch(sql.query("stale_hours"), window.start, window.end)
+        ]
+        parts = plan(window.start, window.end, stale)
+        rows = await conn.fetch(
+            sql.query("statistics_merged"),
+            ids,
+            window.start,
+            window.end,
+            parts.first_hour,
+            parts.last_hour,
+            parts.stale,
+            parts.days,
+            groups,
+        )
+    answer: dict[str, Any] = {"metric_name": found["name"]}
+    if selection.group_by is None:
+        answer.update(figures(rows[0] if rows else None))
+    else:
+        answer["group_by"] = selection.group_by
+        answer["groups"] = [{"value": row["grp"], **figures(row)} for row in rows]
+    answer.update(start=window.start, end=window.end, exact=exact)
+    return answer

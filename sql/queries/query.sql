@@ -5,21 +5,118 @@ SELECT id, name, metric_type::text AS metric_type, unit
 FROM analytics.metrics
 WHERE name = $1;
 
+-- name: metric_series
+-- The series of a metric that pass the tag filters, with the value of the group_by tag.
+-- $2 is {"tag": ["value", ...], ...}: every tag named must have one of its values (AND across
+-- tags, OR within one). Both filters and the group key are bound values, never SQL.
+SELECT s.id, s.tags ->> $3 AS grp
+FROM analytics.series AS s
+WHERE s.metric_id = $1
+  AND NOT EXISTS (
+      SELECT 1
+      FROM jsonb_each($2::jsonb) AS f (tag, allowed)
+      WHERE NOT coalesce(f.allowed ? (s.tags ->> f.tag), false)
+  )
+ORDER BY s.id;
+
+-- name: stale_hours
+-- Hours whose rollups are not (yet) exact: listed by ingest, not yet processed by the job.
+SELECT DISTINCT bucket FROM _analytics.rollup_invalidations
+WHERE bucket >= $1 AND bucket < $2
+ORDER BY bucket;
+
 -- name: statistics_raw
--- Exact statistics of one metric over [$2, $3), all its series, straight from raw events.
--- percentile_disc returns an observed value (the exact reference for the rollup percentiles).
--- `= ANY (ARRAY(subquery))` turns the series list into one index condition on
--- metric_events (series_id, time): a bitmap scan of exactly the rows asked for.
-SELECT count(*) AS count,
+-- Exact statistics straight from raw events (exact=true): percentile_disc returns an observed
+-- value, the reference the rollup percentiles are held to. $1 series, $4 their groups.
+SELECT g.grp,
+       count(*) AS count,
        avg(e.value) AS avg,
+       sum(e.value) AS sum,
        min(e.value) AS min,
        max(e.value) AS max,
-       sum(e.value) AS sum,
        percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY e.value) AS percentiles
 FROM analytics.metric_events AS e
-WHERE e.series_id = ANY (ARRAY(SELECT id FROM analytics.series WHERE metric_id = $1))
-  AND e.time >= $2
-  AND e.time < $3;
+JOIN unnest($1::integer[], $4::text[]) AS g (series_id, grp) USING (series_id)
+WHERE e.series_id = ANY ($1) AND e.time >= $2 AND e.time < $3
+GROUP BY g.grp
+ORDER BY g.grp;
+
+-- name: statistics_merged
+-- Statistics over [$2, $3) from three sources that never overlap:
+--   raw events: the partial hours at the window's edges (before $4, from $5 on) and the stale
+--               hours $6 (listed in the invalidation log, so not yet exact in the rollups);
+--   hourly rollups: the other whole hours in [$4, $5), except those of the days in $7;
+--   daily rollups: the days $7, whole days inside the window with no stale hour.
+-- Percentiles merge the sketches of all three (raw values keyed on the fly) and read the value
+-- at rank ceil(p * n), as percentile_disc does, with the same float8 arithmetic.
+-- $1 series ids, $8 the group of each (null without group_by).
+WITH groups AS (
+    SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
+), raw AS MATERIALIZED (
+    SELECT g.grp, e.value
+    FROM analytics.metric_events AS e
+    JOIN groups AS g USING (series_id)
+    WHERE e.series_id = ANY ($1) AND e.time >= $2 AND e.time < $3
+      AND (e.time < $4 OR e.time >= $5 OR time_bucket(INTERVAL '1 hour', e.time) = ANY ($6))
+), hourly AS (
+    SELECT g.grp, r.*
+    FROM analytics.metric_rollup_1h AS r
+    JOIN groups AS g USING (series_id)
+    WHERE r.series_id = ANY ($1) AND r.bucket >= $4 AND r.bucket < $5
+      AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
+), daily AS (
+    SELECT g.grp, r.*
+    FROM analytics.metric_rollup_1d AS r
+    JOIN groups AS g USING (series_id)
+    WHERE r.series_id = ANY ($1) AND r.bucket = ANY ($7)
+), parts AS (
+    SELECT grp, count(*)::numeric AS count, sum(value) AS sum, min(value) AS min,
+           max(value) AS max
+    FROM raw GROUP BY grp
+    UNION ALL
+    SELECT grp, sum(count), sum(sum), min(min), max(max) FROM hourly GROUP BY grp
+    UNION ALL
+    SELECT grp, sum(count), sum(sum), min(min), max(max) FROM daily GROUP BY grp
+), keys AS (
+    SELECT grp, analytics.sketch_key(value) AS key, count(*)::numeric AS n
+    FROM raw GROUP BY 1, 2
+    UNION ALL
+    SELECT g.grp, s.key, sum(s.n)
+    FROM analytics.metric_sketch_1h AS s
+    JOIN groups AS g USING (series_id)
+    WHERE s.series_id = ANY ($1) AND s.bucket >= $4 AND s.bucket < $5
+      AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT g.grp, s.key, sum(s.n)
+    FROM analytics.metric_sketch_1d AS s
+    JOIN groups AS g USING (series_id)
+    WHERE s.series_id = ANY ($1) AND s.bucket = ANY ($7)
+    GROUP BY 1, 2
+), ranked AS (
+    SELECT grp, key,
+           sum(n) OVER (PARTITION BY grp ORDER BY key) AS running,
+           sum(n) OVER (PARTITION BY grp) AS total
+    FROM (SELECT grp, key, sum(n) AS n FROM keys GROUP BY grp, key) AS merged
+), percentiles AS (
+    SELECT grp,
+           analytics.sketch_value(min(key) FILTER (
+               WHERE running >= ceil(0.5::float8 * total::float8))) AS p50,
+           analytics.sketch_value(min(key) FILTER (
+               WHERE running >= ceil(0.95::float8 * total::float8))) AS p95,
+           analytics.sketch_value(min(key) FILTER (
+               WHERE running >= ceil(0.99::float8 * total::float8))) AS p99
+    FROM ranked GROUP BY grp
+), totals AS (
+    SELECT grp, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max
+    FROM parts GROUP BY grp
+)
+SELECT t.grp, t.count, t.sum / nullif(t.count, 0) AS avg, t.sum, t.min, t.max,
+       ARRAY[p.p50, p.p95, p.p99] AS percentiles
+FROM totals AS t
+LEFT JOIN percentiles AS p ON p.grp IS NOT DISTINCT FROM t.grp
+WHERE t.count > 0
+ORDER BY t.grp;
 
 -- name: applied_migrations
 SELECT version FROM _analytics.schema_migrations;

@@ -1,0 +1,281 @@
+"""Rollups: equal to a recomputation from raw, corrected by late data, fresh, and percentiles
+within 1% of percentile_disc. These run against whichever edition the test server has."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from starlette.testclient import TestClient
+
+from jobs.rollups import refresh_invalidated, refresh_range
+
+BATCH = "/api/v1/analytics/metrics/batch"
+
+# Recomputations from raw, to compare each rollup relation with.
+RECOMPUTED = {
+    "metric_rollup_1h": """
+        SELECT time_bucket('1 hour', time) AS bucket, series_id, count(*) AS count,
+               sum(value) AS sum, min(value) AS min, max(value) AS max, last(value, time) AS last
+        FROM analytics.metric_events GROUP BY 1, 2""",
+    "metric_rollup_1d": """
+        SELECT time_bucket('1 day', time) AS bucket, series_id, count(*) AS count,
+               sum(value) AS sum, min(value) AS min, max(value) AS max, last(value, time) AS last
+        FROM analytics.metric_events GROUP BY 1, 2""",
+    "metric_sketch_1h": """
+        SELECT time_bucket('1 hour', time) AS bucket, series_id,
+               analytics.sketch_key(value) AS key, count(*) AS n
+        FROM analytics.metric_events GROUP BY 1, 2, 3""",
+    "metric_sketch_1d": """
+        SELECT time_bucket('1 day', time) AS bucket, series_id,
+               analytics.sketch_key(value) AS key, count(*) AS n
+        FROM analytics.metric_events GROUP BY 1, 2, 3""",
+}
+
+
+def rows(db: psycopg.Connection[Any], query: str) -> list[tuple[Any, ...]]:
+    return db.execute(f"SELECT * FROM ({query}) AS q ORDER BY 1, 2, 3").fetchall()
+
+
+def assert_rollups_equal_raw(db: psycopg.Connection[Any]) -> None:
+    for name, recompute in RECOMPUTED.items():
+        stored = rows(db, f"SELECT * FROM analytics.{name}")
+        expected = rows(db, recompute)
+        assert len(stored) == len(expected), name
+        for got, want in zip(stored, expected, strict=True):
+            assert got[:3] == want[:3], name
+            for a, b in zip(got[3:], want[3:], strict=True):
+                assert a == pytest.approx(b, rel=1e-12), (name, got, want)
+
+
+def hour_ago(hours: float) -> datetime:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return now - timedelta(hours=hours)
+
+
+def post(client: TestClient, events: list[dict[str, Any]]) -> None:
+    for i in range(0, len(events), 5000):
+        response = client.post(BATCH, json=events[i : i + 5000])
+        assert response.status_code == 200, response.text
+
+
+def ev(value: float, when: datetime, metric: str = "m", **tags: str) -> dict[str, Any]:
+    return {
+        "metric_name": metric,
+        "value": value,
+        "metric_type": "gauge",
+        "tags": tags,
+        "timestamp": when.isoformat(),
+    }
+
+
+def spread(values: list[float], start: datetime, hours: float, **tags: str) -> list[dict[str, Any]]:
+    step = timedelta(hours=hours) / max(len(values), 1)
+    return [ev(v, start + step * i, **tags) for i, v in enumerate(values)]
+
+
+def stats(client: TestClient, name: str = "m", **params: Any) -> dict[str, Any]:
+    response = client.get(f"/api/v1/analytics/metrics/{name}/statistics", params=params)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_rollups_equal_a_recomputation_from_raw(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    rng = random.Random(1)
+    start = hour_ago(50)
+    events = [
+        ev(
+            rng.lognormvariate(3, 1),
+            start + timedelta(seconds=rng.uniform(0, 49 * 3600)),
+            host=f"h{rng.randrange(4)}",
+        )
+        for _ in range(3000)
+    ]
+    post(client, events)
+
+    report = refresh_invalidated(db_url)
+
+    assert report.hours >= 49
+    assert_rollups_equal_raw(db)
+    left = db.execute("SELECT count(*) FROM _analytics.rollup_invalidations").fetchone()
+    assert left == (0,)
+
+
+def test_late_events_correct_past_rollups(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    start = hour_ago(24 * 5)
+    post(client, spread([float(v) for v in range(100)], start, 10))
+    refresh_invalidated(db_url)
+
+    # Days late, into hours already rolled up, and far outside any policy's refresh window.
+    post(client, [ev(1000.0, start + timedelta(hours=2, minutes=30)), ev(-5.0, start)])
+    window = {"start": start.isoformat(), "end": (start + timedelta(hours=10)).isoformat()}
+    before_refresh = stats(client, **window)
+    refresh_invalidated(db_url)
+    after_refresh = stats(client, **window)
+
+    assert_rollups_equal_raw(db)
+    for answer in (before_refresh, after_refresh):
+        assert answer["count"] == 102
+        assert answer["max"] == 1000.0
+        assert answer["min"] == -5.0
+
+
+def test_events_on_bucket_edges_land_in_their_own_buckets(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=2
+    )
+    edge = timedelta(microseconds=1)
+    post(
+        client,
+        [
+            ev(1.0, midnight - edge),
+            ev(2.0, midnight),
+            ev(3.0, midnight + timedelta(hours=1) - edge),
+            ev(4.0, midnight + timedelta(hours=1)),
+        ],
+    )
+
+    refresh_invalidated(db_url)
+
+    assert_rollups_equal_raw(db)
+    hourly = db.execute(
+        "SELECT bucket, count, sum FROM analytics.metric_rollup_1h ORDER BY bucket"
+    ).fetchall()
+    assert [(b - midnight, c, s) for b, c, s in hourly] == [
+        (-timedelta(hours=1), 1, 1.0),
+        (timedelta(0), 2, 5.0),
+        (timedelta(hours=1), 1, 4.0),
+    ]
+    daily = db.execute("SELECT bucket, count FROM analytics.metric_rollup_1d ORDER BY 1").fetchall()
+    assert daily == [(midnight - timedelta(days=1), 1), (midnight, 3)]
+
+
+def test_statistics_include_an_event_committed_a_moment_ago(
+    client: TestClient, db_url: str
+) -> None:
+    post(client, spread([10.0] * 48, hour_ago(48), 47))
+    refresh_invalidated(db_url)
+
+    post(client, [ev(500.0, datetime.now(UTC) - timedelta(seconds=1))])
+    answer = stats(client, hours=72)
+
+    assert answer["count"] == 49
+    assert answer["max"] == 500.0
+    assert answer["sum"] == pytest.approx(980.0)
+
+
+def test_a_refresh_over_a_range_is_safe_to_repeat(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    start = hour_ago(30)
+    post(client, spread([1.0, 2.0, 3.0, 4.0], start, 20))
+    refresh_invalidated(db_url)
+
+    refresh_range(db_url, start - timedelta(hours=3), start + timedelta(hours=25))
+    refresh_range(db_url, start - timedelta(hours=3), start + timedelta(hours=25))
+
+    assert_rollups_equal_raw(db)
+
+
+def lognormal(rng: random.Random, n: int) -> list[float]:
+    return [rng.lognormvariate(2, 2) for _ in range(n)]
+
+
+def multimodal(rng: random.Random, n: int) -> list[float]:
+    modes = [(5, 0.5), (200, 10), (9000, 300)]
+    return [max(1e-3, rng.gauss(*modes[i % 3])) for i in range(n)]
+
+
+def wide(rng: random.Random, n: int) -> list[float]:
+    return [10 ** rng.uniform(-6, 9) for _ in range(n)]
+
+
+def signed(rng: random.Random, n: int) -> list[float]:
+    return [rng.choice([-1, 0, 1]) * 10 ** rng.uniform(-6, 9) for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "n", "days"),
+    [
+        (lognormal, 5000, 1),
+        (multimodal, 3000, 1),
+        (wide, 4000, 30),
+        (signed, 4000, 30),
+        (lognormal, 1, 1),
+        (lognormal, 3, 1),
+    ],
+    ids=[
+        "skewed",
+        "multimodal",
+        "1e-6 to 1e9 over 30 days",
+        "positive negative zero",
+        "one",
+        "three",
+    ],
+)
+def test_percentiles_from_rollups_are_within_one_percent(
+    client: TestClient, db_url: str, shape: Any, n: int, days: int
+) -> None:
+    rng = random.Random(n)
+    start = hour_ago(24 * days + 2)
+    events = [
+        ev(v, start + timedelta(seconds=rng.uniform(0, days * 86_400)), host=f"h{i % 7}")
+        for i, v in enumerate(shape(rng, n))
+    ]
+    post(client, events)
+    refresh_invalidated(db_url)
+    window = {
+        "start": (start - timedelta(minutes=30)).isoformat(),
+        "end": datetime.now(UTC).isoformat(),
+    }
+
+    merged = stats(client, **window)
+    exact = stats(client, exact="true", **window)
+
+    assert merged["count"] == exact["count"] == n
+    assert merged["min"] == exact["min"]
+    assert merged["max"] == exact["max"]
+    for p in ("p50", "p95", "p99"):
+        assert merged[p] == pytest.approx(exact[p], rel=0.01, abs=0), p
+
+
+def test_group_by_and_tag_filters(client: TestClient, db_url: str) -> None:
+    start = hour_ago(30)
+    post(client, spread([1.0, 2.0, 3.0], start, 20, endpoint="/a", method="GET"))
+    post(client, spread([10.0, 20.0], start, 20, endpoint="/b", method="GET"))
+    post(client, spread([100.0], start, 20, endpoint="/b", method="POST"))
+    post(client, spread([1000.0], start, 20))
+    refresh_invalidated(db_url)
+
+    grouped = stats(client, hours=48, group_by="endpoint")
+    filtered = stats(client, hours=48, **{"tag.method": "GET"})
+    either = client.get(
+        "/api/v1/analytics/metrics/m/statistics?hours=48&tag.endpoint=/a&tag.endpoint=/b"
+        "&tag.method=GET"
+    ).json()
+
+    assert [(g["value"], g["count"], g["sum"]) for g in grouped["groups"]] == [
+        ("/a", 3, 6.0),
+        ("/b", 3, 130.0),
+        (None, 1, 1000.0),
+    ]
+    assert (filtered["count"], filtered["sum"]) == (5, 36.0)
+    assert (either["count"], either["sum"]) == (5, 36.0)
+
+
+def test_a_filter_matching_nothing_gives_count_zero(client: TestClient) -> None:
+    post(client, [ev(1.0, hour_ago(2), endpoint="/a")])
+
+    answer = stats(client, hours=24, **{"tag.endpoint": "/nope"})
+
+    assert answer["count"] == 0
+    assert answer["p99"] is None
