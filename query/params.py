@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -92,3 +93,52 @@ def group_by(params: QueryParams) -> str | None:
     if key is not None and not 0 < len(key) <= 200:
         raise bad("group_by", "expected a tag key of 1 to 200 characters")
     return key
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A time-series bucket width: SQL text, its length, and the rollup it can be built from."""
+
+    text: str  # for PostgreSQL: '5 minutes', '1 month'
+    approx: timedelta  # a month counts as 31 days, for the bucket-count limit
+    resolution: str  # 'raw', '1h' or '1d'
+
+
+_INTERVAL = re.compile(
+    r"^(\d{1,4})\s*(m|min|mins|minute|minutes|h|hour|hours|d|day|days|w|week|weeks"
+    r"|mo|month|months)$"
+)
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def interval(params: QueryParams, default: str = "1h") -> Interval:
+    raw = params.get("interval", default).strip().lower()
+    match = _INTERVAL.match(raw)
+    if not match:
+        raise bad("interval", "expected a width such as 1m, 5m, 1h, 6h, 1d, 1w or 1mo")
+    count, unit = int(match.group(1)), match.group(2)
+    if unit.startswith("mo"):
+        if count != 1:
+            raise bad("interval", "the widest interval is 1 month")
+        return Interval("1 month", timedelta(days=31), "1d")
+    name = _UNITS[unit[0]]
+    width = timedelta(**{name: count})
+    if width < timedelta(minutes=1) or width > timedelta(days=31):
+        raise bad("interval", "expected from 1 minute to 1 month")
+    if width % timedelta(days=1) == timedelta(0):
+        resolution = "1d"
+    elif width % timedelta(hours=1) == timedelta(0):
+        resolution = "1h"
+    else:
+        resolution = "raw"
+    return Interval(f"{count} {name}", width, resolution)
+
+
+AGGREGATIONS = ("avg", "sum", "min", "max", "count", "p50", "p95", "p99", "rate")
+
+
+def aggregation(params: QueryParams) -> str:
+    agg = params.get("agg", "avg")
+    if agg not in AGGREGATIONS:
+        raise bad("agg", f"expected one of {', '.join(AGGREGATIONS)}")
+    return agg

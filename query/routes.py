@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from query import params
 from query.statistics import Selection, statistics
+from query.timeseries import time_series
 from service.db import connection
 from service.http import JSON
 
@@ -24,6 +25,18 @@ async def metric_statistics(request: Request) -> JSON:
     return JSON(body)
 
 
+async def metric_time_series(request: Request) -> JSON:
+    """GET /api/v1/analytics/metrics/{name}/time-series?hours=24&interval=1h&agg=avg."""
+    query = request.query_params
+    window = params.window(query, datetime.now(UTC))
+    selection = Selection(params.tag_filters(query), params.group_by(query))
+    width, agg = params.interval(query), params.aggregation(query)
+    async with connection(request.app.state.pool) as conn:
+        body = await time_series(conn, request.path_params["name"], window, selection, width, agg)
+    return JSON(body)
+
+
 routes = [
     Route("/api/v1/analytics/metrics/{name}/statistics", metric_statistics, methods=["GET"]),
+    Route("/api/v1/analytics/metrics/{name}/time-series", metric_time_series, methods=["GET"]),
 ]

@@ -120,3 +120,88 @@ ORDER BY t.grp;
 
 -- name: applied_migrations
 SELECT version FROM _analytics.schema_migrations;
+
+-- name: timeseries_merged
+-- Figures per output bucket of width $9 over [$2, $3), from the same three non-overlapping
+-- sources as statistics_merged ($4..$7 as there; for a raw-resolution answer $4 = $5 = $3,
+-- so raw covers the window). The interval is a whole multiple of the source rollup's width,
+-- so every hourly or daily row falls into exactly one output bucket. Empty buckets come back
+-- with count 0 (gap filling); $8 gives each series' group.
+WITH groups AS (
+    SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
+), parts AS (
+    SELECT g.grp, time_bucket($9::text::interval, e.time) AS bucket, count(*)::numeric AS count,
+           sum(e.value) AS sum, min(e.value) AS min, max(e.value) AS max
+    FROM analytics.metric_events AS e
+    JOIN groups AS g USING (series_id)
+    WHERE e.series_id = ANY ($1) AND e.time >= $2 AND e.time < $3
+      AND (e.time < $4 OR e.time >= $5 OR time_bucket(INTERVAL '1 hour', e.time) = ANY ($6))
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT g.grp, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
+           min(r.min), max(r.max)
+    FROM analytics.metric_rollup_1h AS r
+    JOIN groups AS g USING (series_id)
+    WHERE r.series_id = ANY ($1) AND r.bucket >= $4 AND r.bucket < $5
+      AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT g.grp, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
+           min(r.min), max(r.max)
+    FROM analytics.metric_rollup_1d AS r
+    JOIN groups AS g USING (series_id)
+    WHERE r.series_id = ANY ($1) AND r.bucket = ANY ($7)
+    GROUP BY 1, 2
+), totals AS (
+    SELECT grp, bucket, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min,
+           max(max) AS max
+    FROM parts GROUP BY 1, 2
+), buckets AS (
+    SELECT generate_series(time_bucket($9::text::interval, $2), $3 - INTERVAL '1 microsecond',
+                           $9::text::interval) AS bucket
+), wanted AS (
+    SELECT grp, bucket FROM (SELECT DISTINCT grp FROM groups) AS gs CROSS JOIN buckets
+)
+SELECT w.grp, w.bucket, coalesce(t.count, 0) AS count, t.sum, t.min, t.max,
+       t.sum / extract(epoch FROM (w.bucket + $9::text::interval) - w.bucket) AS rate
+FROM wanted AS w
+LEFT JOIN totals AS t ON t.grp IS NOT DISTINCT FROM w.grp AND t.bucket = w.bucket
+ORDER BY w.grp NULLS LAST, w.bucket;
+
+-- name: timeseries_percentile
+-- The $10 percentile (a fraction) per output bucket, merging the sketches of the same three
+-- sources as timeseries_merged. Buckets without data are absent (the caller fills them).
+WITH groups AS (
+    SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
+), keys AS (
+    SELECT g.grp, time_bucket($9::text::interval, e.time) AS bucket,
+           analytics.sketch_key(e.value) AS key, count(*)::numeric AS n
+    FROM analytics.metric_events AS e
+    JOIN groups AS g USING (series_id)
+    WHERE e.series_id = ANY ($1) AND e.time >= $2 AND e.time < $3
+      AND (e.time < $4 OR e.time >= $5 OR time_bucket(INTERVAL '1 hour', e.time) = ANY ($6))
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT g.grp, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
+    FROM analytics.metric_sketch_1h AS s
+    JOIN groups AS g USING (series_id)
+    WHERE s.series_id = ANY ($1) AND s.bucket >= $4 AND s.bucket < $5
+      AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT g.grp, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
+    FROM analytics.metric_sketch_1d AS s
+    JOIN groups AS g USING (series_id)
+    WHERE s.series_id = ANY ($1) AND s.bucket = ANY ($7)
+    GROUP BY 1, 2, 3
+), ranked AS (
+    SELECT grp, bucket, key,
+           sum(n) OVER (PARTITION BY grp, bucket ORDER BY key) AS running,
+           sum(n) OVER (PARTITION BY grp, bucket) AS total
+    FROM (SELECT grp, bucket, key, sum(n) AS n FROM keys GROUP BY 1, 2, 3) AS merged
+)
+SELECT grp, bucket,
+       analytics.sketch_value(min(key) FILTER (
+           WHERE running >= ceil($10::float8 * total::float8))) AS value
+FROM ranked
+GROUP BY grp, bucket;
