@@ -7,11 +7,15 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.routing import Route
 
-from query import params
+from query import catalog, params, performance
 from query.statistics import Selection, statistics
 from query.timeseries import time_series
 from service.db import connection
 from service.http import JSON
+
+
+def max_raw_rows(request: Request) -> int:
+    return int(request.app.state.settings.query_max_raw_rows)
 
 
 async def metric_statistics(request: Request) -> JSON:
@@ -21,7 +25,9 @@ async def metric_statistics(request: Request) -> JSON:
     selection = Selection(params.tag_filters(query), params.group_by(query))
     exact = params.flag(query, "exact")
     async with connection(request.app.state.pool) as conn:
-        body = await statistics(conn, request.path_params["name"], window, selection, exact)
+        body = await statistics(
+            conn, request.path_params["name"], window, selection, exact, max_raw_rows(request)
+        )
     return JSON(body)
 
 
@@ -32,11 +38,41 @@ async def metric_time_series(request: Request) -> JSON:
     selection = Selection(params.tag_filters(query), params.group_by(query))
     width, agg = params.interval(query), params.aggregation(query)
     async with connection(request.app.state.pool) as conn:
-        body = await time_series(conn, request.path_params["name"], window, selection, width, agg)
+        body = await time_series(
+            conn,
+            request.path_params["name"],
+            window,
+            selection,
+            width,
+            agg,
+            max_raw_rows(request),
+        )
     return JSON(body)
 
 
+async def metric_list(request: Request) -> JSON:
+    """GET /api/v1/analytics/metrics: every metric with its type, unit and series count."""
+    async with connection(request.app.state.pool) as conn:
+        return JSON(await catalog.metrics(conn))
+
+
+async def metric_tags(request: Request) -> JSON:
+    """GET /api/v1/analytics/metrics/{name}/tags: tag keys and their values."""
+    async with connection(request.app.state.pool) as conn:
+        return JSON(await catalog.tags(conn, request.path_params["name"]))
+
+
+async def performance_summary(request: Request) -> JSON:
+    """GET /api/v1/analytics/performance?hours=24: API calls, contracts, orchestrations."""
+    window = params.window(request.query_params, datetime.now(UTC))
+    async with connection(request.app.state.pool) as conn:
+        return JSON(await performance.summary(conn, window))
+
+
 routes = [
+    Route("/api/v1/analytics/performance", performance_summary, methods=["GET"]),
+    Route("/api/v1/analytics/metrics", metric_list, methods=["GET"]),
+    Route("/api/v1/analytics/metrics/{name}/tags", metric_tags, methods=["GET"]),
     Route("/api/v1/analytics/metrics/{name}/statistics", metric_statistics, methods=["GET"]),
     Route("/api/v1/analytics/metrics/{name}/time-series", metric_time_series, methods=["GET"]),
 ]

@@ -11,7 +11,7 @@ import msgspec
 import sql
 from query.params import Window
 from query.plan import plan
-from service.errors import NotFound
+from service.errors import NotFound, QueryTooLarge
 
 FIGURES = ("count", "avg", "min", "max", "sum", "p50", "p95", "p99")
 
@@ -59,20 +59,16 @@ def figures(row: asyncpg.Record | None) -> dict[str, Any]:
     }
 
 
-async def statistics(
-    conn: asyncpg.Connection, name: str, window: Window, selection: Selection, exact: bool
-) -> dict[str, Any]:
-    found = await metric(conn, name)
-    ids, groups = await series(conn, found["id"], selection)
-    if exact:
-        rows = await conn.fetch(sql.query("statistics_raw"), ids, window.start, window.end, groups)
-    else:
-        stale = [
-            r["bucket"]
-            for r in await conn.fetch(sql.query("stale_hours"), window.start, window.end)
-        ]
-        parts = plan(window.start, window.end, stale)
-        rows = await conn.fetch(
+async def merged(
+    conn: asyncpg.Connection, ids: list[int], groups: list[str | None], window: Window
+) -> list[asyncpg.Record]:
+    """Statistics per group from the rollups and the raw tail (see statistics_merged)."""
+    stale = [
+        r["bucket"] for r in await conn.fetch(sql.query("stale_hours"), window.start, window.end)
+    ]
+    parts = plan(window.start, window.end, stale)
+    return list(
+        await conn.fetch(
             sql.query("statistics_merged"),
             ids,
             window.start,
@@ -83,6 +79,40 @@ async def statistics(
             parts.days,
             groups,
         )
+    )
+
+
+async def check_raw_rows(
+    conn: asyncpg.Connection, ids: list[int], window: Window, limit: int | None
+) -> None:
+    """Refuse (422) a query that would read more than `limit` raw events; counted on rollups."""
+    if limit is None:
+        return
+    rows = await merged(conn, ids, [None] * len(ids), window)
+    count = int(rows[0]["count"]) if rows else 0
+    if count > limit:
+        raise QueryTooLarge(
+            f"The query would read {count:,} raw events; the limit is {limit:,} "
+            "(QUERY_MAX_RAW_ROWS). Narrow the window or the tag filters, or use rollups "
+            "(no exact=true, an interval of an hour or more)."
+        )
+
+
+async def statistics(
+    conn: asyncpg.Connection,
+    name: str,
+    window: Window,
+    selection: Selection,
+    exact: bool,
+    max_raw_rows: int | None = None,
+) -> dict[str, Any]:
+    found = await metric(conn, name)
+    ids, groups = await series(conn, found["id"], selection)
+    if exact:
+        await check_raw_rows(conn, ids, window, max_raw_rows)
+        rows = await conn.fetch(sql.query("statistics_raw"), ids, window.start, window.end, groups)
+    else:
+        rows = await merged(conn, ids, groups, window)
     answer: dict[str, Any] = {"metric_name": found["name"]}
     if selection.group_by is None:
         answer.update(figures(rows[0] if rows else None))

@@ -16,7 +16,7 @@ import asyncpg
 import sql
 from query.params import Interval, Window, bad
 from query.plan import Plan, plan
-from query.statistics import Selection, metric, series
+from query.statistics import Selection, check_raw_rows, metric, series
 
 MAX_POINTS = 10_000
 PERCENTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
@@ -48,6 +48,7 @@ async def time_series(
     selection: Selection,
     width: Interval,
     agg: str,
+    max_raw_rows: int | None = None,
 ) -> dict[str, Any]:
     found = await metric(conn, name)
     if agg == "rate" and found["metric_type"] != "counter":
@@ -57,6 +58,8 @@ async def time_series(
             "interval", f"more than {MAX_POINTS} buckets: widen the interval or narrow the window"
         )
     ids, groups = await series(conn, found["id"], selection)
+    if width.resolution == "raw":
+        await check_raw_rows(conn, ids, window, max_raw_rows)
     stale = [
         r["bucket"] for r in await conn.fetch(sql.query("stale_hours"), window.start, window.end)
     ]

@@ -78,6 +78,12 @@ class QueryTimeout(ApiError):
     )
 
 
+class QueryTooLarge(ApiError):
+    status = 422
+    code = "query_too_expensive"
+    default_message = "The query would read too many raw events."
+
+
 class DatabaseUnavailable(ApiError):
     status = 503
     code = "database_unavailable"

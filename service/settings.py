@@ -102,6 +102,13 @@ SETTINGS: tuple[Setting[Any], ...] = (
         "Longest a query of the API may run; longer ones are cancelled and answered with an error.",
         _positive_int,
     ),
+    Setting(
+        "QUERY_MAX_RAW_ROWS",
+        5_000_000,
+        "Most raw events an exact=true statistics query or a sub-hour time series may read; "
+        "more is refused with 422.",
+        _positive_int,
+    ),
     Setting("MIGRATE_ON_START", True, "Apply schema migrations when the API server starts.", _bool),
     Setting("LOG_LEVEL", "info", "Log level: debug, info, warning or error.", str),
     Setting(
@@ -193,6 +200,7 @@ class Settings:
     db_pool_max: int
     db_connect_timeout_s: int
     statement_timeout_ms: int
+    query_max_raw_rows: int
     migrate_on_start: bool
     log_level: str
     retention_days: int

@@ -205,3 +205,20 @@ SELECT grp, bucket,
            WHERE running >= ceil($10::float8 * total::float8))) AS value
 FROM ranked
 GROUP BY grp, bucket;
+
+-- name: metrics_list
+SELECT m.name, m.metric_type::text AS metric_type, m.unit, m.description,
+       count(s.id) AS series, m.created_at
+FROM analytics.metrics AS m
+LEFT JOIN analytics.series AS s ON s.metric_id = m.id
+GROUP BY m.id
+ORDER BY m.name;
+
+-- name: metric_tags
+-- Every tag key of a metric's series with its values and how many series carry each.
+SELECT t.key, t.value, count(*) AS series
+FROM analytics.series AS s
+CROSS JOIN LATERAL jsonb_each_text(s.tags) AS t
+WHERE s.metric_id = $1
+GROUP BY t.key, t.value
+ORDER BY t.key, t.value;
