@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -22,7 +24,7 @@ import httpx2
 import psycopg
 from psycopg import sql as pgsql
 
-from bench import ingest
+from bench import ingest, queries
 from jobs.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,13 +103,45 @@ def run_ingest(url: str, workload: ingest.Workload) -> dict[str, object]:
     }
 
 
+@contextlib.contextmanager
+def scratch_database(server_url: str, suite: str) -> Iterator[str]:
+    """A migrated database of its own for one suite, dropped afterwards."""
+    name = f"astraeus_bench_{suite}_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    url = database_url(server_url, name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(
+                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+            )
+
+
+def run_queries(url: str, events: int) -> dict[str, object]:
+    server = Server(url)
+    try:
+        return queries.run(url, server.base, events)
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", choices=["ingest", "queries"], help="run one suite")
     parser.add_argument("--events", type=int, default=ingest.Workload.events)
     parser.add_argument("--records", type=int, default=ingest.Workload.records)
     parser.add_argument("--batch-size", type=int, default=ingest.Workload.batch_size)
     parser.add_argument("--batch-clients", type=int, default=ingest.Workload.batch_clients)
     parser.add_argument("--record-clients", type=int, default=ingest.Workload.record_clients)
+    parser.add_argument(
+        "--query-events",
+        type=int,
+        default=10_000_000,
+        help="events loaded for the query suite (default 10 million)",
+    )
     args = parser.parse_args()
     server_url = os.environ.get("DATABASE_URL")
     if not server_url:
@@ -119,29 +153,27 @@ def main() -> None:
         record_clients=args.record_clients,
         records=args.records,
     )
-    name = f"astraeus_bench_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-    url = database_url(server_url, name)
-    try:
-        migrate(url)
-        results = {"ingest": run_ingest(url, workload)}
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(
-                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
-            )
-    figures = results["ingest"]
-    print()
-    print(f"raw COPY        {figures['raw_copy_events_per_s']:>12,.0f} events/s")
-    print(f"HTTP batch      {figures['http_batch_events_per_s']:>12,.0f} events/s")
-    print(f"ratio batch/raw {figures['batch_to_raw_ratio']:>12.2f}   (target >= 0.6)")
-    record = figures["record"]
-    assert isinstance(record, dict)
-    print(f"record p99      {record['p99_ms']:>12.1f} ms       (target < 10 ms)")
+    results: dict[str, object] = {}
+    if args.only in (None, "ingest"):
+        print("== ingest ==", flush=True)
+        with scratch_database(server_url, "ingest") as url:
+            results["ingest"] = run_ingest(url, workload)
+        figures = results["ingest"]
+        assert isinstance(figures, dict)
+        print(f"raw COPY        {figures['raw_copy_events_per_s']:>12,.0f} events/s")
+        print(f"HTTP batch      {figures['http_batch_events_per_s']:>12,.0f} events/s")
+        print(f"ratio batch/raw {figures['batch_to_raw_ratio']:>12.2f}   (target >= 0.6)")
+        record = figures["record"]
+        assert isinstance(record, dict)
+        print(f"record p99      {record['p99_ms']:>12.1f} ms       (target < 10 ms)")
+    if args.only in (None, "queries"):
+        print("== queries ==", flush=True)
+        with scratch_database(server_url, "queries") as url:
+            results["queries"] = run_queries(url, args.query_events)
+        print("targets: API p95 < 50 ms per query, >= 50x faster than raw at 30 days, errors <= 1%")
     out = ROOT / "bench-results" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"results: {out}")
 
 

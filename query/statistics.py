@@ -23,6 +23,11 @@ class Selection:
     filters: dict[str, list[str]]
     group_by: str | None = None
 
+    @property
+    def whole_metric(self) -> bool:
+        """All of a metric's series, ungrouped: the per-metric rollups can answer."""
+        return not self.filters and self.group_by is None
+
 
 async def metric(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
     row = await conn.fetchrow(sql.query("metric_by_name"), name)
@@ -60,7 +65,11 @@ def figures(row: asyncpg.Record | None) -> dict[str, Any]:
 
 
 async def merged(
-    conn: asyncpg.Connection, ids: list[int], groups: list[str | None], window: Window
+    conn: asyncpg.Connection,
+    ids: list[int],
+    groups: list[str | None],
+    window: Window,
+    whole_metric: int | None,
 ) -> list[asyncpg.Record]:
     """Statistics per group from the rollups and the raw tail (see statistics_merged)."""
     stale = [
@@ -78,17 +87,22 @@ async def merged(
             parts.stale,
             parts.days,
             groups,
+            whole_metric,
         )
     )
 
 
 async def check_raw_rows(
-    conn: asyncpg.Connection, ids: list[int], window: Window, limit: int | None
+    conn: asyncpg.Connection,
+    ids: list[int],
+    window: Window,
+    limit: int | None,
+    whole_metric: int | None,
 ) -> None:
     """Refuse (422) a query that would read more than `limit` raw events; counted on rollups."""
     if limit is None:
         return
-    rows = await merged(conn, ids, [None] * len(ids), window)
+    rows = await merged(conn, ids, [None] * len(ids), window, whole_metric)
     count = int(rows[0]["count"]) if rows else 0
     if count > limit:
         raise QueryTooLarge(
@@ -108,11 +122,12 @@ async def statistics(
 ) -> dict[str, Any]:
     found = await metric(conn, name)
     ids, groups = await series(conn, found["id"], selection)
+    whole = found["id"] if selection.whole_metric else None
     if exact:
-        await check_raw_rows(conn, ids, window, max_raw_rows)
+        await check_raw_rows(conn, ids, window, max_raw_rows, whole)
         rows = await conn.fetch(sql.query("statistics_raw"), ids, window.start, window.end, groups)
     else:
-        rows = await merged(conn, ids, groups, window)
+        rows = await merged(conn, ids, groups, window, whole)
     answer: dict[str, Any] = {"metric_name": found["name"]}
     if selection.group_by is None:
         answer.update(figures(rows[0] if rows else None))

@@ -58,8 +58,9 @@ async def time_series(
             "interval", f"more than {MAX_POINTS} buckets: widen the interval or narrow the window"
         )
     ids, groups = await series(conn, found["id"], selection)
+    whole = found["id"] if selection.whole_metric else None
     if width.resolution == "raw":
-        await check_raw_rows(conn, ids, window, max_raw_rows)
+        await check_raw_rows(conn, ids, window, max_raw_rows, whole)
     stale = [
         r["bucket"] for r in await conn.fetch(sql.query("stale_hours"), window.start, window.end)
     ]
@@ -74,6 +75,7 @@ async def time_series(
         parts.days,
         groups,
         width.text,
+        whole,
     )
     rows = await conn.fetch(sql.query("timeseries_merged"), *args)
     percentiles: dict[tuple[str | None, Any], float] = {}

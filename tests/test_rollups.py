@@ -33,6 +33,26 @@ RECOMPUTED = {
         SELECT time_bucket('1 day', time) AS bucket, series_id,
                analytics.sketch_key(value) AS key, count(*) AS n
         FROM analytics.metric_events GROUP BY 1, 2, 3""",
+    "metric_totals_1h": """
+        SELECT time_bucket('1 hour', e.time) AS bucket, s.metric_id, count(*) AS count,
+               sum(e.value) AS sum, min(e.value) AS min, max(e.value) AS max
+        FROM analytics.metric_events e JOIN analytics.series s ON s.id = e.series_id
+        GROUP BY 1, 2""",
+    "metric_totals_1d": """
+        SELECT time_bucket('1 day', e.time) AS bucket, s.metric_id, count(*) AS count,
+               sum(e.value) AS sum, min(e.value) AS min, max(e.value) AS max
+        FROM analytics.metric_events e JOIN analytics.series s ON s.id = e.series_id
+        GROUP BY 1, 2""",
+    "metric_totals_sketch_1h": """
+        SELECT time_bucket('1 hour', e.time) AS bucket, s.metric_id,
+               analytics.sketch_key(e.value) AS key, count(*) AS n
+        FROM analytics.metric_events e JOIN analytics.series s ON s.id = e.series_id
+        GROUP BY 1, 2, 3""",
+    "metric_totals_sketch_1d": """
+        SELECT time_bucket('1 day', e.time) AS bucket, s.metric_id,
+               analytics.sketch_key(e.value) AS key, count(*) AS n
+        FROM analytics.metric_events e JOIN analytics.series s ON s.id = e.series_id
+        GROUP BY 1, 2, 3""",
 }
 
 

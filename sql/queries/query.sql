@@ -49,7 +49,10 @@ ORDER BY g.grp;
 --   daily rollups: the days $7, whole days inside the window with no stale hour.
 -- Percentiles merge the sketches of all three (raw values keyed on the fly) and read the value
 -- at rank ceil(p * n), as percentile_disc does, with the same float8 arithmetic.
--- $1 series ids, $8 the group of each (null without group_by).
+-- $1 series ids, $8 the group of each (null without group_by). $9, when not null, is the
+-- metric id of a query over all of the metric's series: the per-metric rollups answer it
+-- (metric_totals_*), the per-series ones are skipped (a one-time filter), and the other way
+-- round. The raw part reads the same either way.
 WITH groups AS (
     SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
 ), raw AS MATERIALIZED (
@@ -59,16 +62,25 @@ WITH groups AS (
     WHERE e.series_id = ANY ($1) AND e.time >= $2 AND e.time < $3
       AND (e.time < $4 OR e.time >= $5 OR time_bucket(INTERVAL '1 hour', e.time) = ANY ($6))
 ), hourly AS (
-    SELECT g.grp, r.*
+    SELECT g.grp, r.count, r.sum, r.min, r.max
     FROM analytics.metric_rollup_1h AS r
     JOIN groups AS g USING (series_id)
-    WHERE r.series_id = ANY ($1) AND r.bucket >= $4 AND r.bucket < $5
+    WHERE $9::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket >= $4 AND r.bucket < $5
+      AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
+    UNION ALL
+    SELECT NULL, r.count, r.sum, r.min, r.max
+    FROM analytics.metric_totals_1h AS r
+    WHERE r.metric_id = $9 AND r.bucket >= $4 AND r.bucket < $5
       AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
 ), daily AS (
-    SELECT g.grp, r.*
+    SELECT g.grp, r.count, r.sum, r.min, r.max
     FROM analytics.metric_rollup_1d AS r
     JOIN groups AS g USING (series_id)
-    WHERE r.series_id = ANY ($1) AND r.bucket = ANY ($7)
+    WHERE $9::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket = ANY ($7)
+    UNION ALL
+    SELECT NULL, r.count, r.sum, r.min, r.max
+    FROM analytics.metric_totals_1d AS r
+    WHERE r.metric_id = $9 AND r.bucket = ANY ($7)
 ), parts AS (
     SELECT grp, count(*)::numeric AS count, sum(value) AS sum, min(value) AS min,
            max(value) AS max
@@ -84,14 +96,25 @@ WITH groups AS (
     SELECT g.grp, s.key, sum(s.n)
     FROM analytics.metric_sketch_1h AS s
     JOIN groups AS g USING (series_id)
-    WHERE s.series_id = ANY ($1) AND s.bucket >= $4 AND s.bucket < $5
+    WHERE $9::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket >= $4 AND s.bucket < $5
       AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
     GROUP BY 1, 2
     UNION ALL
     SELECT g.grp, s.key, sum(s.n)
     FROM analytics.metric_sketch_1d AS s
     JOIN groups AS g USING (series_id)
-    WHERE s.series_id = ANY ($1) AND s.bucket = ANY ($7)
+    WHERE $9::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($7)
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT NULL, s.key, sum(s.n)
+    FROM analytics.metric_totals_sketch_1h AS s
+    WHERE s.metric_id = $9 AND s.bucket >= $4 AND s.bucket < $5
+      AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT NULL, s.key, sum(s.n)
+    FROM analytics.metric_totals_sketch_1d AS s
+    WHERE s.metric_id = $9 AND s.bucket = ANY ($7)
     GROUP BY 1, 2
 ), ranked AS (
     SELECT grp, key,
@@ -126,7 +149,7 @@ SELECT version FROM _analytics.schema_migrations;
 -- sources as statistics_merged ($4..$7 as there; for a raw-resolution answer $4 = $5 = $3,
 -- so raw covers the window). The interval is a whole multiple of the source rollup's width,
 -- so every hourly or daily row falls into exactly one output bucket. Empty buckets come back
--- with count 0 (gap filling); $8 gives each series' group.
+-- with count 0 (gap filling); $8 gives each series' group; $10 as $9 of statistics_merged.
 WITH groups AS (
     SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
 ), parts AS (
@@ -142,7 +165,7 @@ WITH groups AS (
            min(r.min), max(r.max)
     FROM analytics.metric_rollup_1h AS r
     JOIN groups AS g USING (series_id)
-    WHERE r.series_id = ANY ($1) AND r.bucket >= $4 AND r.bucket < $5
+    WHERE $10::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket >= $4 AND r.bucket < $5
       AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
     GROUP BY 1, 2
     UNION ALL
@@ -150,7 +173,20 @@ WITH groups AS (
            min(r.min), max(r.max)
     FROM analytics.metric_rollup_1d AS r
     JOIN groups AS g USING (series_id)
-    WHERE r.series_id = ANY ($1) AND r.bucket = ANY ($7)
+    WHERE $10::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket = ANY ($7)
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT NULL, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
+           min(r.min), max(r.max)
+    FROM analytics.metric_totals_1h AS r
+    WHERE r.metric_id = $10 AND r.bucket >= $4 AND r.bucket < $5
+      AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT NULL, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
+           min(r.min), max(r.max)
+    FROM analytics.metric_totals_1d AS r
+    WHERE r.metric_id = $10 AND r.bucket = ANY ($7)
     GROUP BY 1, 2
 ), totals AS (
     SELECT grp, bucket, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min,
@@ -169,7 +205,7 @@ LEFT JOIN totals AS t ON t.grp IS NOT DISTINCT FROM w.grp AND t.bucket = w.bucke
 ORDER BY w.grp NULLS LAST, w.bucket;
 
 -- name: timeseries_percentile
--- The $10 percentile (a fraction) per output bucket, merging the sketches of the same three
+-- The $11 percentile (a fraction) per output bucket, merging the sketches of the same three
 -- sources as timeseries_merged. Buckets without data are absent (the caller fills them).
 WITH groups AS (
     SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
@@ -185,14 +221,25 @@ WITH groups AS (
     SELECT g.grp, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
     FROM analytics.metric_sketch_1h AS s
     JOIN groups AS g USING (series_id)
-    WHERE s.series_id = ANY ($1) AND s.bucket >= $4 AND s.bucket < $5
+    WHERE $10::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket >= $4 AND s.bucket < $5
       AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
     GROUP BY 1, 2, 3
     UNION ALL
     SELECT g.grp, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
     FROM analytics.metric_sketch_1d AS s
     JOIN groups AS g USING (series_id)
-    WHERE s.series_id = ANY ($1) AND s.bucket = ANY ($7)
+    WHERE $10::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($7)
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT NULL, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
+    FROM analytics.metric_totals_sketch_1h AS s
+    WHERE s.metric_id = $10 AND s.bucket >= $4 AND s.bucket < $5
+      AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT NULL, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
+    FROM analytics.metric_totals_sketch_1d AS s
+    WHERE s.metric_id = $10 AND s.bucket = ANY ($7)
     GROUP BY 1, 2, 3
 ), ranked AS (
     SELECT grp, bucket, key,
@@ -202,7 +249,7 @@ WITH groups AS (
 )
 SELECT grp, bucket,
        analytics.sketch_value(min(key) FILTER (
-           WHERE running >= ceil($10::float8 * total::float8))) AS value
+           WHERE running >= ceil($11::float8 * total::float8))) AS value
 FROM ranked
 GROUP BY grp, bucket;
 
