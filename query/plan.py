@@ -34,6 +34,26 @@ class Plan:
     stale: list[datetime]  # hours inside [first_hour, last_hour) read from raw
     days: list[datetime]  # days read from the daily rollups
 
+    @property
+    def hours(self) -> list[datetime]:
+        """Whole hours read from the hourly rollups: not stale, not in a day read whole."""
+        skip = set(self.stale)
+        days = set(self.days)
+        found = []
+        hour = self.first_hour
+        while hour < self.last_hour:
+            if hour not in skip and floor(hour, DAY) not in days:
+                found.append(hour)
+            hour += HOUR
+        return found
+
+    @property
+    def stale_span(self) -> tuple[datetime, datetime]:
+        """The range the stale hours lie in (empty when there are none)."""
+        if not self.stale:
+            return self.end, self.end
+        return self.stale[0], self.stale[-1] + HOUR
+
 
 def plan(start: datetime, end: datetime, stale_hours: Iterable[datetime]) -> Plan:
     first_hour, last_hour = ceil(start, HOUR), floor(end, HOUR)

@@ -88,6 +88,8 @@ async def merged(
             parts.days,
             groups,
             whole_metric,
+            *parts.stale_span,
+            parts.hours,
         )
     )
 

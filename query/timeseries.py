@@ -76,6 +76,8 @@ async def time_series(
         groups,
         width.text,
         whole,
+        *parts.stale_span,
+        parts.hours,
     )
     rows = await conn.fetch(sql.query("timeseries_merged"), *args)
     percentiles: dict[tuple[str | None, Any], float] = {}

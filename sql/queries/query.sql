@@ -45,7 +45,8 @@ ORDER BY g.grp;
 -- Statistics over [$2, $3) from three sources that never overlap:
 --   raw events: the partial hours at the window's edges (before $4, from $5 on) and the stale
 --               hours $6 (listed in the invalidation log, so not yet exact in the rollups);
---   hourly rollups: the other whole hours in [$4, $5), except those of the days in $7;
+--   hourly rollups: the hours $12, the other whole hours in [$4, $5) except those of the
+--                   days in $7 (an index lookup on the rollups' primary keys);
 --   daily rollups: the days $7, whole days inside the window with no stale hour.
 -- Percentiles merge the sketches of all three (raw values keyed on the fly) and read the value
 -- at rank ceil(p * n), as percentile_disc does, with the same float8 arithmetic.
@@ -56,22 +57,30 @@ ORDER BY g.grp;
 WITH groups AS (
     SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
 ), raw AS MATERIALIZED (
+    -- Three plain time ranges, so that chunk exclusion and the (series_id, time) index apply
+    -- to each: the window's left edge, its right edge, and the stale hours inside their
+    -- bounding range [$10, $11).
     SELECT g.grp, e.value
-    FROM analytics.metric_events AS e
-    JOIN groups AS g USING (series_id)
-    WHERE e.series_id = ANY ($1) AND e.time >= $2 AND e.time < $3
-      AND (e.time < $4 OR e.time >= $5 OR time_bucket(INTERVAL '1 hour', e.time) = ANY ($6))
+    FROM analytics.metric_events AS e JOIN groups AS g USING (series_id)
+    WHERE e.series_id = ANY ($1) AND e.time >= $2 AND e.time < $4
+    UNION ALL
+    SELECT g.grp, e.value
+    FROM analytics.metric_events AS e JOIN groups AS g USING (series_id)
+    WHERE e.series_id = ANY ($1) AND e.time >= $5 AND e.time < $3
+    UNION ALL
+    SELECT g.grp, e.value
+    FROM analytics.metric_events AS e JOIN groups AS g USING (series_id)
+    WHERE e.series_id = ANY ($1) AND e.time >= $10 AND e.time < $11
+      AND time_bucket(INTERVAL '1 hour', e.time) = ANY ($6)
 ), hourly AS (
     SELECT g.grp, r.count, r.sum, r.min, r.max
     FROM analytics.metric_rollup_1h AS r
     JOIN groups AS g USING (series_id)
-    WHERE $9::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket >= $4 AND r.bucket < $5
-      AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
+    WHERE $9::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket = ANY ($12)
     UNION ALL
     SELECT NULL, r.count, r.sum, r.min, r.max
     FROM analytics.metric_totals_1h AS r
-    WHERE r.metric_id = $9 AND r.bucket >= $4 AND r.bucket < $5
-      AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
+    WHERE r.metric_id = $9 AND r.bucket = ANY ($12)
 ), daily AS (
     SELECT g.grp, r.count, r.sum, r.min, r.max
     FROM analytics.metric_rollup_1d AS r
@@ -96,8 +105,7 @@ WITH groups AS (
     SELECT g.grp, s.key, sum(s.n)
     FROM analytics.metric_sketch_1h AS s
     JOIN groups AS g USING (series_id)
-    WHERE $9::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket >= $4 AND s.bucket < $5
-      AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
+    WHERE $9::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($12)
     GROUP BY 1, 2
     UNION ALL
     SELECT g.grp, s.key, sum(s.n)
@@ -108,8 +116,7 @@ WITH groups AS (
     UNION ALL
     SELECT NULL, s.key, sum(s.n)
     FROM analytics.metric_totals_sketch_1h AS s
-    WHERE s.metric_id = $9 AND s.bucket >= $4 AND s.bucket < $5
-      AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
+    WHERE s.metric_id = $9 AND s.bucket = ANY ($12)
     GROUP BY 1, 2
     UNION ALL
     SELECT NULL, s.key, sum(s.n)
@@ -152,21 +159,29 @@ SELECT version FROM _analytics.schema_migrations;
 -- with count 0 (gap filling); $8 gives each series' group; $10 as $9 of statistics_merged.
 WITH groups AS (
     SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
+), raw AS (
+    -- As in statistics_merged: left edge, right edge, stale hours within [$11, $12).
+    SELECT series_id, time, value FROM analytics.metric_events
+    WHERE series_id = ANY ($1) AND time >= $2 AND time < $4
+    UNION ALL
+    SELECT series_id, time, value FROM analytics.metric_events
+    WHERE series_id = ANY ($1) AND time >= $5 AND time < $3
+    UNION ALL
+    SELECT series_id, time, value FROM analytics.metric_events
+    WHERE series_id = ANY ($1) AND time >= $11 AND time < $12
+      AND time_bucket(INTERVAL '1 hour', time) = ANY ($6)
 ), parts AS (
     SELECT g.grp, time_bucket($9::text::interval, e.time) AS bucket, count(*)::numeric AS count,
            sum(e.value) AS sum, min(e.value) AS min, max(e.value) AS max
-    FROM analytics.metric_events AS e
+    FROM raw AS e
     JOIN groups AS g USING (series_id)
-    WHERE e.series_id = ANY ($1) AND e.time >= $2 AND e.time < $3
-      AND (e.time < $4 OR e.time >= $5 OR time_bucket(INTERVAL '1 hour', e.time) = ANY ($6))
     GROUP BY 1, 2
     UNION ALL
     SELECT g.grp, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
            min(r.min), max(r.max)
     FROM analytics.metric_rollup_1h AS r
     JOIN groups AS g USING (series_id)
-    WHERE $10::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket >= $4 AND r.bucket < $5
-      AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
+    WHERE $10::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket = ANY ($13)
     GROUP BY 1, 2
     UNION ALL
     SELECT g.grp, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
@@ -179,8 +194,7 @@ WITH groups AS (
     SELECT NULL, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
            min(r.min), max(r.max)
     FROM analytics.metric_totals_1h AS r
-    WHERE r.metric_id = $10 AND r.bucket >= $4 AND r.bucket < $5
-      AND r.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', r.bucket) <> ALL ($7)
+    WHERE r.metric_id = $10 AND r.bucket = ANY ($13)
     GROUP BY 1, 2
     UNION ALL
     SELECT NULL, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
@@ -205,24 +219,31 @@ LEFT JOIN totals AS t ON t.grp IS NOT DISTINCT FROM w.grp AND t.bucket = w.bucke
 ORDER BY w.grp NULLS LAST, w.bucket;
 
 -- name: timeseries_percentile
--- The $11 percentile (a fraction) per output bucket, merging the sketches of the same three
+-- The $14 percentile (a fraction) per output bucket, merging the sketches of the same three
 -- sources as timeseries_merged. Buckets without data are absent (the caller fills them).
 WITH groups AS (
     SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
+), raw AS (
+    SELECT series_id, time, value FROM analytics.metric_events
+    WHERE series_id = ANY ($1) AND time >= $2 AND time < $4
+    UNION ALL
+    SELECT series_id, time, value FROM analytics.metric_events
+    WHERE series_id = ANY ($1) AND time >= $5 AND time < $3
+    UNION ALL
+    SELECT series_id, time, value FROM analytics.metric_events
+    WHERE series_id = ANY ($1) AND time >= $11 AND time < $12
+      AND time_bucket(INTERVAL '1 hour', time) = ANY ($6)
 ), keys AS (
     SELECT g.grp, time_bucket($9::text::interval, e.time) AS bucket,
            analytics.sketch_key(e.value) AS key, count(*)::numeric AS n
-    FROM analytics.metric_events AS e
+    FROM raw AS e
     JOIN groups AS g USING (series_id)
-    WHERE e.series_id = ANY ($1) AND e.time >= $2 AND e.time < $3
-      AND (e.time < $4 OR e.time >= $5 OR time_bucket(INTERVAL '1 hour', e.time) = ANY ($6))
     GROUP BY 1, 2, 3
     UNION ALL
     SELECT g.grp, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
     FROM analytics.metric_sketch_1h AS s
     JOIN groups AS g USING (series_id)
-    WHERE $10::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket >= $4 AND s.bucket < $5
-      AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
+    WHERE $10::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($13)
     GROUP BY 1, 2, 3
     UNION ALL
     SELECT g.grp, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
@@ -233,8 +254,7 @@ WITH groups AS (
     UNION ALL
     SELECT NULL, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
     FROM analytics.metric_totals_sketch_1h AS s
-    WHERE s.metric_id = $10 AND s.bucket >= $4 AND s.bucket < $5
-      AND s.bucket <> ALL ($6) AND time_bucket(INTERVAL '1 day', s.bucket) <> ALL ($7)
+    WHERE s.metric_id = $10 AND s.bucket = ANY ($13)
     GROUP BY 1, 2, 3
     UNION ALL
     SELECT NULL, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
@@ -249,7 +269,7 @@ WITH groups AS (
 )
 SELECT grp, bucket,
        analytics.sketch_value(min(key) FILTER (
-           WHERE running >= ceil($11::float8 * total::float8))) AS value
+           WHERE running >= ceil($14::float8 * total::float8))) AS value
 FROM ranked
 GROUP BY grp, bucket;
 
