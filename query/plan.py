@@ -34,6 +34,24 @@ class Plan:
     stale: list[datetime]  # hours inside [first_hour, last_hour) read from raw
     days: list[datetime]  # days read from the daily rollups
 
+    def arguments(
+        self, ids: list[int], groups: list[str | None], whole_metric: int | None
+    ) -> tuple[object, ...]:
+        """$1..$12 of statistics_merged, timeseries_merged and timeseries_percentile."""
+        return (
+            ids,
+            self.start,
+            self.end,
+            self.first_hour,
+            self.last_hour,
+            self.stale,
+            self.days,
+            groups,
+            whole_metric,
+            *self.stale_span,
+            self.hours,
+        )
+
     @property
     def hours(self) -> list[datetime]:
         """Whole hours read from the hourly rollups: not stale, not in a day read whole."""

@@ -78,18 +78,7 @@ async def merged(
     parts = plan(window.start, window.end, stale)
     return list(
         await conn.fetch(
-            sql.query("statistics_merged"),
-            ids,
-            window.start,
-            window.end,
-            parts.first_hour,
-            parts.last_hour,
-            parts.stale,
-            parts.days,
-            groups,
-            whole_metric,
-            *parts.stale_span,
-            parts.hours,
+            sql.query("statistics_merged"), *parts.arguments(ids, groups, whole_metric)
         )
     )
 

@@ -65,20 +65,7 @@ async def time_series(
         r["bucket"] for r in await conn.fetch(sql.query("stale_hours"), window.start, window.end)
     ]
     parts = parts_for(window, width.resolution, stale)
-    args = (
-        ids,
-        window.start,
-        window.end,
-        parts.first_hour,
-        parts.last_hour,
-        parts.stale,
-        parts.days,
-        groups,
-        width.text,
-        whole,
-        *parts.stale_span,
-        parts.hours,
-    )
+    args = (*parts.arguments(ids, groups, whole), width.text)
     rows = await conn.fetch(sql.query("timeseries_merged"), *args)
     percentiles: dict[tuple[str | None, Any], float] = {}
     if agg in PERCENTILES:

@@ -152,15 +152,15 @@ ORDER BY t.grp;
 SELECT version FROM _analytics.schema_migrations;
 
 -- name: timeseries_merged
--- Figures per output bucket of width $9 over [$2, $3), from the same three non-overlapping
+-- Figures per output bucket of width $13 over [$2, $3), from the same three non-overlapping
 -- sources as statistics_merged ($4..$7 as there; for a raw-resolution answer $4 = $5 = $3,
 -- so raw covers the window). The interval is a whole multiple of the source rollup's width,
 -- so every hourly or daily row falls into exactly one output bucket. Empty buckets come back
--- with count 0 (gap filling); $8 gives each series' group; $10 as $9 of statistics_merged.
+-- with count 0 (gap filling). $1..$12 are those of statistics_merged.
 WITH groups AS (
     SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
 ), raw AS (
-    -- As in statistics_merged: left edge, right edge, stale hours within [$11, $12).
+    -- As in statistics_merged: left edge, right edge, stale hours within [$10, $11).
     SELECT series_id, time, value FROM analytics.metric_events
     WHERE series_id = ANY ($1) AND time >= $2 AND time < $4
     UNION ALL
@@ -168,52 +168,52 @@ WITH groups AS (
     WHERE series_id = ANY ($1) AND time >= $5 AND time < $3
     UNION ALL
     SELECT series_id, time, value FROM analytics.metric_events
-    WHERE series_id = ANY ($1) AND time >= $11 AND time < $12
+    WHERE series_id = ANY ($1) AND time >= $10 AND time < $11
       AND time_bucket(INTERVAL '1 hour', time) = ANY ($6)
 ), parts AS (
-    SELECT g.grp, time_bucket($9::text::interval, e.time) AS bucket, count(*)::numeric AS count,
+    SELECT g.grp, time_bucket($13::text::interval, e.time) AS bucket, count(*)::numeric AS count,
            sum(e.value) AS sum, min(e.value) AS min, max(e.value) AS max
     FROM raw AS e
     JOIN groups AS g USING (series_id)
     GROUP BY 1, 2
     UNION ALL
-    SELECT g.grp, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
+    SELECT g.grp, time_bucket($13::text::interval, r.bucket), sum(r.count), sum(r.sum),
            min(r.min), max(r.max)
     FROM analytics.metric_rollup_1h AS r
     JOIN groups AS g USING (series_id)
-    WHERE $10::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket = ANY ($13)
+    WHERE $9::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket = ANY ($12)
     GROUP BY 1, 2
     UNION ALL
-    SELECT g.grp, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
+    SELECT g.grp, time_bucket($13::text::interval, r.bucket), sum(r.count), sum(r.sum),
            min(r.min), max(r.max)
     FROM analytics.metric_rollup_1d AS r
     JOIN groups AS g USING (series_id)
-    WHERE $10::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket = ANY ($7)
+    WHERE $9::integer IS NULL AND r.series_id = ANY ($1) AND r.bucket = ANY ($7)
     GROUP BY 1, 2
     UNION ALL
-    SELECT NULL, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
+    SELECT NULL, time_bucket($13::text::interval, r.bucket), sum(r.count), sum(r.sum),
            min(r.min), max(r.max)
     FROM analytics.metric_totals_1h AS r
-    WHERE r.metric_id = $10 AND r.bucket = ANY ($13)
+    WHERE r.metric_id = $9 AND r.bucket = ANY ($12)
     GROUP BY 1, 2
     UNION ALL
-    SELECT NULL, time_bucket($9::text::interval, r.bucket), sum(r.count), sum(r.sum),
+    SELECT NULL, time_bucket($13::text::interval, r.bucket), sum(r.count), sum(r.sum),
            min(r.min), max(r.max)
     FROM analytics.metric_totals_1d AS r
-    WHERE r.metric_id = $10 AND r.bucket = ANY ($7)
+    WHERE r.metric_id = $9 AND r.bucket = ANY ($7)
     GROUP BY 1, 2
 ), totals AS (
     SELECT grp, bucket, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min,
            max(max) AS max
     FROM parts GROUP BY 1, 2
 ), buckets AS (
-    SELECT generate_series(time_bucket($9::text::interval, $2), $3 - INTERVAL '1 microsecond',
-                           $9::text::interval) AS bucket
+    SELECT generate_series(time_bucket($13::text::interval, $2), $3 - INTERVAL '1 microsecond',
+                           $13::text::interval) AS bucket
 ), wanted AS (
     SELECT grp, bucket FROM (SELECT DISTINCT grp FROM groups) AS gs CROSS JOIN buckets
 )
 SELECT w.grp, w.bucket, coalesce(t.count, 0) AS count, t.sum, t.min, t.max,
-       t.sum / extract(epoch FROM (w.bucket + $9::text::interval) - w.bucket) AS rate
+       t.sum / extract(epoch FROM (w.bucket + $13::text::interval) - w.bucket) AS rate
 FROM wanted AS w
 LEFT JOIN totals AS t ON t.grp IS NOT DISTINCT FROM w.grp AND t.bucket = w.bucket
 ORDER BY w.grp NULLS LAST, w.bucket;
@@ -231,35 +231,35 @@ WITH groups AS (
     WHERE series_id = ANY ($1) AND time >= $5 AND time < $3
     UNION ALL
     SELECT series_id, time, value FROM analytics.metric_events
-    WHERE series_id = ANY ($1) AND time >= $11 AND time < $12
+    WHERE series_id = ANY ($1) AND time >= $10 AND time < $11
       AND time_bucket(INTERVAL '1 hour', time) = ANY ($6)
 ), keys AS (
-    SELECT g.grp, time_bucket($9::text::interval, e.time) AS bucket,
+    SELECT g.grp, time_bucket($13::text::interval, e.time) AS bucket,
            analytics.sketch_key(e.value) AS key, count(*)::numeric AS n
     FROM raw AS e
     JOIN groups AS g USING (series_id)
     GROUP BY 1, 2, 3
     UNION ALL
-    SELECT g.grp, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
+    SELECT g.grp, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
     FROM analytics.metric_sketch_1h AS s
     JOIN groups AS g USING (series_id)
-    WHERE $10::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($13)
+    WHERE $9::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($12)
     GROUP BY 1, 2, 3
     UNION ALL
-    SELECT g.grp, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
+    SELECT g.grp, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
     FROM analytics.metric_sketch_1d AS s
     JOIN groups AS g USING (series_id)
-    WHERE $10::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($7)
+    WHERE $9::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($7)
     GROUP BY 1, 2, 3
     UNION ALL
-    SELECT NULL, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
+    SELECT NULL, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
     FROM analytics.metric_totals_sketch_1h AS s
-    WHERE s.metric_id = $10 AND s.bucket = ANY ($13)
+    WHERE s.metric_id = $9 AND s.bucket = ANY ($12)
     GROUP BY 1, 2, 3
     UNION ALL
-    SELECT NULL, time_bucket($9::text::interval, s.bucket), s.key, sum(s.n)
+    SELECT NULL, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
     FROM analytics.metric_totals_sketch_1d AS s
-    WHERE s.metric_id = $10 AND s.bucket = ANY ($7)
+    WHERE s.metric_id = $9 AND s.bucket = ANY ($7)
     GROUP BY 1, 2, 3
 ), ranked AS (
     SELECT grp, bucket, key,
