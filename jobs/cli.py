@@ -1,31 +1,59 @@
-"""`python -m jobs`: the command line for DBAs and for schedulers.
+"""`python -m jobs` (also `astraeus-jobs`): the command line for DBAs and for schedulers.
 
-Exit codes: 0 done, 1 the job failed (the message says why), 2 bad usage.
+Exit codes: 0 done, 1 the job failed (one line on stderr says why), 2 bad usage.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, NoReturn
 
 import click
 import psycopg
 
+import sql
+from jobs import compress, retention
 from jobs.migrate import MigrationError, migrate
-from jobs.rollups import refresh_invalidated, refresh_range
-from service.settings import redact_url
+from jobs.periodic import periodic_jobs, retention_policy
+from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
+from jobs.scheduler import Scheduler, one_line
+from service.settings import SettingError, Settings, load, redact_url
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
 
 
+def settings() -> Settings:
+    try:
+        return load()
+    except SettingError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """A database that cannot be reached, or refuses, is one line and exit 1, not a traceback."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        fail(f"cannot reach the database {redact_url(url)}: {one_line(exc)}")
+    except psycopg.Error as exc:
+        fail(f"the database refused: {one_line(exc)}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """Jobs of astraeus-analytics: schema migrations and (soon) rollups, retention, alerts."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    """Jobs of astraeus-analytics: migrations, rollups, retention, compression, the scheduler."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
 
 database_url = click.option(
@@ -35,25 +63,6 @@ database_url = click.option(
     show_envvar=True,
     help="PostgreSQL URL of the database (with TimescaleDB).",
 )
-
-
-@main.command("migrate")
-@database_url
-def migrate_command(database_url: str) -> None:
-    """Apply the schema migrations that are not applied yet, then the idempotent definitions.
-
-    Safe to run from several processes at once and to re-run: each migration is applied once.
-    """
-    try:
-        report = migrate(database_url, progress=lambda line: click.echo(line))
-    except MigrationError as exc:
-        fail(f"{exc} ({redact_url(database_url)})" if "connect" in str(exc) else str(exc))
-        return
-    click.echo(
-        f"TimescaleDB {report.timescaledb_version} ({report.edition} edition): "
-        f"{len(report.applied)} migration(s) applied, {report.already_applied} already applied, "
-        f"{report.idempotent_files} definition file(s) re-applied"
-    )
 
 
 def _moment(value: str | None, option: str) -> datetime | None:
@@ -70,28 +79,197 @@ def _moment(value: str | None, option: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+@main.command("migrate")
+@database_url
+def migrate_command(database_url: str) -> None:
+    """Apply the schema migrations that are not applied yet, then the idempotent definitions.
+
+    Safe to run from several processes at once and to re-run: each migration is applied once.
+    """
+    try:
+        report = migrate(database_url, progress=click.echo)
+    except MigrationError as exc:
+        fail(f"{exc} ({redact_url(database_url)})" if "connect" in str(exc) else str(exc))
+    click.echo(
+        f"TimescaleDB {report.timescaledb_version} ({report.edition} edition): "
+        f"{len(report.applied)} migration(s) applied, {report.already_applied} already applied, "
+        f"{report.idempotent_files} definition file(s) re-applied"
+    )
+
+
 @main.command("refresh")
 @database_url
 @click.option("--start", help="Recompute from this time (RFC 3339); with --end.")
 @click.option("--end", help="Recompute up to this time (RFC 3339); with --start.")
-def refresh_command(database_url: str, start: str | None, end: str | None) -> None:
+@click.option("--view", help="Only this rollup (e.g. metric_rollup_1h); default: all of them.")
+def refresh_command(
+    database_url: str, start: str | None, end: str | None, view: str | None
+) -> None:
     """Bring the rollups up to date.
 
     Without --start/--end: recompute the hours that new or late events touched (listed by the
-    ingest path), as the scheduled job does. With them: recompute every rollup over the range,
-    a day at a time. Safe to interrupt and re-run.
+    ingest path), as the scheduled job does. With them: recompute the rollups over the range,
+    a day at a time (Community edition: refresh_continuous_aggregate; Apache edition: the
+    rollup job), never before the oldest raw events. Safe to interrupt and re-run.
     """
     first, last = _moment(start, "--start"), _moment(end, "--end")
     if (first is None) != (last is None):
         raise click.UsageError("give both --start and --end, or neither")
-    try:
-        if first is not None and last is not None:
+    if view is not None and first is None:
+        raise click.UsageError("--view goes with --start and --end")
+    with database_errors(database_url):
+        if first is None or last is None:
+            report = refresh_invalidated(database_url, progress=click.echo)
+        else:
             if last <= first:
                 raise click.UsageError("--end must be later than --start")
-            report = refresh_range(database_url, first, last, progress=click.echo)
-        else:
-            report = refresh_invalidated(database_url, progress=click.echo)
-    except psycopg.OperationalError as exc:
-        fail(f"cannot reach the database: {' '.join(str(exc).split())}")
-        return
+            try:
+                report = _refresh_with_progress(database_url, first, last, view)
+            except UnknownRollup as exc:
+                raise click.BadParameter(str(exc), param_hint="--view") from None
     click.echo(f"{report.hours} hour(s) in {len(report.ranges)} range(s) refreshed")
+
+
+def _refresh_with_progress(url: str, first: datetime, last: datetime, view: str | None) -> Any:
+    if not sys.stdout.isatty():
+        return refresh_range(url, first, last, only=view, progress=click.echo)
+    bar: Any = None
+
+    def advance(lo: datetime, hi: datetime, done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="refreshing", show_pos=True)
+            bar.__enter__()
+        bar.update(1)
+
+    try:
+        return refresh_range(url, first, last, only=view, on_range=advance)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+@main.command("retention")
+@database_url
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Keep raw events this many days (default: RETENTION_DAYS, 90).",
+)
+@click.option("--dry-run", is_flag=True, help="List the chunks that would be dropped; drop none.")
+def retention_command(database_url: str, days: int | None, dry_run: bool) -> None:
+    """Drop raw event chunks older than --days, and rollup chunks older than their own retention.
+
+    Rollups outlive raw events (RETENTION_HOURLY_DAYS, RETENTION_DAILY_DAYS), so statistics over
+    old windows keep working. Only chunks entirely older than the cut-off go.
+    """
+    policy = retention_policy(settings())
+    if days is not None:
+        policy = retention.Policy(
+            days, policy.hourly_days, policy.daily_days, policy.idempotency_ttl
+        )
+    with database_errors(database_url):
+        report = retention.apply(database_url, policy, dry_run=dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    for relation, chunk in report.chunks:
+        click.echo(f"{verb} {chunk} ({relation})")
+    click.echo(
+        f"{len(report.chunks)} chunk(s) {verb}"
+        + (
+            ""
+            if dry_run
+            else f"; {report.keys_pruned} expired idempotency key(s) and "
+            f"{report.runs_pruned} old job run(s) pruned"
+        )
+    )
+
+
+@main.command("compress")
+@database_url
+@click.option(
+    "--after-days",
+    type=click.IntRange(min=1),
+    help="Compress chunks older than this (default: COMPRESS_AFTER_DAYS, 7).",
+)
+def compress_command(database_url: str, after_days: int | None) -> None:
+    """Set up and report compression of raw events (Community edition).
+
+    On the Apache edition compression does not exist: the command says so and exits 0.
+    """
+    days = after_days or settings().compress_after_days
+    with database_errors(database_url):
+        report = compress.setup(database_url, days)
+    if not report.available:
+        click.echo(
+            f"compression is unavailable on the {report.edition} edition of TimescaleDB; "
+            "nothing to do"
+        )
+        return
+    click.echo(
+        ("compression enabled on analytics.metric_events; " if report.enabled_now else "")
+        + f"policy: compress chunks older than {days} day(s) "
+        f"(job {report.policy.get('job_id')}, every "
+        f"{report.policy.get('schedule_interval')})"
+    )
+    stats = report.stats
+    if stats.get("total_chunks"):
+        click.echo(
+            f"{stats['number_compressed_chunks']} of {stats['total_chunks']} chunk(s) "
+            f"compressed: {stats['before_compression_total_bytes'] or 0:,} -> "
+            f"{stats['after_compression_total_bytes'] or 0:,} bytes"
+        )
+
+
+@main.command("run")
+@database_url
+@click.option(
+    "--tick",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks for due jobs.",
+)
+def run_command(database_url: str, tick: float) -> None:
+    """The scheduler: run every periodic job at its interval until SIGTERM or Ctrl-C.
+
+    Any number of these (and API servers with RUN_SCHEDULER=true) may run at once: each job
+    runs once per interval across all of them. A job in flight is finished before stopping.
+    """
+    stop = threading.Event()
+
+    def stop_gracefully(signum: int, frame: FrameType | None) -> None:
+        click.echo(
+            f"{signal.Signals(signum).name}: finishing the job in flight, then stopping", err=True
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, stop_gracefully)
+    signal.signal(signal.SIGINT, stop_gracefully)
+    scheduler = Scheduler(database_url, periodic_jobs(settings()), stop)
+    with database_errors(database_url):
+        scheduler.serve(tick)
+
+
+@main.command("status")
+@database_url
+@click.option("--job", help="Only this job's runs.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def status_command(database_url: str, job: str | None, limit: int) -> None:
+    """Recent runs of the periodic jobs: start, duration, rows affected, outcome, error."""
+    with database_errors(database_url), psycopg.connect(database_url) as conn:
+        rows = conn.execute(sql.query("job_runs_recent"), {"job": job, "limit": limit})
+        runs = rows.fetchall()
+    if not runs:
+        click.echo("no job runs recorded yet")
+        return
+    click.echo(
+        f"{'job':<12} {'started (UTC)':<20} {'duration':>10} {'rows':>8}  {'outcome':<11} detail"
+    )
+    for run in runs:
+        _, name, started, _, duration_ms, rows_affected, outcome, error, detail, *_ = run
+        took = f"{duration_ms / 1000:.1f} s" if duration_ms is not None else "-"
+        click.echo(
+            f"{name:<12} {started:%Y-%m-%d %H:%M:%S} {took:>10} "
+            f"{rows_affected if rows_affected is not None else '-':>8}  {outcome:<11} "
+            f"{error or detail or ''}"
+        )

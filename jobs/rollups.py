@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql as pgsql
 
+import sql
 from jobs.migrate import edition
 
 log = logging.getLogger("astraeus.rollups")
@@ -97,10 +98,18 @@ def _recompute_apache(
     )
 
 
-def materialise(conn: psycopg.Connection, start: datetime, end: datetime) -> None:
-    """Recompute every rollup over [start, end) (whole hours), the hourly ones first."""
+class UnknownRollup(ValueError):
+    pass
+
+
+def materialise(
+    conn: psycopg.Connection, start: datetime, end: datetime, only: str | None = None
+) -> None:
+    """Recompute every rollup (or `only` that one) over [start, end), hourly ones first."""
     apache = edition(conn) != "timescale"
     for rollup in rollups(conn):
+        if only is not None and rollup.name != only:
+            continue
         first, last = covering(start, end, rollup.width)
         if apache:
             _recompute_apache(conn, rollup, first, last)
@@ -111,6 +120,13 @@ def materialise(conn: psycopg.Connection, start: datetime, end: datetime) -> Non
             )
 
 
+def oldest_raw(conn: psycopg.Connection) -> datetime | None:
+    """Where raw events begin. Rollups before it are final: recomputing them from raw events
+    that retention has dropped would empty them, on either edition."""
+    row = conn.execute(sql.query("oldest_raw_time")).fetchone()
+    return row[0] if row else None
+
+
 def refresh_invalidated(
     url: str, *, now: datetime | None = None, progress: Callable[[str], None] = log.info
 ) -> RefreshReport:
@@ -118,14 +134,21 @@ def refresh_invalidated(
     report = RefreshReport()
     with psycopg.connect(url, autocommit=True, application_name="astraeus-rollups") as conn:
         apache = edition(conn) != "timescale"
+        oldest = oldest_raw(conn)
         rows = conn.execute(
             "SELECT id, bucket FROM _analytics.rollup_invalidations "
             "WHERE bucket < date_trunc('hour', coalesce(%s, now())) ORDER BY bucket LIMIT %s",
             (now, MAX_INVALIDATIONS),
         ).fetchall()
         by_hour: dict[datetime, list[int]] = {}
+        moot = []
         for row_id, bucket in rows:
-            by_hour.setdefault(bucket, []).append(row_id)
+            if oldest is None or bucket < oldest:
+                moot.append(row_id)  # its raw events are gone: the rollups stay as they are
+            else:
+                by_hour.setdefault(bucket, []).append(row_id)
+        if moot:
+            _forget(conn, moot)
         for start, end in hour_ranges(by_hour):
             ids = [i for hour, hour_ids in by_hour.items() if start <= hour < end for i in hour_ids]
             if apache:
@@ -143,25 +166,46 @@ def refresh_invalidated(
 
 
 def refresh_range(
-    url: str, start: datetime, end: datetime, progress: Callable[[str], None] = log.info
+    url: str,
+    start: datetime,
+    end: datetime,
+    *,
+    only: str | None = None,
+    on_range: Callable[[datetime, datetime, int, int], None] | None = None,
+    progress: Callable[[str], None] = log.info,
 ) -> RefreshReport:
-    """Recompute the rollups over [start, end), a day per transaction; safe to re-run."""
+    """Recompute the rollups (or `only` one) over [start, end), a day per transaction.
+
+    Safe to interrupt and re-run. Clamped to where raw events begin (see oldest_raw).
+    """
     report = RefreshReport()
     first, last = covering(start, end, HOUR)
     with psycopg.connect(url, autocommit=True, application_name="astraeus-rollups") as conn:
+        names = [rollup.name for rollup in rollups(conn)]
+        if only is not None and only not in names:
+            raise UnknownRollup(f"no rollup named {only!r}; there are: {', '.join(names)}")
         apache = edition(conn) != "timescale"
+        oldest = oldest_raw(conn)
+        if oldest is None:
+            return report
+        first = max(first, oldest)
+        steps = []
         cursor = first
         while cursor < last:
-            upto = min(cursor + MAX_RANGE, last)
+            steps.append((cursor, min(cursor + MAX_RANGE, last)))
+            cursor = steps[-1][1]
+        for done, (lo, hi) in enumerate(steps, start=1):
             if apache:
                 with conn.transaction():
-                    materialise(conn, cursor, upto)
+                    materialise(conn, lo, hi, only)
             else:
-                materialise(conn, cursor, upto)
-            report.ranges.append((cursor, upto))
-            report.hours += int((upto - cursor) / HOUR)
-            progress(f"refreshed {cursor:%Y-%m-%d %H:%M} to {upto:%Y-%m-%d %H:%M} UTC")
-            cursor = upto
+                materialise(conn, lo, hi, only)
+            report.ranges.append((lo, hi))
+            report.hours += int((hi - lo) / HOUR)
+            if on_range is not None:
+                on_range(lo, hi, done, len(steps))
+            else:
+                progress(f"refreshed {lo:%Y-%m-%d %H:%M} to {hi:%Y-%m-%d %H:%M} UTC")
     return report
 
 

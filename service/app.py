@@ -19,6 +19,9 @@ from ingest.committer import GroupCommitter
 from ingest.series import SeriesRegistry
 from ingest.tagsets import TagSets
 from jobs.migrate import migrate, read_migrations
+from jobs.periodic import periodic_jobs
+from jobs.routes import routes as jobs_routes
+from jobs.scheduler import Scheduler, start_in_thread
 from service import db, health
 from service.errors import ApiError
 from service.http import JSON
@@ -63,6 +66,12 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         app.state.series = SeriesRegistry(settings.ingest.max_series_per_metric)
         app.state.committer = GroupCommitter(app.state.pool, app.state.series, settings.ingest)
         app.state.committer.start()
+        app.state.scheduler = None
+        if settings.run_scheduler:
+            # Jobs run in a thread of their own (they are synchronous psycopg code), claiming
+            # each job through the database, so any number of replicas can do this at once.
+            app.state.scheduler = Scheduler(url, periodic_jobs(settings))
+            app.state.scheduler_thread = start_in_thread(app.state.scheduler)
         async with app.state.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT extversion, current_setting('timescaledb.license', true) AS edition "
@@ -80,11 +89,14 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         try:
             yield
         finally:
+            if app.state.scheduler is not None:
+                app.state.scheduler.stop.set()  # the job in flight is finished first
+                await asyncio.to_thread(app.state.scheduler_thread.join)
             await app.state.committer.stop()
             await app.state.pool.close()
 
     return Starlette(
-        routes=[*health.routes, *ingest.routes.routes, *query.routes.routes],
+        routes=[*health.routes, *ingest.routes.routes, *query.routes.routes, *jobs_routes],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error,

@@ -63,6 +63,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected 0 or a positive whole number")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -111,6 +118,34 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ),
     Setting("MIGRATE_ON_START", True, "Apply schema migrations when the API server starts.", _bool),
     Setting("LOG_LEVEL", "info", "Log level: debug, info, warning or error.", str),
+    Setting(
+        "RUN_SCHEDULER",
+        True,
+        "Run the periodic jobs (rollup refresh, retention) inside the API server; false when "
+        "separate `python -m jobs run` processes do it.",
+        _bool,
+    ),
+    Setting("SCHEDULE_ROLLUPS_S", 60, "Seconds between rollup refreshes.", _positive_int),
+    Setting("SCHEDULE_RETENTION_S", 3600, "Seconds between retention runs.", _positive_int),
+    Setting(
+        "RETENTION_HOURLY_DAYS",
+        400,
+        "Days the hourly rollups are kept (0: forever).",
+        _non_negative_int,
+    ),
+    Setting(
+        "RETENTION_DAILY_DAYS",
+        0,
+        "Days the daily rollups are kept (0: forever).",
+        _non_negative_int,
+    ),
+    Setting(
+        "COMPRESS_AFTER_DAYS",
+        7,
+        "Age after which raw chunks are compressed by `python -m jobs compress`'s policy "
+        "(Community edition).",
+        _positive_int,
+    ),
     Setting(
         "RETENTION_DAYS",
         90,
@@ -203,6 +238,12 @@ class Settings:
     query_max_raw_rows: int
     migrate_on_start: bool
     log_level: str
+    run_scheduler: bool
+    schedule_rollups_s: int
+    schedule_retention_s: int
+    retention_hourly_days: int
+    retention_daily_days: int
+    compress_after_days: int
     retention_days: int
     ingest: IngestSettings
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)

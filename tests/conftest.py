@@ -47,7 +47,9 @@ def db(db_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 def make_client(url: str, **env: str) -> TestClient:
-    settings = load({"DATABASE_URL": url, "MIGRATE_ON_START": "false", **env})
+    settings = load(
+        {"DATABASE_URL": url, "MIGRATE_ON_START": "false", "RUN_SCHEDULER": "false", **env}
+    )
     return TestClient(create_app(settings), raise_server_exceptions=False)
 
 

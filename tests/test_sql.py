@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -17,8 +18,14 @@ def test_every_named_query_prepares_against_the_schema(
     db: psycopg.Connection[Any], name: str
 ) -> None:
     # PREPARE parses and plans the statement without running it: a typo in a column or a
-    # type fails here, not in production.
-    db.execute(f"PREPARE check_statement AS {sql.query(name)}".encode())
+    # type fails here, not in production. psycopg's %(name)s placeholders become $1, $2, ...
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"${numbers.setdefault(match.group(1), len(numbers) + 1)}"
+
+    statement = re.sub(r"%\((\w+)\)s", number, sql.query(name))
+    db.execute(f"PREPARE check_statement AS {statement}".encode())
     db.execute("DEALLOCATE check_statement")
 
 

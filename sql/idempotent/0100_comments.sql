@@ -15,3 +15,5 @@ COMMENT ON TABLE _analytics.idempotency_keys IS
     'IDEMPOTENCY_TTL_HOURS.';
 COMMENT ON TABLE _analytics.rollup_invalidations IS
     'Append-only: the hours touched by each committed batch, consumed by the rollup job.';
+COMMENT ON TABLE _analytics.job_runs IS
+    'One row per run of a periodic job (rollup refresh, retention, ...): outcome and figures.';

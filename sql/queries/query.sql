@@ -289,3 +289,12 @@ CROSS JOIN LATERAL jsonb_each_text(s.tags) AS t
 WHERE s.metric_id = $1
 GROUP BY t.key, t.value
 ORDER BY t.key, t.value;
+
+-- name: job_runs_api
+SELECT id, job, started_at, finished_at,
+       extract(epoch FROM finished_at - started_at) * 1000 AS duration_ms,
+       rows_affected, outcome, error, detail, host, pid
+FROM _analytics.job_runs
+WHERE $1::text IS NULL OR job = $1
+ORDER BY started_at DESC, id DESC
+LIMIT $2;

@@ -1,0 +1,34 @@
+"""The periodic jobs and their intervals, as the scheduler runs them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from jobs import retention
+from jobs.rollups import refresh_invalidated
+from jobs.scheduler import Job, Outcome
+from service.settings import Settings
+
+
+def retention_policy(settings: Settings) -> retention.Policy:
+    return retention.Policy(
+        raw_days=settings.retention_days,
+        hourly_days=settings.retention_hourly_days,
+        daily_days=settings.retention_daily_days,
+        idempotency_ttl=timedelta(hours=settings.ingest.idempotency_ttl_hours),
+    )
+
+
+def periodic_jobs(settings: Settings) -> list[Job]:
+    def rollups(url: str) -> Outcome:
+        report = refresh_invalidated(url, progress=lambda _: None)
+        return Outcome(report.invalidations, f"{report.hours} hour(s) refreshed")
+
+    def retain(url: str) -> Outcome:
+        report = retention.apply(url, retention_policy(settings))
+        return Outcome(len(report.chunks), f"{len(report.chunks)} chunk(s) dropped")
+
+    return [
+        Job("rollups", timedelta(seconds=settings.schedule_rollups_s), rollups),
+        Job("retention", timedelta(seconds=settings.schedule_retention_s), retain),
+    ]

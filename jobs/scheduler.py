@@ -1,0 +1,147 @@
+"""The scheduler: every periodic job at its interval, once per interval across all replicas.
+
+Any number of processes may run it (`python -m jobs run`, or the API server with
+RUN_SCHEDULER=true). On each tick a process tries each job: it takes the job's PostgreSQL
+advisory lock without waiting (pg_try_advisory_lock), and holding it, checks in
+_analytics.job_runs whether the job last started at least one interval ago (by the database's
+clock, so replicas' clocks do not matter). Only then does it run the job, recording the run.
+A process that dies mid-job loses its session and so the lock; its run stays 'running' until
+the next process to claim the job marks it 'interrupted' and runs the job again. A failed job
+is recorded and tried again at its next interval; it does not stop the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import psycopg
+
+import sql
+
+log = logging.getLogger("astraeus.scheduler")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rows: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval: timedelta
+    run: Callable[[str], Outcome]  # given the database URL
+
+    @property
+    def lock_key(self) -> int:
+        digest = hashlib.sha256(f"astraeus-job:{self.name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:1000]
+
+
+class Scheduler:
+    def __init__(self, url: str, jobs: Sequence[Job], stop: threading.Event | None = None):
+        self.url = url
+        self.jobs = list(jobs)
+        self.stop = stop or threading.Event()
+        self.host = socket.gethostname()
+        self._conn: psycopg.Connection | None = None
+
+    def _session(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                self.url, autocommit=True, application_name="astraeus-scheduler"
+            )
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def run_due(self) -> list[str]:
+        """One pass: run every job that is due and not running elsewhere. Returns their names."""
+        ran = []
+        for job in self.jobs:
+            if self.stop.is_set():
+                break
+            try:
+                if self._try(job):
+                    ran.append(job.name)
+            except psycopg.OperationalError as exc:
+                log.warning("scheduler cannot reach the database: %s", one_line(exc))
+                self.close()
+                break
+        return ran
+
+    def _try(self, job: Job) -> bool:
+        conn = self._session()
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (job.lock_key,)).fetchone()
+        if not locked or not locked[0]:
+            return False  # another process is running it right now
+        try:
+            due = conn.execute(
+                sql.query("job_due"), {"interval": job.interval, "job": job.name}
+            ).fetchone()
+            if not due or not due[0]:
+                return False
+            conn.execute(sql.query("job_mark_interrupted"), {"job": job.name})
+            run = conn.execute(
+                sql.query("job_start"), {"job": job.name, "host": self.host, "pid": os.getpid()}
+            ).fetchone()
+            assert run is not None
+            self._execute(conn, job, run[0])
+            return True
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (job.lock_key,))
+
+    def _execute(self, conn: psycopg.Connection, job: Job, run_id: int) -> None:
+        log.info("running %s", job.name)
+        finish = {"id": run_id, "rows": None, "error": None, "detail": None}
+        try:
+            outcome = job.run(self.url)
+        except Exception as exc:  # a failing job is recorded and retried next interval
+            log.warning("%s failed: %s", job.name, one_line(exc))
+            conn.execute(
+                sql.query("job_finish"), {**finish, "outcome": "failed", "error": one_line(exc)}
+            )
+            return
+        conn.execute(
+            sql.query("job_finish"),
+            {**finish, "outcome": "ok", "rows": outcome.rows, "detail": outcome.detail or None},
+        )
+        log.info("%s done: %s", job.name, outcome.detail or f"{outcome.rows} rows")
+
+    def serve(self, tick_s: float = 1.0) -> None:
+        """Run due jobs every `tick_s` until `stop` is set; a job in flight is finished."""
+        log.info(
+            "scheduler started: %s",
+            ", ".join(f"{job.name} every {job.interval.total_seconds():g} s" for job in self.jobs),
+        )
+        try:
+            while not self.stop.is_set():
+                self.run_due()
+                self.stop.wait(tick_s)
+        finally:
+            self.close()
+            log.info("scheduler stopped")
+
+
+def start_in_thread(scheduler: Scheduler) -> threading.Thread:
+    thread = threading.Thread(target=scheduler.serve, name="astraeus-scheduler", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,324 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from jobs.scheduler import Job, Outcome, Scheduler
+from tests.conftest import make_client
+from tests.test_rollups import assert_rollups_equal_raw
+
+
+def runs(db: psycopg.Connection[Any], job: str | None = None) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT job, outcome, error FROM _analytics.job_runs "
+        "WHERE %(job)s::text IS NULL OR job = %(job)s ORDER BY id",
+        {"job": job},
+    ).fetchall()
+
+
+def slow(seconds: float, calls: list[str], name: str) -> Job:
+    def run(url: str) -> Outcome:
+        calls.append(name)
+        time.sleep(seconds)
+        return Outcome(1, "done")
+
+    return Job(name, timedelta(minutes=10), run)
+
+
+def test_two_schedulers_started_together_run_each_job_once(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    calls: list[str] = []
+    jobs = [slow(0.3, calls, "first"), slow(0.3, calls, "second")]
+    replicas = [Scheduler(db_url, jobs), Scheduler(db_url, jobs)]
+    barrier = threading.Barrier(2)
+
+    def tick(scheduler: Scheduler) -> None:
+        barrier.wait()
+        scheduler.run_due()
+
+    threads = [threading.Thread(target=tick, args=(s,)) for s in replicas]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    again = [s.run_due() for s in replicas]
+    for scheduler in replicas:
+        scheduler.close()
+
+    assert sorted(calls) == ["first", "second"]
+    assert again == [[], []]
+    assert runs(db) == [("first", "ok", None), ("second", "ok", None)] or runs(db) == [
+        ("second", "ok", None),
+        ("first", "ok", None),
+    ]
+
+
+def test_a_failing_job_is_recorded_and_the_others_still_run(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    calls: list[str] = []
+
+    def broken(url: str) -> Outcome:
+        raise RuntimeError("disk on fire\nsecond line")
+
+    scheduler = Scheduler(
+        db_url, [Job("broken", timedelta(seconds=1), broken), slow(0, calls, "fine")]
+    )
+    first = scheduler.run_due()
+    time.sleep(1.1)
+    second = scheduler.run_due()
+    scheduler.close()
+
+    assert first == ["broken", "fine"]
+    assert second == ["broken"]  # retried at its next interval; "fine" is not due yet
+    failed = runs(db, "broken")
+    assert [outcome for _, outcome, _ in failed] == ["failed", "failed"]
+    assert failed[0][2] == "RuntimeError: disk on fire second line"
+
+
+KILLABLE = textwrap.dedent("""
+    import sys, time
+    from datetime import timedelta
+    from jobs.scheduler import Job, Outcome, Scheduler
+
+    def forever(url):
+        print("started", flush=True)
+        time.sleep(600)
+        return Outcome()
+
+    Scheduler(sys.argv[1], [Job("long", timedelta(seconds=1), forever)]).run_due()
+""")
+
+
+def test_a_job_killed_mid_run_is_picked_up_again(db_url: str, db: psycopg.Connection[Any]) -> None:
+    victim = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE, db_url], stdout=subprocess.PIPE, text=True
+    )
+    assert victim.stdout is not None and victim.stdout.readline().strip() == "started"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    victim.stdout.close()
+    calls: list[str] = []
+    successor = Scheduler(
+        db_url, [Job("long", timedelta(seconds=1), lambda url: calls.append("long") or Outcome())]
+    )
+
+    deadline = time.monotonic() + 15
+    while not calls and time.monotonic() < deadline:
+        successor.run_due()  # the dead process's lock goes with its connection
+        time.sleep(0.2)
+    successor.close()
+
+    assert calls == ["long"]
+    assert [outcome for _, outcome, _ in runs(db, "long")] == ["interrupted", "ok"]
+
+
+def jobs_cli(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"]}
+    if url:
+        env["DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "jobs", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def insert_raw(db: psycopg.Connection[Any], when: list[datetime], metric: str = "m") -> None:
+    """Events written straight into raw storage: no invalidation recorded, as a bulk load."""
+    metric_id = db.execute(
+        "INSERT INTO analytics.metrics (name, metric_type) VALUES (%s, 'gauge') "
+        "ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+        (metric,),
+    ).fetchone()
+    series = db.execute(
+        "INSERT INTO analytics.series (metric_id, tags) VALUES (%s, '{}') "
+        "ON CONFLICT (metric_id, tags) DO UPDATE SET tags = excluded.tags RETURNING id",
+        (metric_id[0] if metric_id else None,),
+    ).fetchone()
+    with db.cursor().copy(
+        "COPY analytics.metric_events (time, series_id, value) FROM STDIN"
+    ) as copy:
+        for i, moment in enumerate(when):
+            copy.write_row((moment, series[0] if series else None, float(i)))
+
+
+def test_refresh_over_a_range_fixes_rollups_after_late_data(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    insert_raw(db, [day + timedelta(hours=h, minutes=10) for h in range(30)])
+    assert (
+        jobs_cli(
+            "refresh",
+            "--start",
+            day.isoformat(),
+            "--end",
+            (day + timedelta(days=2)).isoformat(),
+            url=db_url,
+        ).returncode
+        == 0
+    )
+    insert_raw(db, [day + timedelta(hours=5, minutes=30), day + timedelta(hours=26)])
+
+    result = jobs_cli(
+        "refresh",
+        "--start",
+        day.isoformat(),
+        "--end",
+        (day + timedelta(days=2)).isoformat(),
+        url=db_url,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "48 hour(s) in 2 range(s) refreshed" in result.stdout
+    assert_rollups_equal_raw(db)
+
+
+def chunks(db: psycopg.Connection[Any], relation: str) -> int:
+    row = db.execute("SELECT count(*) FROM show_chunks(%s::regclass)", (relation,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_retention_dry_run_lists_and_drops_nothing_then_drops_keeping_rollups(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    old = datetime.now(UTC) - timedelta(days=120)
+    insert_raw(db, [old, old + timedelta(days=1), datetime.now(UTC) - timedelta(hours=2)])
+    assert (
+        jobs_cli(
+            "refresh",
+            "--start",
+            (old - timedelta(days=1)).isoformat(),
+            "--end",
+            datetime.now(UTC).isoformat(),
+            url=db_url,
+        ).returncode
+        == 0
+    )
+    before = chunks(db, "analytics.metric_events")
+    hourly_before = db.execute("SELECT count(*) FROM analytics.metric_rollup_1h").fetchone()
+
+    dry = jobs_cli("retention", "--dry-run", url=db_url)
+    assert dry.returncode == 0, dry.stderr
+    assert "2 chunk(s) would drop" in dry.stdout
+    assert dry.stdout.count("would drop _timescaledb_internal.") == 2
+    assert chunks(db, "analytics.metric_events") == before
+
+    real = jobs_cli("retention", url=db_url)
+    assert real.returncode == 0, real.stderr
+    assert chunks(db, "analytics.metric_events") == before - 2
+    # The rollups outlive the raw events, and a refresh over the dropped range keeps them.
+    assert (
+        jobs_cli(
+            "refresh",
+            "--start",
+            (old - timedelta(days=1)).isoformat(),
+            "--end",
+            datetime.now(UTC).isoformat(),
+            url=db_url,
+        ).returncode
+        == 0
+    )
+    assert db.execute("SELECT count(*) FROM analytics.metric_rollup_1h").fetchone() == (
+        hourly_before
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("refresh", "--start", "yesterday", "--end", "2026-01-01T00:00:00Z"), "--start"),
+        (("refresh", "--start", "2026-01-01T00:00:00Z"), "give both --start and --end"),
+        (
+            ("refresh", "--start", "2026-01-02T00:00:00Z", "--end", "2026-01-01T00:00:00Z"),
+            "--end must be later",
+        ),
+        (("retention", "--days", "-1"), "--days"),
+        (("status", "--limit", "0"), "--limit"),
+        (("compress", "--after-days", "x"), "--after-days"),
+        (("frobnicate",), "No such command"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    db_url: str, args: tuple[str, ...], words: str
+) -> None:
+    result = jobs_cli(*args, url=db_url)
+
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "retention", "refresh", "compress"])
+def test_an_unreachable_database_is_one_line_and_exit_1(command: str) -> None:
+    result = jobs_cli(command, url="postgresql://nobody:pw@127.0.0.1:1/none")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach the database")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert ":pw@" not in result.stderr
+
+
+def test_every_command_explains_itself() -> None:
+    for command in ["migrate", "refresh", "retention", "compress", "run", "status"]:
+        result = jobs_cli(command, "--help")
+        assert result.returncode == 0
+        assert "DATABASE_URL" in result.stdout
+
+
+def test_compress_reports_what_the_edition_allows(db_url: str, db: psycopg.Connection[Any]) -> None:
+    edition = db.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+
+    result = jobs_cli("compress", url=db_url)
+
+    assert result.returncode == 0, result.stderr
+    if edition == ("timescale",):
+        assert "policy: compress chunks older than 7 day(s)" in result.stdout
+    else:
+        assert "compression is unavailable on the apache edition" in result.stdout
+
+
+def test_the_api_server_runs_the_scheduler_and_lists_the_runs(db_url: str) -> None:
+    with make_client(db_url, RUN_SCHEDULER="true") as client:
+        deadline = time.monotonic() + 15
+        answer: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            answer = client.get("/api/v1/analytics/jobs").json()
+            if {run["job"] for run in answer["runs"]} >= {"rollups", "retention"}:
+                break
+            time.sleep(0.2)
+
+    assert answer["scheduler_in_this_process"] is True
+    assert [job["name"] for job in answer["jobs"]] == ["rollups", "retention"]
+    assert {(run["job"], run["outcome"]) for run in answer["runs"]} == {
+        ("rollups", "ok"),
+        ("retention", "ok"),
+    }
+
+
+def test_status_shows_recent_runs(db_url: str) -> None:
+    scheduler = Scheduler(
+        db_url, [Job("tiny", timedelta(hours=1), lambda url: Outcome(7, "seven"))]
+    )
+    scheduler.run_due()
+    scheduler.close()
+
+    result = jobs_cli("status", url=db_url)
+
+    assert result.returncode == 0
+    assert "tiny" in result.stdout and "ok" in result.stdout and "seven" in result.stdout
