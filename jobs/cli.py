@@ -20,6 +20,7 @@ import psycopg
 
 import sql
 from jobs import compress, retention
+from jobs.alerts import evaluate
 from jobs.migrate import MigrationError, migrate
 from jobs.periodic import periodic_jobs, retention_policy
 from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
@@ -218,6 +219,24 @@ def compress_command(database_url: str, after_days: int | None) -> None:
             f"compressed: {stats['before_compression_total_bytes'] or 0:,} -> "
             f"{stats['after_compression_total_bytes'] or 0:,} bytes"
         )
+
+
+@main.command("alerts")
+@database_url
+def alerts_command(database_url: str) -> None:
+    """Evaluate every enabled alert rule once, then exit.
+
+    Rules move ok -> pending -> firing (an incident opens) -> ok (it resolves itself); the
+    same pass the scheduler runs every SCHEDULE_ALERTS_S.
+    """
+    with database_errors(database_url):
+        report = evaluate(database_url)
+    for rule, before, after in report.transitions:
+        click.echo(f"rule {rule}: {before} -> {after}")
+    click.echo(
+        f"{report.rules} rule(s) evaluated: {len(report.opened)} incident(s) opened, "
+        f"{len(report.resolved)} resolved"
+    )
 
 
 @main.command("run")

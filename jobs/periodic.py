@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from jobs import retention
+from jobs.alerts import evaluate
 from jobs.rollups import refresh_invalidated
 from jobs.scheduler import Job, Outcome
 from service.settings import Settings
@@ -28,7 +29,16 @@ def periodic_jobs(settings: Settings) -> list[Job]:
         report = retention.apply(url, retention_policy(settings))
         return Outcome(len(report.chunks), f"{len(report.chunks)} chunk(s) dropped")
 
+    def alerts(url: str) -> Outcome:
+        report = evaluate(url)
+        return Outcome(
+            report.rules,
+            f"{report.rules} rule(s): {len(report.opened)} incident(s) "
+            f"opened, {len(report.resolved)} resolved",
+        )
+
     return [
         Job("rollups", timedelta(seconds=settings.schedule_rollups_s), rollups),
+        Job("alerts", timedelta(seconds=settings.schedule_alerts_s), alerts),
         Job("retention", timedelta(seconds=settings.schedule_retention_s), retain),
     ]

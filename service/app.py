@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+import alerts.routes
 import ingest.routes
 import query.routes
 from ingest.committer import GroupCommitter
@@ -96,7 +97,13 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             await app.state.pool.close()
 
     return Starlette(
-        routes=[*health.routes, *ingest.routes.routes, *query.routes.routes, *jobs_routes],
+        routes=[
+            *health.routes,
+            *ingest.routes.routes,
+            *query.routes.routes,
+            *alerts.routes.routes,
+            *jobs_routes,
+        ],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error,

@@ -126,6 +126,12 @@ SETTINGS: tuple[Setting[Any], ...] = (
         _bool,
     ),
     Setting("SCHEDULE_ROLLUPS_S", 60, "Seconds between rollup refreshes.", _positive_int),
+    Setting(
+        "SCHEDULE_ALERTS_S",
+        60,
+        "Seconds between alert evaluation passes (60 to 300 is usual).",
+        _positive_int,
+    ),
     Setting("SCHEDULE_RETENTION_S", 3600, "Seconds between retention runs.", _positive_int),
     Setting(
         "RETENTION_HOURLY_DAYS",
@@ -240,6 +246,7 @@ class Settings:
     log_level: str
     run_scheduler: bool
     schedule_rollups_s: int
+    schedule_alerts_s: int
     schedule_retention_s: int
     retention_hourly_days: int
     retention_daily_days: int

@@ -43,3 +43,98 @@ WHERE hypertable_schema = 'analytics' AND hypertable_name = 'metric_events';
 
 -- name: idempotency_keys_prune
 DELETE FROM _analytics.idempotency_keys WHERE created_at < now() - %(ttl)s::interval;
+
+-- name: alert_values
+-- One value per enabled rule over its own window (%(now)s - window, %(now)s], in one statement
+-- for all rules: each rule's series are found by its tag filters, and each series' events in
+-- the window by an index probe on (series_id, time). Rules on a metric not recorded yet get
+-- no data (count 0).
+WITH rules AS (
+    SELECT r.id, r.aggregation, r.window_seconds, r.tags, m.id AS metric_id
+    FROM analytics.alert_rules AS r
+    LEFT JOIN analytics.metrics AS m ON m.name = r.metric_name
+    WHERE r.enabled
+), matched AS (
+    SELECT r.id AS rule_id, s.id AS series_id, r.window_seconds
+    FROM rules AS r
+    JOIN analytics.series AS s ON s.metric_id = r.metric_id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM jsonb_each(r.tags) AS f (tag, allowed)
+        WHERE NOT coalesce(f.allowed ? (s.tags ->> f.tag), false)
+    )
+), vals AS (
+    SELECT m.rule_id, e.value
+    FROM matched AS m
+    CROSS JOIN LATERAL (
+        SELECT value FROM analytics.metric_events AS e
+        WHERE e.series_id = m.series_id
+          AND e.time > %(now)s::timestamptz - make_interval(secs => m.window_seconds)
+          AND e.time <= %(now)s::timestamptz
+    ) AS e
+)
+SELECT r.id AS rule_id,
+       count(v.value) AS count,
+       CASE r.aggregation
+           WHEN 'avg' THEN avg(v.value)
+           WHEN 'min' THEN min(v.value)
+           WHEN 'max' THEN max(v.value)
+           WHEN 'sum' THEN coalesce(sum(v.value), 0)
+           WHEN 'count' THEN count(v.value)
+           WHEN 'rate' THEN coalesce(sum(v.value), 0) / r.window_seconds
+           WHEN 'p50' THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY v.value)
+           WHEN 'p95' THEN percentile_disc(0.95) WITHIN GROUP (ORDER BY v.value)
+           WHEN 'p99' THEN percentile_disc(0.99) WITHIN GROUP (ORDER BY v.value)
+       END AS value
+FROM rules AS r
+LEFT JOIN vals AS v ON v.rule_id = r.id
+GROUP BY r.id, r.aggregation, r.window_seconds;
+
+-- name: alert_rules_for_evaluation
+-- Locked for the pass: state changes and incidents of one rule never interleave.
+SELECT r.id, r.name, r.metric_name, r.condition_operator::text AS operator, r.threshold,
+       r.recovery_threshold, r.duration_seconds, r.severity::text AS severity,
+       r.no_data::text AS no_data,
+       coalesce(s.state::text, 'ok') AS state, coalesce(s.since, now()) AS since
+FROM analytics.alert_rules AS r
+LEFT JOIN analytics.alert_rule_state AS s ON s.rule_id = r.id
+WHERE r.enabled
+ORDER BY r.id
+FOR UPDATE OF r;
+
+-- name: alert_state_upsert
+INSERT INTO analytics.alert_rule_state (rule_id, state, since, last_value, last_evaluated_at)
+VALUES (%(rule)s, %(state)s::analytics.alert_state, %(since)s, %(value)s, %(now)s)
+ON CONFLICT (rule_id) DO UPDATE SET
+    state = excluded.state, since = excluded.since, last_value = excluded.last_value,
+    last_evaluated_at = excluded.last_evaluated_at;
+
+-- name: incident_open
+-- At most one open incident per rule (a partial unique index): if one is open already (the
+-- rule was firing, then its state was lost), it is updated instead of opening a second.
+INSERT INTO analytics.incidents (rule_id, rule_name, severity, metric_name, metric_value,
+                                 threshold, last_value)
+VALUES (%(rule)s, %(name)s, %(severity)s::analytics.alert_severity, %(metric)s, %(value)s,
+        %(threshold)s, %(value)s)
+ON CONFLICT (rule_id) WHERE status IN ('open', 'acknowledged')
+DO UPDATE SET last_value = excluded.last_value, updated_at = now()
+RETURNING id, (xmax = 0) AS opened;
+
+-- name: incident_update_value
+UPDATE analytics.incidents SET last_value = %(value)s, updated_at = now()
+WHERE rule_id = %(rule)s AND status IN ('open', 'acknowledged');
+
+-- name: incident_recover
+UPDATE analytics.incidents
+SET status = 'resolved', resolved_at = now(), resolution_note = 'recovered', updated_at = now(),
+    last_value = %(value)s
+WHERE rule_id = %(rule)s AND status IN ('open', 'acknowledged')
+RETURNING id;
+
+-- name: incident_event
+INSERT INTO analytics.incident_events (incident_id, kind, note, value)
+VALUES (%(incident)s, %(kind)s, %(note)s, %(value)s);
+
+-- name: rule_triggered
+UPDATE analytics.alert_rules
+SET trigger_count = trigger_count + 1, last_triggered_at = now()
+WHERE id = %(rule)s;

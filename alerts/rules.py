@@ -1,0 +1,205 @@
+"""Alert rules: the seed's body, validated at the edge, and their CRUD endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+import sql
+from ingest.wire import NAME_PATTERN, describe
+from service.db import connection
+from service.errors import ApiError, BadRequest, NotFound, ValidationFailed, field_error
+from service.http import JSON, read_body, require_media_type
+
+BODY_LIMIT = 64 * 1024
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+Operator = Literal["gt", "lt", "eq", "gte", "lte"]
+Severity = Literal["info", "warning", "error", "critical"]
+Aggregation = Literal["avg", "min", "max", "sum", "count", "p50", "p95", "p99", "rate"]
+NoData = Literal["ok", "alerting", "keep_state"]
+
+
+class RuleIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    metric_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+    condition_operator: Operator
+    threshold: float
+    severity: Severity = "warning"
+    description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    duration_seconds: Annotated[int, msgspec.Meta(ge=0, le=7 * 86400)] = 0
+    tags: dict[str, str | list[str]] = {}
+    aggregation: Aggregation = "avg"
+    window_seconds: Annotated[int, msgspec.Meta(ge=10, le=86400)] = 60
+    recovery_threshold: float | None = None
+    no_data: NoData = "keep_state"
+    enabled: bool = True
+    allow_unknown_metric: bool = False
+
+    def filters(self) -> dict[str, list[str]]:
+        return {k: [v] if isinstance(v, str) else v for k, v in self.tags.items()}
+
+
+_rule = msgspec.json.Decoder(RuleIn)
+_patch = msgspec.json.Decoder(dict[str, Any])
+
+
+def decode(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        detail = describe(exc)
+        raise ValidationFailed(f"{detail['field']}: {detail['reason']}", details=[detail]) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}") from None
+
+
+async def check(conn: asyncpg.Connection, rule: RuleIn) -> None:
+    """What the wire types cannot say: hysteresis direction, the metric, rate on counters."""
+
+    def refuse(field: str, reason: str) -> ValidationFailed:
+        return ValidationFailed(f"{field}: {reason}", details=[field_error(field, reason)])
+
+    recovery, op = rule.recovery_threshold, rule.condition_operator
+    if recovery is not None:
+        if op == "eq":
+            raise refuse("recovery_threshold", "has no meaning with condition_operator eq")
+        if op in ("gt", "gte") and recovery > rule.threshold:
+            raise refuse("recovery_threshold", "must not be above threshold for gt/gte")
+        if op in ("lt", "lte") and recovery < rule.threshold:
+            raise refuse("recovery_threshold", "must not be below threshold for lt/lte")
+    for key, values in rule.filters().items():
+        if not key or not values:
+            raise refuse(f"tags.{key}", "a tag filter needs a key and at least one value")
+    metric = await conn.fetchrow(sql.query("metric_by_name"), rule.metric_name)
+    if metric is None and not rule.allow_unknown_metric:
+        raise refuse(
+            "metric_name",
+            f"no metric named {rule.metric_name!r} has been recorded; "
+            "send allow_unknown_metric: true to create the rule anyway",
+        )
+    if rule.aggregation == "rate" and metric is not None and metric["metric_type"] != "counter":
+        raise refuse(
+            "aggregation",
+            f"rate applies to counters; {rule.metric_name!r} is a {metric['metric_type']}",
+        )
+
+
+def columns(rule: RuleIn) -> tuple[Any, ...]:
+    return (
+        rule.name,
+        rule.metric_name,
+        msgspec.json.encode(rule.filters()).decode(),
+        rule.aggregation,
+        rule.window_seconds,
+        rule.condition_operator,
+        rule.threshold,
+        rule.recovery_threshold,
+        rule.duration_seconds,
+        rule.severity,
+        rule.description,
+        rule.no_data,
+        rule.enabled,
+    )
+
+
+def present(row: asyncpg.Record) -> dict[str, Any]:
+    body = dict(row)
+    body["tags"] = msgspec.json.decode(row["tags"])
+    body["state"] = {
+        "state": body.pop("state"),
+        "since": body.pop("state_since"),
+        "last_value": body.pop("last_value"),
+        "last_evaluated_at": body.pop("last_evaluated_at"),
+    }
+    return body
+
+
+async def fetch(conn: asyncpg.Connection, rule_id: int) -> dict[str, Any]:
+    rows = await conn.fetch(sql.query("rules_select"), rule_id)
+    if not rows:
+        raise NotFound(f"No alert rule with id {rule_id}.")
+    return present(rows[0])
+
+
+def rule_id(request: Request) -> int:
+    raw = request.path_params["rule_id"]
+    if not raw.isdigit() or int(raw) > 2**31 - 1:
+        raise NotFound(f"No alert rule with id {raw!r}.")
+    return int(raw)
+
+
+async def _save(conn: asyncpg.Connection, statement: str, *args: Any) -> int:
+    try:
+        found = await conn.fetchval(sql.query(statement), *args)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(
+            "An alert rule with that name exists already.",
+            details=[field_error("name", "already in use")],
+        ) from None
+    if found is None:
+        raise NotFound("No such alert rule.")
+    return int(found)
+
+
+async def create(request: Request) -> JSON:
+    require_media_type(request, "application/json")
+    rule = decode(await read_body(request, BODY_LIMIT), _rule)
+    async with connection(request.app.state.pool) as conn:
+        await check(conn, rule)
+        new_id = await _save(conn, "rule_insert", *columns(rule))
+        return JSON(await fetch(conn, new_id), status_code=201)
+
+
+async def replace(request: Request) -> JSON:
+    require_media_type(request, "application/json")
+    target = rule_id(request)
+    rule = decode(await read_body(request, BODY_LIMIT), _rule)
+    async with connection(request.app.state.pool) as conn:
+        await fetch(conn, target)
+        await check(conn, rule)
+        await _save(conn, "rule_update", target, *columns(rule))
+        return JSON(await fetch(conn, target))
+
+
+async def patch(request: Request) -> JSON:
+    require_media_type(request, "application/json")
+    target = rule_id(request)
+    changes = decode(await read_body(request, BODY_LIMIT), _patch)
+    async with connection(request.app.state.pool) as conn:
+        current = await fetch(conn, target)
+        fields = set(RuleIn.__struct_fields__) - {"allow_unknown_metric"}
+        merged = {k: v for k, v in current.items() if k in fields}
+        merged.update(changes)
+        rule = decode(msgspec.json.encode(merged), _rule)
+        await check(conn, rule)
+        await _save(conn, "rule_update", target, *columns(rule))
+        return JSON(await fetch(conn, target))
+
+
+async def remove(request: Request) -> Response:
+    target = rule_id(request)
+    async with connection(request.app.state.pool) as conn:
+        await _save(conn, "rule_delete", target)
+    return Response(status_code=204)
+
+
+async def listing(request: Request) -> JSON:
+    async with connection(request.app.state.pool) as conn:
+        rows = await conn.fetch(sql.query("rules_select"), None)
+    return JSON({"rules": [present(row) for row in rows]})
+
+
+async def one(request: Request) -> JSON:
+    async with connection(request.app.state.pool) as conn:
+        return JSON(await fetch(conn, rule_id(request)))

@@ -1,0 +1,151 @@
+"""Alert evaluation: one pass over every enabled rule, set-based, in one transaction.
+
+Each rule's value over its window comes from one SQL statement for all rules (alert_values).
+Then, per rule, the state machine:
+
+    ok --condition true--> pending --true for duration_seconds--> firing (an incident opens)
+    pending --condition false--> ok
+    firing --condition cleared--> ok (the incident resolves itself)
+
+A firing rule clears when the value no longer meets the condition against
+`recovery_threshold` when one is set (hysteresis: `gt 90` with `recovery_threshold 80` stays
+firing until the value is 80 or below), against `threshold` otherwise. With no data in the
+window, `no_data` decides: `ok` (the condition is false), `alerting` (it is true) or
+`keep_state`. States live in analytics.alert_rule_state, so pending and firing survive restarts;
+a transaction-scoped advisory lock keeps two evaluators from interleaving.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+import sql
+
+log = logging.getLogger("astraeus.alerts")
+
+# pg_advisory_xact_lock key: ASCII "astr" + "alrt".
+EVALUATION_LOCK = 0x61737472_616C7274
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "eq": operator.eq,
+}
+
+
+@dataclass
+class EvaluationReport:
+    rules: int = 0
+    opened: list[int] = field(default_factory=list)  # incident ids
+    resolved: list[int] = field(default_factory=list)
+    transitions: list[tuple[int, str, str]] = field(default_factory=list)  # rule, from, to
+
+
+def condition(rule: dict[str, Any], value: float | None, has_data: bool) -> bool | None:
+    """Whether the rule's condition holds now; None: keep the state (no data, keep_state)."""
+    if not has_data or value is None:
+        return {"ok": False, "alerting": True}.get(rule["no_data"])
+    compare = OPERATORS[rule["operator"]]
+    if rule["state"] == "firing" and rule["recovery_threshold"] is not None:
+        return compare(value, rule["recovery_threshold"])  # still not recovered
+    return compare(value, rule["threshold"])
+
+
+def evaluate(url: str, now: datetime | None = None) -> EvaluationReport:
+    """One evaluation pass; returns what changed."""
+    report = EvaluationReport()
+    with (
+        psycopg.connect(url, application_name="astraeus-alerts") as conn,
+        conn.transaction(),
+        conn.cursor(row_factory=dict_row) as cur,
+    ):
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVALUATION_LOCK,))
+        moment = now or cur.execute("SELECT now() AS now").fetchone()["now"]  # type: ignore[index]
+        rules = cur.execute(sql.query("alert_rules_for_evaluation")).fetchall()
+        values = {
+            row["rule_id"]: row
+            for row in cur.execute(sql.query("alert_values"), {"now": moment}).fetchall()
+        }
+        for rule in rules:
+            found = values.get(rule["id"], {"count": 0, "value": None})
+            _step(cur, rule, found, moment, report)
+        report.rules = len(rules)
+    return report
+
+
+def _step(
+    cur: psycopg.Cursor[Any],
+    rule: dict[str, Any],
+    found: dict[str, Any],
+    now: datetime,
+    report: EvaluationReport,
+) -> None:
+    value = found["value"]
+    value = float(value) if value is not None else None
+    holds = condition(rule, value, found["count"] > 0)
+    state, since = rule["state"], rule["since"]
+    new_state, new_since = state, since
+    if holds is None:
+        pass  # no data, keep_state
+    elif state == "ok" and holds:
+        new_state, new_since = "pending", now
+    elif (state == "pending" and not holds) or (state == "firing" and not holds):
+        new_state, new_since = "ok", now
+    # Only evidence escalates: a pending rule with no data (keep_state) stays pending.
+    elapsed = now - new_since >= timedelta(seconds=rule["duration_seconds"])
+    if new_state == "pending" and holds and elapsed:
+        new_state, new_since = "firing", now
+
+    if new_state == "firing" and state != "firing":
+        incident = cur.execute(
+            sql.query("incident_open"),
+            {
+                "rule": rule["id"],
+                "name": rule["name"],
+                "severity": rule["severity"],
+                "metric": rule["metric_name"],
+                "value": value,
+                "threshold": rule["threshold"],
+            },
+        ).fetchone()
+        assert incident is not None
+        cur.execute(
+            sql.query("incident_event"),
+            {
+                "incident": incident["id"],
+                "kind": "opened" if incident["opened"] else "updated",
+                "note": f"{rule['operator']} {rule['threshold']:g}",
+                "value": value,
+            },
+        )
+        cur.execute(sql.query("rule_triggered"), {"rule": rule["id"]})
+        report.opened.append(incident["id"])
+    elif new_state == "firing":
+        cur.execute(sql.query("incident_update_value"), {"rule": rule["id"], "value": value})
+    elif state == "firing" and new_state == "ok":
+        for resolved in cur.execute(
+            sql.query("incident_recover"), {"rule": rule["id"], "value": value}
+        ).fetchall():
+            cur.execute(
+                sql.query("incident_event"),
+                {"incident": resolved["id"], "kind": "recovered", "note": None, "value": value},
+            )
+            report.resolved.append(resolved["id"])
+    if new_state != state:
+        report.transitions.append((rule["id"], state, new_state))
+        log.info(
+            "rule %s (%s): %s -> %s (value %s)", rule["id"], rule["name"], state, new_state, value
+        )
+    cur.execute(
+        sql.query("alert_state_upsert"),
+        {"rule": rule["id"], "state": new_state, "since": new_since, "value": value, "now": now},
+    )
