@@ -307,6 +307,7 @@ def test_the_api_server_runs_the_scheduler_and_lists_the_runs(db_url: str) -> No
     assert [job["name"] for job in answer["jobs"]] == ["rollups", "alerts", "retention"]
     assert {(run["job"], run["outcome"]) for run in answer["runs"]} == {
         ("rollups", "ok"),
+        ("alerts", "ok"),
         ("retention", "ok"),
     }
 
