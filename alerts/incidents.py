@@ -71,6 +71,10 @@ async def _one(conn: asyncpg.Connection, target: int) -> dict[str, Any]:
     incident["timeline"] = [
         dict(row) for row in await conn.fetch(sql.query("incident_timeline"), target)
     ]
+    incident["deliveries"] = [
+        {**dict(row), "attempts_log": msgspec.json.decode(row["attempts_log"])}
+        for row in await conn.fetch(sql.query("incident_deliveries"), target)
+    ]
     return incident
 
 

@@ -44,6 +44,7 @@ class RuleIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     recovery_threshold: float | None = None
     no_data: NoData = "keep_state"
     enabled: bool = True
+    channels: list[Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]] = []
     allow_unknown_metric: bool = False
 
     def filters(self) -> dict[str, list[str]]:
@@ -81,6 +82,10 @@ async def check(conn: asyncpg.Connection, rule: RuleIn) -> None:
     for key, values in rule.filters().items():
         if not key or not values:
             raise refuse(f"tags.{key}", "a tag filter needs a key and at least one value")
+    existing = {r["id"] for r in await conn.fetch(sql.query("channels_existing"), rule.channels)}
+    missing = sorted(set(rule.channels) - existing)
+    if missing:
+        raise refuse("channels", f"no channel with id {', '.join(map(str, missing))}")
     metric = await conn.fetchrow(sql.query("metric_by_name"), rule.metric_name)
     if metric is None and not rule.allow_unknown_metric:
         raise refuse(
@@ -157,7 +162,9 @@ async def create(request: Request) -> JSON:
     rule = decode(await read_body(request, BODY_LIMIT), _rule)
     async with connection(request.app.state.pool) as conn:
         await check(conn, rule)
-        new_id = await _save(conn, "rule_insert", *columns(rule))
+        async with conn.transaction():
+            new_id = await _save(conn, "rule_insert", *columns(rule))
+            await conn.execute(sql.query("rule_set_channels"), new_id, rule.channels)
         return JSON(await fetch(conn, new_id), status_code=201)
 
 
@@ -168,7 +175,9 @@ async def replace(request: Request) -> JSON:
     async with connection(request.app.state.pool) as conn:
         await fetch(conn, target)
         await check(conn, rule)
-        await _save(conn, "rule_update", target, *columns(rule))
+        async with conn.transaction():
+            await _save(conn, "rule_update", target, *columns(rule))
+            await conn.execute(sql.query("rule_set_channels"), target, rule.channels)
         return JSON(await fetch(conn, target))
 
 
@@ -183,7 +192,9 @@ async def patch(request: Request) -> JSON:
         merged.update(changes)
         rule = decode(msgspec.json.encode(merged), _rule)
         await check(conn, rule)
-        await _save(conn, "rule_update", target, *columns(rule))
+        async with conn.transaction():
+            await _save(conn, "rule_update", target, *columns(rule))
+            await conn.execute(sql.query("rule_set_channels"), target, rule.channels)
         return JSON(await fetch(conn, target))
 
 

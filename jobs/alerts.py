@@ -60,8 +60,11 @@ def condition(rule: dict[str, Any], value: float | None, has_data: bool) -> bool
     return compare(value, rule["threshold"])
 
 
-def evaluate(url: str, now: datetime | None = None) -> EvaluationReport:
-    """One evaluation pass; returns what changed."""
+def evaluate(
+    url: str, now: datetime | None = None, repeat: timedelta | None = None
+) -> EvaluationReport:
+    """One evaluation pass; returns what changed. `repeat`: re-notify an open incident this
+    often while its rule keeps firing (None: never)."""
     report = EvaluationReport()
     with (
         psycopg.connect(url, application_name="astraeus-alerts") as conn,
@@ -77,9 +80,33 @@ def evaluate(url: str, now: datetime | None = None) -> EvaluationReport:
         }
         for rule in rules:
             found = values.get(rule["id"], {"count": 0, "value": None})
-            _step(cur, rule, found, moment, report)
+            _step(cur, rule, found, moment, report, repeat)
         report.rules = len(rules)
     return report
+
+
+def _notify(
+    cur: psycopg.Cursor[Any],
+    rule: dict[str, Any],
+    incident: int,
+    kind: str,
+    now: datetime,
+    sequence: int = 0,
+) -> None:
+    cur.execute(
+        sql.query("notifications_enqueue"),
+        {"incident": incident, "kind": kind, "sequence": sequence, "rule": rule["id"], "now": now},
+    )
+
+
+def _repeat(
+    cur: psycopg.Cursor[Any], rule: dict[str, Any], now: datetime, every: timedelta | None
+) -> None:
+    if every is None:
+        return
+    for row in cur.execute(sql.query("notifications_last"), {"rule": rule["id"]}).fetchall():
+        if row["last_at"] is not None and now - row["last_at"] >= every:
+            _notify(cur, rule, row["incident"], "repeat", now, row["repeats"] + 1)
 
 
 def _step(
@@ -88,6 +115,7 @@ def _step(
     found: dict[str, Any],
     now: datetime,
     report: EvaluationReport,
+    repeat: timedelta | None = None,
 ) -> None:
     value = found["value"]
     value = float(value) if value is not None else None
@@ -128,9 +156,12 @@ def _step(
             },
         )
         cur.execute(sql.query("rule_triggered"), {"rule": rule["id"]})
+        if incident["opened"]:
+            _notify(cur, rule, incident["id"], "firing", now)
         report.opened.append(incident["id"])
     elif new_state == "firing":
         cur.execute(sql.query("incident_update_value"), {"rule": rule["id"], "value": value})
+        _repeat(cur, rule, now, repeat)
     elif state == "firing" and new_state == "ok":
         for resolved in cur.execute(
             sql.query("incident_recover"), {"rule": rule["id"], "value": value}
@@ -139,6 +170,7 @@ def _step(
                 sql.query("incident_event"),
                 {"incident": resolved["id"], "kind": "recovered", "note": None, "value": value},
             )
+            _notify(cur, rule, resolved["id"], "resolved", now)
             report.resolved.append(resolved["id"])
     if new_state != state:
         report.transitions.append((rule["id"], state, new_state))

@@ -22,7 +22,8 @@ import sql
 from jobs import compress, retention
 from jobs.alerts import evaluate
 from jobs.migrate import MigrationError, migrate
-from jobs.periodic import periodic_jobs, retention_policy
+from jobs.notify import deliver
+from jobs.periodic import periodic_jobs, repeat_interval, retention_policy
 from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
 from jobs.scheduler import Scheduler, one_line
 from service.settings import SettingError, Settings, load, redact_url
@@ -224,18 +225,21 @@ def compress_command(database_url: str, after_days: int | None) -> None:
 @main.command("alerts")
 @database_url
 def alerts_command(database_url: str) -> None:
-    """Evaluate every enabled alert rule once, then exit.
+    """Evaluate every enabled alert rule once, deliver what that produced, then exit.
 
     Rules move ok -> pending -> firing (an incident opens) -> ok (it resolves itself); the
     same pass the scheduler runs every SCHEDULE_ALERTS_S.
     """
+    config = settings()
     with database_errors(database_url):
-        report = evaluate(database_url)
+        report = evaluate(database_url, repeat=repeat_interval(config))
+        delivered = deliver(database_url, config)
     for rule, before, after in report.transitions:
         click.echo(f"rule {rule}: {before} -> {after}")
     click.echo(
         f"{report.rules} rule(s) evaluated: {len(report.opened)} incident(s) opened, "
-        f"{len(report.resolved)} resolved"
+        f"{len(report.resolved)} resolved; {delivered.sent} notification(s) sent, "
+        f"{delivered.failed_attempts} failed attempt(s)"
     )
 
 

@@ -20,6 +20,10 @@ def retention_policy(settings: Settings) -> retention.Policy:
     )
 
 
+def repeat_interval(settings: Settings) -> timedelta | None:
+    return timedelta(seconds=settings.alert_repeat_s) if settings.alert_repeat_s else None
+
+
 def periodic_jobs(settings: Settings) -> list[Job]:
     def rollups(url: str) -> Outcome:
         report = refresh_invalidated(url, progress=lambda _: None)

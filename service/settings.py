@@ -132,6 +132,26 @@ SETTINGS: tuple[Setting[Any], ...] = (
         "Seconds between alert evaluation passes (60 to 300 is usual).",
         _positive_int,
     ),
+    Setting(
+        "ALERT_REPEAT_S",
+        14400,
+        "Seconds between repeated notifications of an open, unacknowledged incident (0: never).",
+        _non_negative_int,
+    ),
+    Setting(
+        "NOTIFY_RETRY_BASE_S",
+        30,
+        "First retry delay of a failed notification; doubles each attempt, at most an hour.",
+        _non_negative_int,
+    ),
+    Setting("NOTIFY_MAX_ATTEMPTS", 8, "Attempts before a notification is given up.", _positive_int),
+    Setting("NOTIFY_TIMEOUT_S", 10, "Seconds an SMTP server or webhook may take.", _positive_int),
+    Setting("SMTP_HOST", "localhost", "SMTP server for e-mail channels.", str),
+    Setting("SMTP_PORT", 25, "SMTP server port.", _port),
+    Setting("SMTP_STARTTLS", False, "Upgrade the SMTP connection with STARTTLS.", _bool),
+    Setting("SMTP_USERNAME", "", "SMTP login (none when empty).", str),
+    Setting("SMTP_PASSWORD", "", "SMTP password; never printed.", str),
+    Setting("SMTP_FROM", "astraeus@localhost", "Sender address of alert e-mail.", str),
     Setting("SCHEDULE_RETENTION_S", 3600, "Seconds between retention runs.", _positive_int),
     Setting(
         "RETENTION_HOURLY_DAYS",
@@ -247,6 +267,16 @@ class Settings:
     run_scheduler: bool
     schedule_rollups_s: int
     schedule_alerts_s: int
+    alert_repeat_s: int
+    notify_retry_base_s: int
+    notify_max_attempts: int
+    notify_timeout_s: int
+    smtp_host: str
+    smtp_port: int
+    smtp_starttls: bool
+    smtp_username: str
+    smtp_password: Secret
+    smtp_from: str
     schedule_retention_s: int
     retention_hourly_days: int
     retention_daily_days: int
@@ -304,4 +334,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         for name, value in values.items()
         if not name.startswith(("INGEST_", "IDEMPOTENCY_"))
     }
+    core["smtp_password"] = Secret(core["smtp_password"])
     return Settings(database_url=Secret(url) if url else None, ingest=ingest, **core, raw=values)

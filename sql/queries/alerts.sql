@@ -29,7 +29,7 @@ SELECT r.id, r.name, r.metric_name, r.tags::text AS tags, r.aggregation::text AS
        r.window_seconds, r.condition_operator::text AS condition_operator, r.threshold,
        r.recovery_threshold, r.duration_seconds, r.severity::text AS severity, r.description,
        r.no_data::text AS no_data, r.enabled, r.trigger_count, r.last_triggered_at,
-       r.created_at, r.updated_at,
+       r.created_at, r.updated_at, r.channels,
        coalesce(s.state::text, 'ok') AS state, s.since AS state_since, s.last_value,
        s.last_evaluated_at
 FROM analytics.alert_rules AS r
@@ -73,6 +73,16 @@ WITH resolved AS (
 ), reset AS (
     UPDATE analytics.alert_rule_state AS s SET state = 'ok', since = now()
     FROM resolved WHERE s.rule_id = resolved.rule_id
+), notify AS (
+    -- The rule's channels hear of the resolution, as with a recovery (unless silenced).
+    INSERT INTO analytics.notifications (incident_id, channel_id, kind, status)
+    SELECT resolved.id, c.id, 'resolved',
+           CASE WHEN analytics.silenced(r.id, now()) THEN 'suppressed' ELSE 'pending' END
+    FROM resolved
+    JOIN analytics.alert_rules AS r ON r.id = resolved.rule_id
+    JOIN analytics.alert_channels AS c ON c.id = ANY (r.channels)
+    WHERE c.enabled
+    ON CONFLICT (incident_id, channel_id, kind, sequence) DO NOTHING
 )
 SELECT id FROM resolved;
 
@@ -82,3 +92,62 @@ VALUES ($1, $2, $3, $4, $5);
 
 -- name: incident_status
 SELECT status::text AS status FROM analytics.incidents WHERE id = $1;
+
+-- name: channel_insert
+INSERT INTO analytics.alert_channels (name, type, config, enabled)
+VALUES ($1, $2::text::analytics.channel_type, $3::jsonb, $4)
+RETURNING id;
+
+-- name: channel_update
+UPDATE analytics.alert_channels
+SET name = $2, type = $3::text::analytics.channel_type, config = $4::jsonb, enabled = $5,
+    updated_at = now()
+WHERE id = $1
+RETURNING id;
+
+-- name: channel_delete
+DELETE FROM analytics.alert_channels WHERE id = $1 RETURNING id;
+
+-- name: channels_select
+SELECT id, name, type::text AS type, config::text AS config, enabled, created_at, updated_at
+FROM analytics.alert_channels
+WHERE $1::integer IS NULL OR id = $1
+ORDER BY id;
+
+-- name: channels_existing
+SELECT id FROM analytics.alert_channels WHERE id = ANY ($1::integer[]);
+
+-- name: rule_set_channels
+UPDATE analytics.alert_rules SET channels = $2::integer[] WHERE id = $1;
+
+-- name: silence_insert
+INSERT INTO analytics.silences (rule_id, matchers, starts_at, ends_at, created_by, comment)
+VALUES ($1, $2::jsonb, $3, $4, $5, $6)
+RETURNING id;
+
+-- name: silences_select
+-- Silences in force (or all of them, $1), newest first.
+SELECT id, rule_id, matchers::text AS matchers, starts_at, ends_at, created_by, comment,
+       created_at, (starts_at <= now() AND now() < ends_at) AS active
+FROM analytics.silences
+WHERE $1::boolean OR now() < ends_at
+ORDER BY created_at DESC, id DESC;
+
+-- name: silence_delete
+DELETE FROM analytics.silences WHERE id = $1 RETURNING id;
+
+-- name: rule_exists
+SELECT 1 FROM analytics.alert_rules WHERE id = $1;
+
+-- name: incident_deliveries
+-- The delivery log of an incident: every notification and each attempt to send it.
+SELECT n.id, n.kind, n.sequence, n.status, n.attempts, n.created_at, n.sent_at, n.last_error,
+       c.name AS channel, c.type::text AS channel_type,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('at', a.at, 'ok', a.ok, 'detail', a.detail)
+                                  ORDER BY a.at)
+                 FROM analytics.notification_attempts AS a WHERE a.notification_id = n.id),
+                '[]'::jsonb)::text AS attempts_log
+FROM analytics.notifications AS n
+JOIN analytics.alert_channels AS c ON c.id = n.channel_id
+WHERE n.incident_id = $1
+ORDER BY n.id;

@@ -138,3 +138,55 @@ VALUES (%(incident)s, %(kind)s, %(note)s, %(value)s);
 UPDATE analytics.alert_rules
 SET trigger_count = trigger_count + 1, last_triggered_at = now()
 WHERE id = %(rule)s;
+
+-- name: notifications_enqueue
+-- One notification per enabled channel of the rule, in the transaction of the incident change
+-- it announces; a silence in force makes them 'suppressed' (kept, never sent).
+INSERT INTO analytics.notifications (incident_id, channel_id, kind, sequence, status)
+SELECT %(incident)s, c.id, %(kind)s, %(sequence)s,
+       CASE WHEN analytics.silenced(r.id, %(now)s::timestamptz) THEN 'suppressed'
+            ELSE 'pending' END
+FROM analytics.alert_rules AS r
+JOIN analytics.alert_channels AS c ON c.id = ANY (r.channels)
+WHERE r.id = %(rule)s AND c.enabled
+ON CONFLICT (incident_id, channel_id, kind, sequence) DO NOTHING;
+
+-- name: notifications_last
+-- When an open, unacknowledged incident last notified, and its last repeat's number.
+SELECT i.id AS incident, max(n.created_at) AS last_at,
+       coalesce(max(n.sequence) FILTER (WHERE n.kind = 'repeat'), 0) AS repeats
+FROM analytics.incidents AS i
+LEFT JOIN analytics.notifications AS n ON n.incident_id = i.id
+WHERE i.rule_id = %(rule)s AND i.status = 'open'
+GROUP BY i.id;
+
+-- name: notification_claim
+-- The next notification due, locked so no other deliverer takes it meanwhile.
+SELECT n.id, n.kind, n.attempts, c.type::text AS channel_type, c.name AS channel_name,
+       c.config, i.id AS incident_id, i.rule_id, i.rule_name, i.severity::text AS severity,
+       i.status::text AS status, i.metric_name, i.metric_value, i.threshold, i.last_value,
+       i.opened_at, i.resolved_at, r.condition_operator::text AS operator
+FROM analytics.notifications AS n
+JOIN analytics.alert_channels AS c ON c.id = n.channel_id
+JOIN analytics.incidents AS i ON i.id = n.incident_id
+LEFT JOIN analytics.alert_rules AS r ON r.id = i.rule_id
+WHERE n.status = 'pending' AND n.next_attempt_at <= now()
+ORDER BY n.id
+LIMIT 1
+FOR UPDATE OF n SKIP LOCKED;
+
+-- name: notification_attempt
+INSERT INTO analytics.notification_attempts (notification_id, ok, detail)
+VALUES (%(id)s, %(ok)s, %(detail)s);
+
+-- name: notification_sent
+UPDATE analytics.notifications
+SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL
+WHERE id = %(id)s;
+
+-- name: notification_retry
+UPDATE analytics.notifications
+SET attempts = attempts + 1, last_error = %(error)s,
+    status = CASE WHEN attempts + 1 >= %(max)s THEN 'failed' ELSE 'pending' END,
+    next_attempt_at = now() + %(delay)s::interval
+WHERE id = %(id)s;

@@ -1,0 +1,131 @@
+"""Notification channels: e-mail, Slack incoming webhooks, generic signed webhooks."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+import sql
+from alerts.rules import BODY_LIMIT, Conflict, decode
+from service.db import connection
+from service.errors import NotFound, ValidationFailed, field_error
+from service.http import JSON, read_body, require_media_type
+
+_EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
+_URL = re.compile(r"^https?://[^\s]+$")
+
+
+class ChannelIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    type: Literal["email", "slack", "webhook"]
+    to: list[Annotated[str, msgspec.Meta(max_length=320)]] | None = None
+    url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    secret: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    enabled: bool = True
+
+    def config(self) -> dict[str, Any]:
+        def refuse(field: str, reason: str) -> ValidationFailed:
+            return ValidationFailed(f"{field}: {reason}", details=[field_error(field, reason)])
+
+        if self.type == "email":
+            if not self.to:
+                raise refuse("to", "an email channel needs at least one address")
+            for index, address in enumerate(self.to):
+                if not _EMAIL.match(address):
+                    raise refuse(f"to[{index}]", f"{address!r} is not an e-mail address")
+            if self.url or self.secret:
+                raise refuse("url", "an email channel takes `to` only")
+            return {"to": self.to}
+        if not self.url or not _URL.match(self.url):
+            raise refuse("url", f"a {self.type} channel needs an http(s) URL")
+        if self.to:
+            raise refuse("to", f"a {self.type} channel takes no `to`")
+        if self.type == "slack":
+            return {"url": self.url}
+        if not self.secret or len(self.secret) < 16:
+            raise refuse("secret", "a webhook channel needs a secret of 16 characters or more")
+        return {"url": self.url, "secret": self.secret}
+
+
+_channel = msgspec.json.Decoder(ChannelIn)
+
+
+def present(row: asyncpg.Record) -> dict[str, Any]:
+    body = dict(row)
+    config = msgspec.json.decode(row["config"])
+    if "secret" in config:
+        config["secret"] = "********"  # shown once, never again
+    body["config"] = config
+    return body
+
+
+def channel_id(request: Request) -> int:
+    raw = request.path_params["channel_id"]
+    if not raw.isdigit() or int(raw) > 2**31 - 1:
+        raise NotFound(f"No channel with id {raw!r}.")
+    return int(raw)
+
+
+async def fetch(conn: asyncpg.Connection, target: int) -> dict[str, Any]:
+    rows = await conn.fetch(sql.query("channels_select"), target)
+    if not rows:
+        raise NotFound(f"No channel with id {target}.")
+    return present(rows[0])
+
+
+async def _save(conn: asyncpg.Connection, statement: str, *args: Any) -> int:
+    try:
+        found = await conn.fetchval(sql.query(statement), *args)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(
+            "A channel with that name exists already.",
+            details=[field_error("name", "already in use")],
+        ) from None
+    if found is None:
+        raise NotFound("No such channel.")
+    return int(found)
+
+
+async def create(request: Request) -> JSON:
+    require_media_type(request, "application/json")
+    channel: ChannelIn = decode(await read_body(request, BODY_LIMIT), _channel)
+    config = msgspec.json.encode(channel.config()).decode()
+    async with connection(request.app.state.pool) as conn:
+        new_id = await _save(
+            conn, "channel_insert", channel.name, channel.type, config, channel.enabled
+        )
+        return JSON(await fetch(conn, new_id), status_code=201)
+
+
+async def replace(request: Request) -> JSON:
+    require_media_type(request, "application/json")
+    target = channel_id(request)
+    channel: ChannelIn = decode(await read_body(request, BODY_LIMIT), _channel)
+    config = msgspec.json.encode(channel.config()).decode()
+    async with connection(request.app.state.pool) as conn:
+        await _save(
+            conn, "channel_update", target, channel.name, channel.type, config, channel.enabled
+        )
+        return JSON(await fetch(conn, target))
+
+
+async def remove(request: Request) -> Response:
+    async with connection(request.app.state.pool) as conn:
+        await _save(conn, "channel_delete", channel_id(request))
+    return Response(status_code=204)
+
+
+async def listing(request: Request) -> JSON:
+    async with connection(request.app.state.pool) as conn:
+        rows = await conn.fetch(sql.query("channels_select"), None)
+    return JSON({"channels": [present(row) for row in rows]})
+
+
+async def one(request: Request) -> JSON:
+    async with connection(request.app.state.pool) as conn:
+        return JSON(await fetch(conn, channel_id(request)))
