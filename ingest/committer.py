@@ -270,7 +270,7 @@ class GroupCommitter:
 
     async def _commit(self, group: list[Pending], held: HeldConnection) -> None:
         async with held.connection() as conn, conn.transaction():
-            live, answers = await self._claim_keys(conn, group)
+            live, answers, followers = await self._claim_keys(conn, group)
             resolution = await self.registry.resolve(conn, [p.batch for p in live])
             writing: list[tuple[Pending, list[int]]] = []
             refused: list[Pending] = []
@@ -292,6 +292,14 @@ class GroupCommitter:
                 await conn.execute(sql.query("record_invalidations"), sorted(hours))
             for pending, _ in writing:
                 answers[pending] = Accepted(len(pending.batch))
+            for follower, first in followers:
+                # Stored by its first copy: a duplicate. Refused: refused the same way.
+                outcome = answers[first]
+                answers[follower] = (
+                    Accepted(outcome.accepted, duplicate=True)
+                    if isinstance(outcome, Accepted)
+                    else outcome
+                )
         self.registry.remember(resolution)
         self.stats.groups += 1
         self.stats.batches += len(writing)
@@ -301,8 +309,9 @@ class GroupCommitter:
 
     async def _claim_keys(
         self, conn: asyncpg.Connection, group: list[Pending]
-    ) -> tuple[list[Pending], dict[Pending, Accepted | ApiError]]:
-        """The batches to write, and answers for those whose key says they are duplicates."""
+    ) -> tuple[list[Pending], dict[Pending, Accepted | ApiError], list[tuple[Pending, Pending]]]:
+        """The batches to write; answers for those whose key says they are duplicates; and the
+        copies of a batch sent twice into one group, each with the copy it must follow."""
         answers: dict[Pending, Accepted | ApiError] = {}
         keyed: dict[tuple[str, str], Pending] = {}
         live: list[Pending] = []
@@ -349,15 +358,15 @@ class GroupCommitter:
                         if row["body_sha256"] == pending.key.body_sha256
                         else reused_key(pending.key.key)
                     )
+        followers: list[tuple[Pending, Pending]] = []
         for pending in later:
             assert pending.key is not None
             first = keyed[(pending.key.scope, pending.key.key)]
-            answers[pending] = (
-                Accepted(len(first.batch), duplicate=True)
-                if first.key and first.key.body_sha256 == pending.key.body_sha256
-                else reused_key(pending.key.key)
-            )
-        return live, answers
+            if first.key and first.key.body_sha256 == pending.key.body_sha256:
+                followers.append((pending, first))  # answered as the first copy turns out
+            else:
+                answers[pending] = reused_key(pending.key.key)
+        return live, answers, followers
 
     async def _release_keys(self, conn: asyncpg.Connection, refused: list[Pending]) -> None:
         by_scope: dict[str, list[str]] = {}

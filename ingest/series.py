@@ -102,7 +102,7 @@ class _Group:
         new_metrics: dict[str, tuple[str, str | None]] = {}
         new_series: set[SeriesKey] = set()
         for batch in self.batches:
-            refusal = self._refusal(batch, new_metrics, counts)
+            refusal = self._refusal(batch, new_metrics, counts, new_series)
             if refusal is not None:
                 outcomes.append(refusal)
                 continue
@@ -147,14 +147,21 @@ class _Group:
         return {by_id[row["metric_id"]]: row["series"] for row in rows}
 
     def _refusal(
-        self, batch: Batch, new_metrics: dict[str, tuple[str, str | None]], counts: dict[str, int]
+        self,
+        batch: Batch,
+        new_metrics: dict[str, tuple[str, str | None]],
+        counts: dict[str, int],
+        new_series: set[SeriesKey],
     ) -> ApiError | None:
         errors: list[dict[str, Any]] = []
         adds: dict[str, set[SeriesKey]] = {}
+        first_seen: dict[str, str] = {}  # a metric this batch creates: the type of its first event
         for index, (event, key) in enumerate(zip(batch.events, batch.keys, strict=True)):
             metric = self.metrics.get(event.metric_name)
             fixed = metric.metric_type if metric else new_metrics.get(event.metric_name, (None,))[0]
-            if fixed is not None and fixed != event.metric_type:
+            if fixed is None:
+                fixed = first_seen.setdefault(event.metric_name, event.metric_type)
+            if fixed != event.metric_type:
                 errors.append(
                     field_error(
                         "metric_type",
@@ -163,7 +170,8 @@ class _Group:
                         index,
                     )
                 )
-            elif not self.known(key):
+            elif not self.known(key) and key not in new_series:
+                # (a key an earlier batch of the group creates is counted already)
                 adds.setdefault(event.metric_name, set()).add(key)
         limit = self.registry.max_series_per_metric
         for name, keys in adds.items():

@@ -91,12 +91,16 @@ class TagSets:
         if source is not None:
             if tags.get("source", source) != source:
                 problems.append(("source", "differs from the tag `source`; give one or the other"))
+            if "\x00" in source:
+                problems.append(("source", "contains a NUL character"))
             if len(source) > limits.max_tag_value_length:
                 problems.append(("source", f"longer than {limits.max_tag_value_length} characters"))
         count = len(tags) + (1 if source is not None and "source" not in tags else 0)
         if count > limits.max_tags:
             problems.append(("tags", f"more than {limits.max_tags} tags, counting `source`"))
         for key, value in tags.items():
+            if "\x00" in value:
+                problems.append((f"tags.{key[:40]}", "contains a NUL character"))
             if len(key) > limits.max_tag_key_length:
                 problems.append(
                     (f"tags.{key[:40]}", f"key longer than {limits.max_tag_key_length}")

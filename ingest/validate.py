@@ -92,6 +92,12 @@ def validate(
                 reason = f"longer than {limits.max_name_length} characters"
                 problems.setdefault(index, []).insert(0, ("metric_name", reason))
 
+    # PostgreSQL text cannot hold NUL: refused here rather than failing a whole group commit.
+    if any("\x00" in unit for unit in {e.unit for e in events} if unit):
+        for index, event in enumerate(events):
+            if event.unit and "\x00" in event.unit:
+                problems.setdefault(index, []).append(("unit", "contains a NUL character"))
+
     earliest, latest = min(times), max(times)
     newest_allowed = now + timedelta(seconds=limits.max_future_s)
     oldest_allowed = now - timedelta(days=limits.retention_days)

@@ -28,6 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 import sql
+from service.db import connect_sync
 
 log = logging.getLogger("astraeus.alerts")
 
@@ -67,7 +68,7 @@ def evaluate(
     often while its rule keeps firing (None: never)."""
     report = EvaluationReport()
     with (
-        psycopg.connect(url, application_name="astraeus-alerts") as conn,
+        connect_sync(url, "astraeus-alerts") as conn,
         conn.transaction(),
         conn.cursor(row_factory=dict_row) as cur,
     ):

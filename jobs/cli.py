@@ -26,6 +26,7 @@ from jobs.notify import deliver
 from jobs.periodic import periodic_jobs, repeat_interval, retention_policy
 from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
 from jobs.scheduler import Scheduler, one_line
+from service.db import connect_sync
 from service.settings import SettingError, Settings, load, redact_url
 
 
@@ -279,7 +280,7 @@ def run_command(database_url: str, tick: float) -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 def status_command(database_url: str, job: str | None, limit: int) -> None:
     """Recent runs of the periodic jobs: start, duration, rows affected, outcome, error."""
-    with database_errors(database_url), psycopg.connect(database_url) as conn:
+    with database_errors(database_url), connect_sync(database_url, "astraeus-jobs") as conn:
         rows = conn.execute(sql.query("job_runs_recent"), {"job": job, "limit": limit})
         runs = rows.fetchall()
     if not runs:

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from jobs.migrate import edition
+from service.db import connect_sync
 
 
 @dataclass
@@ -26,7 +27,7 @@ class CompressReport:
 
 
 def setup(url: str, after_days: int) -> CompressReport:
-    with psycopg.connect(url, autocommit=True, application_name="astraeus-compress") as conn:
+    with connect_sync(url, "astraeus-compress", autocommit=True) as conn:
         found = edition(conn)
         if found != "timescale":
             return CompressReport(found, available=False)

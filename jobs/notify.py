@@ -32,11 +32,11 @@ from typing import Any
 
 import httpx2
 import msgspec
-import psycopg
 from psycopg.rows import dict_row
 
 import sql
 from jobs.scheduler import one_line
+from service.db import connect_sync
 from service.settings import Settings
 
 log = logging.getLogger("astraeus.notify")
@@ -166,7 +166,7 @@ def deliver(url: str, settings: Settings, limit: int = 1000) -> DeliveryReport:
     report = DeliveryReport()
     sender = Sender(settings)
     try:
-        with psycopg.connect(url, application_name="astraeus-notify") as conn:
+        with connect_sync(url, "astraeus-notify") as conn:
             for _ in range(limit):
                 with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                     n = cur.execute(sql.query("notification_claim")).fetchone()

@@ -16,6 +16,7 @@ import psycopg
 
 import sql
 from jobs.rollups import rollups
+from service.db import connect_sync
 
 JOB_RUNS_KEPT = timedelta(days=30)
 
@@ -46,7 +47,7 @@ def targets(conn: psycopg.Connection, policy: Policy) -> list[tuple[str, int]]:
 
 def apply(url: str, policy: Policy, dry_run: bool = False) -> RetentionReport:
     report = RetentionReport(dry_run)
-    with psycopg.connect(url, autocommit=True, application_name="astraeus-retention") as conn:
+    with connect_sync(url, "astraeus-retention", autocommit=True) as conn:
         for relation, days in targets(conn, policy):
             cutoff = timedelta(days=days)
             verb = "show_chunks" if dry_run else "drop_chunks"

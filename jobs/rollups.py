@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg import sql as pgsql
 
 import sql
 from jobs.migrate import edition
+from service.db import connect_sync
 
 log = logging.getLogger("astraeus.rollups")
 
@@ -72,7 +73,8 @@ def hour_ranges(
 
 def covering(start: datetime, end: datetime, width: timedelta) -> tuple[datetime, datetime]:
     """[start, end) widened to whole buckets of `width` (UTC-aligned, as time_bucket aligns)."""
-    epoch = datetime(2000, 1, 1, tzinfo=start.tzinfo)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
     first = epoch + ((start - epoch) // width) * width
     last = epoch + -((epoch - end) // width) * width
     return first, last
@@ -132,14 +134,16 @@ def refresh_invalidated(
 ) -> RefreshReport:
     """One run of the rollup job over what ingest has invalidated."""
     report = RefreshReport()
-    with psycopg.connect(url, autocommit=True, application_name="astraeus-rollups") as conn:
+    with connect_sync(url, "astraeus-rollups", autocommit=True) as conn:
         apache = edition(conn) != "timescale"
-        oldest = oldest_raw(conn)
         rows = conn.execute(
             "SELECT id, bucket FROM _analytics.rollup_invalidations "
             "WHERE bucket < date_trunc('hour', coalesce(%s, now())) ORDER BY bucket LIMIT %s",
             (now, MAX_INVALIDATIONS),
         ).fetchall()
+        # After the invalidations, never before: a batch committing in between may have made
+        # an older chunk, and its invalidation must not look moot.
+        oldest = oldest_raw(conn)
         by_hour: dict[datetime, list[int]] = {}
         moot = []
         for row_id, bucket in rows:
@@ -180,7 +184,7 @@ def refresh_range(
     """
     report = RefreshReport()
     first, last = covering(start, end, HOUR)
-    with psycopg.connect(url, autocommit=True, application_name="astraeus-rollups") as conn:
+    with connect_sync(url, "astraeus-rollups", autocommit=True) as conn:
         names = [rollup.name for rollup in rollups(conn)]
         if only is not None and only not in names:
             raise UnknownRollup(f"no rollup named {only!r}; there are: {', '.join(names)}")

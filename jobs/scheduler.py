@@ -25,6 +25,7 @@ from datetime import timedelta
 import psycopg
 
 import sql
+from service.db import connect_sync
 
 log = logging.getLogger("astraeus.scheduler")
 
@@ -62,9 +63,7 @@ class Scheduler:
 
     def _session(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(
-                self.url, autocommit=True, application_name="astraeus-scheduler"
-            )
+            self._conn = connect_sync(self.url, "astraeus-scheduler", autocommit=True)
         return self._conn
 
     def close(self) -> None:

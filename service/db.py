@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
+import psycopg
 
 from service.errors import ApiError, DatabaseUnavailable, QueryTimeout
 from service.settings import Settings
+
+
+def connect_sync(url: str, application_name: str, **options: Any) -> psycopg.Connection[Any]:
+    """A psycopg connection for jobs, in UTC whatever the server's default: buckets, days and
+    every timestamp the jobs compute with are UTC."""
+    return psycopg.connect(
+        url, application_name=application_name, options="-c TimeZone=UTC", **options
+    )
 
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:
@@ -44,6 +54,10 @@ def translate(exc: BaseException) -> ApiError | None:
         state = getattr(exc, "sqlstate", "") or ""
         if state.startswith(_UNAVAILABLE_CLASSES):
             return DatabaseUnavailable()
+        if state.startswith("40"):  # deadlock, serialization failure: worth a retry
+            return DatabaseUnavailable(
+                "The database had to abort the transaction; retry.", retry_after_s=1
+            )
     return None
 
 

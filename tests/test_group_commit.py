@@ -189,3 +189,64 @@ def test_writers_in_several_processes_creating_one_series_get_one_id(
     assert len(series) == 1
     assert len(metrics) == 1
     assert count(db, f"series_id = {series[0][0]}") == 16
+
+
+def queue_behind_a_blocker(
+    db_url: str, client: TestClient, pool: ThreadPoolExecutor, bodies: list[tuple[Any, dict]]
+) -> list[httpx2.Response]:
+    """Sends `bodies` so that they are all committed in one group, after a blocked one."""
+    committer = client.app.state.committer  # type: ignore[attr-defined]
+    with events_table_locked(db_url) as waiting:
+        blocker = pool.submit(post, client, BATCH, [event(0, "blocker")])
+        wait_for(lambda: waiting() == 1)
+        queued = [
+            pool.submit(lambda b=body, h=headers: client.post(BATCH, json=b, headers=h))
+            for body, headers in bodies
+        ]
+        wait_for(lambda: committer.queued_events == sum(len(b) for b, _ in bodies))
+    assert blocker.result().status_code == 200
+    return [f.result() for f in queued]
+
+
+def test_a_batch_sent_twice_into_one_group_follows_its_first_copy(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    db.execute("INSERT INTO analytics.metrics (name, metric_type) VALUES ('typed', 'counter')")
+    key = {"Idempotency-Key": "twice"}
+    bad_key = {"Idempotency-Key": "refused-twice"}
+    with (
+        make_client(db_url, INGEST_WRITERS="1") as client,
+        ThreadPoolExecutor(max_workers=6) as pool,
+    ):
+        results = queue_behind_a_blocker(
+            db_url,
+            client,
+            pool,
+            [
+                ([event(1)], key),
+                ([event(1)], key),
+                ([event(2, "typed")], bad_key),
+                ([event(2, "typed")], bad_key),
+            ],
+        )
+
+    assert [r.status_code for r in results] == [200, 200, 422, 422]
+    # Either copy may reach the queue first; the other is its duplicate.
+    assert sorted(r.json()["duplicate"] for r in results[:2]) == [False, True]
+    assert count(db, "value = 1") == 1
+    assert count(db, "value = 2") == 0
+
+
+def test_batches_in_one_group_creating_the_same_series_share_the_limit(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    with (
+        make_client(db_url, INGEST_WRITERS="1", INGEST_MAX_SERIES_PER_METRIC="2") as client,
+        ThreadPoolExecutor(max_workers=4) as pool,
+    ):
+        assert post(client, BATCH, [event(0, tags={"h": "a"})]).status_code == 200
+        same_new = [event(1, tags={"h": "b"})]
+        results = queue_behind_a_blocker(db_url, client, pool, [(same_new, {}), (same_new, {})])
+
+    assert [r.status_code for r in results] == [200, 200]
+    assert count(db, "value = 1") == 2

@@ -368,3 +368,43 @@ def test_new_series_beyond_the_limit_are_refused_but_existing_ones_work(
     assert existing.status_code == 200
     assert other_metric.status_code == 200
     assert stored(db) == [0.0, 1.0, 2.0, 5.0, 6.0]
+
+
+def test_a_new_metric_with_two_types_in_one_batch_is_refused_and_not_created(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    mixed = [
+        {**event(1), "metric_name": "fresh", "metric_type": "counter"},
+        {**event(2), "metric_name": "fresh", "metric_type": "gauge"},
+    ]
+
+    refused = client.post(BATCH, json=mixed)
+    fixed = client.post(BATCH, json=[{**event(3), "metric_name": "fresh", "metric_type": "gauge"}])
+
+    assert refused.status_code == 422
+    assert refused.json()["details"][0]["index"] == 1
+    assert fixed.status_code == 200
+    assert db.execute(
+        "SELECT metric_type::text FROM analytics.metrics WHERE name = 'fresh'"
+    ).fetchone() == ("gauge",)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"tags": {"k": "a\u0000b"}}, "tags.k"),
+        ({"source": "a\u0000"}, "source"),
+        ({"unit": "m\u0000s"}, "unit"),
+    ],
+)
+def test_nul_characters_are_refused(
+    client: TestClient, db: psycopg.Connection[Any], fields: dict[str, Any], field: str
+) -> None:
+    response = client.post(BATCH, json=[event(1), event(2, **fields)])
+
+    assert response.status_code == 422
+    assert (response.json()["details"][0]["index"], response.json()["details"][0]["field"]) == (
+        1,
+        field,
+    )
+    assert stored(db) == []

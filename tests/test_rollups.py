@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql as pgsql
 from starlette.testclient import TestClient
 
 from jobs.rollups import refresh_invalidated, refresh_range
@@ -147,9 +148,16 @@ def test_late_events_correct_past_rollups(
         assert answer["min"] == -5.0
 
 
+@pytest.mark.parametrize("server_zone", ["UTC", "Pacific/Chatham"])
 def test_events_on_bucket_edges_land_in_their_own_buckets(
-    client: TestClient, db: psycopg.Connection[Any], db_url: str
+    client: TestClient, db: psycopg.Connection[Any], db_url: str, server_zone: str
 ) -> None:
+    # Rollups are UTC whatever the server's time zone (Chatham is UTC+12:45 or +13:45).
+    db.execute(
+        pgsql.SQL("ALTER DATABASE {} SET timezone = {}").format(
+            pgsql.Identifier(db_url.rsplit("/", 1)[1]), pgsql.Literal(server_zone)
+        )
+    )
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
         days=2
     )
