@@ -142,10 +142,12 @@ WHERE id = %(rule)s;
 -- name: notifications_enqueue
 -- One notification per enabled channel of the rule, in the transaction of the incident change
 -- it announces; a silence in force makes them 'suppressed' (kept, never sent).
-INSERT INTO analytics.notifications (incident_id, channel_id, kind, sequence, status)
+INSERT INTO analytics.notifications (incident_id, channel_id, kind, sequence, status,
+                                     created_at)
 SELECT %(incident)s, c.id, %(kind)s, %(sequence)s,
        CASE WHEN analytics.silenced(r.id, %(now)s::timestamptz) THEN 'suppressed'
-            ELSE 'pending' END
+            ELSE 'pending' END,
+       %(now)s::timestamptz
 FROM analytics.alert_rules AS r
 JOIN analytics.alert_channels AS c ON c.id = ANY (r.channels)
 WHERE r.id = %(rule)s AND c.enabled
