@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -156,6 +156,7 @@ class GroupCommitter:
         self._stopping = False
         self._last_prune = 0.0
         self.stats = CommitStats()
+        self._marked_hour: datetime | None = None  # the current hour, once its mark committed
 
     @property
     def queued_events(self) -> int:
@@ -281,6 +282,7 @@ class GroupCommitter:
                 else:
                     writing.append((pending, resolved))
             await self._release_keys(conn, refused)
+            marked_current: datetime | None = None
             if writing:
                 await conn.copy_records_to_table(
                     "metric_events",
@@ -289,7 +291,9 @@ class GroupCommitter:
                     records=_records(writing),
                 )
                 hours = set().union(*(pending.batch.hours() for pending, _ in writing))
-                await conn.execute(sql.query("record_invalidations"), sorted(hours))
+                marks, marked_current = self._marks_needed(hours)
+                if marks:
+                    await conn.execute(sql.query("record_invalidations"), marks)
             for pending, _ in writing:
                 answers[pending] = Accepted(len(pending.batch))
             for follower, first in followers:
@@ -301,11 +305,29 @@ class GroupCommitter:
                     else outcome
                 )
         self.registry.remember(resolution)
+        if writing and marked_current is not None:
+            self._marked_hour = marked_current  # only now: this transaction's mark committed
         self.stats.groups += 1
         self.stats.batches += len(writing)
         self.stats.events += sum(len(pending.batch) for pending, _ in writing)
         for pending, outcome in answers.items():
             pending.settle(outcome)
+
+    def _marks_needed(self, hours: set[datetime]) -> tuple[list[datetime], datetime | None]:
+        """The hours this group must list in the invalidation log, and the current hour if it
+        is among them (to remember once the transaction has committed).
+
+        Every transaction lists the hours it writes into, so that the rollup job, which deletes
+        the marks its snapshot sees, never drops one whose events it cannot see yet. The one
+        exception is the current hour once this process has committed a mark for it: the job
+        leaves an hour alone until ROLLUP_GRACE after it closes, longer than any ingest
+        transaction lasts, so that mark still stands when the job finally reads the hour, by
+        which time every transaction that skipped its own has committed. Without this, every
+        group commit would add a row for the current hour.
+        """
+        current = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        marks = sorted(h for h in hours if not (h == current and self._marked_hour == current))
+        return marks, (current if current in marks else None)
 
     async def _claim_keys(
         self, conn: asyncpg.Connection, group: list[Pending]

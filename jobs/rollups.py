@@ -1,8 +1,9 @@
 """The rollup job: (re)materialise rollups for the hours new or late events touched.
 
 Every committed batch appends the hours it touched to _analytics.rollup_invalidations. A run
-takes the closed hours listed there (the current hour keeps being written; queries read it from
-raw), merges them into contiguous ranges of at most a day, and for each range:
+takes the hours listed there that closed at least ROLLUP_GRACE ago (younger ones keep being
+written; queries read them from raw), merges them into contiguous ranges of at most a day, and
+for each range:
 
 - Apache edition: in one transaction, deletes the range's invalidation rows it read, recomputes
   the hourly rollups for the range and the daily rollups for the days it touches, from the
@@ -35,6 +36,9 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 MAX_RANGE = DAY  # hours recomputed per transaction (or per refresh call)
 MAX_INVALIDATIONS = 100_000  # read per run; the rest waits for the next run
+# An hour is recomputed only this long after it closes: longer than an ingest transaction can
+# last (its statements are cut at STATEMENT_TIMEOUT_MS), see GroupCommitter._marks_needed.
+ROLLUP_GRACE = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,11 @@ def oldest_raw(conn: psycopg.Connection) -> datetime | None:
 
 
 def refresh_invalidated(
-    url: str, *, now: datetime | None = None, progress: Callable[[str], None] = log.info
+    url: str,
+    *,
+    now: datetime | None = None,
+    grace: timedelta = ROLLUP_GRACE,
+    progress: Callable[[str], None] = log.info,
 ) -> RefreshReport:
     """One run of the rollup job over what ingest has invalidated."""
     report = RefreshReport()
@@ -138,8 +146,9 @@ def refresh_invalidated(
         apache = edition(conn) != "timescale"
         rows = conn.execute(
             "SELECT id, bucket FROM _analytics.rollup_invalidations "
-            "WHERE bucket < date_trunc('hour', coalesce(%s, now())) ORDER BY bucket LIMIT %s",
-            (now, MAX_INVALIDATIONS),
+            "WHERE bucket < date_trunc('hour', coalesce(%s, now()) - %s::interval) "
+            "ORDER BY bucket LIMIT %s",
+            (now, grace, MAX_INVALIDATIONS),
         ).fetchall()
         # After the invalidations, never before: a batch committing in between may have made
         # an older chunk, and its invalidation must not look moot.

@@ -408,3 +408,22 @@ def test_nul_characters_are_refused(
         field,
     )
     assert stored(db) == []
+
+
+def test_the_current_hour_is_listed_once_per_process_and_late_hours_every_time(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    before = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    late = before - timedelta(days=1)
+    for i in range(5):
+        client.post(BATCH, json=[event(i, timestamp=datetime.now(UTC).isoformat())])
+    for i in range(3):
+        client.post(BATCH, json=[event(i, timestamp=late.isoformat())])
+    if datetime.now(UTC).replace(minute=0, second=0, microsecond=0) != before:
+        pytest.skip("the hour turned during the test")
+
+    rows = db.execute(
+        "SELECT bucket, count(*) FROM _analytics.rollup_invalidations GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+
+    assert rows == [(late, 3), (before, 1)]

@@ -119,7 +119,7 @@ def test_rollups_equal_a_recomputation_from_raw(
     ]
     post(client, events)
 
-    report = refresh_invalidated(db_url)
+    report = refresh_invalidated(db_url, grace=timedelta(0))
 
     assert report.hours >= 49
     assert_rollups_equal_raw(db)
@@ -132,13 +132,13 @@ def test_late_events_correct_past_rollups(
 ) -> None:
     start = hour_ago(24 * 5)
     post(client, spread([float(v) for v in range(100)], start, 10))
-    refresh_invalidated(db_url)
+    refresh_invalidated(db_url, grace=timedelta(0))
 
     # Days late, into hours already rolled up, and far outside any policy's refresh window.
     post(client, [ev(1000.0, start + timedelta(hours=2, minutes=30)), ev(-5.0, start)])
     window = {"start": start.isoformat(), "end": (start + timedelta(hours=10)).isoformat()}
     before_refresh = stats(client, **window)
-    refresh_invalidated(db_url)
+    refresh_invalidated(db_url, grace=timedelta(0))
     after_refresh = stats(client, **window)
 
     assert_rollups_equal_raw(db)
@@ -172,7 +172,7 @@ def test_events_on_bucket_edges_land_in_their_own_buckets(
         ],
     )
 
-    refresh_invalidated(db_url)
+    refresh_invalidated(db_url, grace=timedelta(0))
 
     assert_rollups_equal_raw(db)
     hourly = db.execute(
@@ -191,7 +191,7 @@ def test_statistics_include_an_event_committed_a_moment_ago(
     client: TestClient, db_url: str
 ) -> None:
     post(client, spread([10.0] * 48, hour_ago(48), 47))
-    refresh_invalidated(db_url)
+    refresh_invalidated(db_url, grace=timedelta(0))
 
     post(client, [ev(500.0, datetime.now(UTC) - timedelta(seconds=1))])
     answer = stats(client, hours=72)
@@ -206,7 +206,7 @@ def test_a_refresh_over_a_range_is_safe_to_repeat(
 ) -> None:
     start = hour_ago(30)
     post(client, spread([1.0, 2.0, 3.0, 4.0], start, 20))
-    refresh_invalidated(db_url)
+    refresh_invalidated(db_url, grace=timedelta(0))
 
     refresh_range(db_url, start - timedelta(hours=3), start + timedelta(hours=25))
     refresh_range(db_url, start - timedelta(hours=3), start + timedelta(hours=25))
@@ -260,7 +260,7 @@ def test_percentiles_from_rollups_are_within_one_percent(
         for i, v in enumerate(shape(rng, n))
     ]
     post(client, events)
-    refresh_invalidated(db_url)
+    refresh_invalidated(db_url, grace=timedelta(0))
     window = {
         "start": (start - timedelta(minutes=30)).isoformat(),
         "end": datetime.now(UTC).isoformat(),
@@ -282,7 +282,7 @@ def test_group_by_and_tag_filters(client: TestClient, db_url: str) -> None:
     post(client, spread([10.0, 20.0], start, 20, endpoint="/b", method="GET"))
     post(client, spread([100.0], start, 20, endpoint="/b", method="POST"))
     post(client, spread([1000.0], start, 20))
-    refresh_invalidated(db_url)
+    refresh_invalidated(db_url, grace=timedelta(0))
 
     grouped = stats(client, hours=48, group_by="endpoint")
     filtered = stats(client, hours=48, **{"tag.method": "GET"})
@@ -307,3 +307,18 @@ def test_a_filter_matching_nothing_gives_count_zero(client: TestClient) -> None:
 
     assert answer["count"] == 0
     assert answer["p99"] is None
+
+
+def test_the_job_leaves_an_hour_alone_until_its_grace_has_passed(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    hour = hour_ago(5)
+    post(client, [ev(1.0, hour + timedelta(minutes=1))])  # separate batches: two marked hours
+    post(client, [ev(2.0, hour + timedelta(hours=3, minutes=1))])
+
+    # Ten minutes after the later hour closed: only the earlier one is past the 15-minute grace.
+    report = refresh_invalidated(db_url, now=hour + timedelta(hours=4, minutes=10))
+
+    assert report.ranges == [(hour, hour + timedelta(hours=1))]
+    left = db.execute("SELECT DISTINCT bucket FROM _analytics.rollup_invalidations").fetchall()
+    assert left == [(hour + timedelta(hours=3),)]

@@ -60,7 +60,7 @@ def month_of_data(client: TestClient, db_url: str) -> tuple[datetime, datetime]:
             for _ in range(6000)
         ],
     )
-    refresh_invalidated(db_url)
+    refresh_invalidated(db_url, grace=timedelta(0))
     return start, end
 
 
