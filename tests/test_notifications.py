@@ -201,6 +201,7 @@ def test_a_silence_suppresses_until_it_ends(
 
     fire(client, db_url)
     during = deliver(db_url, notify_settings(mailbox))
+    assert client.get(f"{ALERTS}/incidents").json()["incidents"][0]["silenced"] is False  # ended
     record(client, 10.0, BASE + timedelta(seconds=115))
     evaluate(db_url, now=BASE + timedelta(seconds=120))  # recovers after the silence ended
     after = deliver(db_url, notify_settings(mailbox))
@@ -316,3 +317,16 @@ def test_silences_are_listed_and_deleted(client: TestClient) -> None:
     assert [s["id"] for s in listed] == [made.json()["id"]] and listed[0]["active"] is True
     assert removed.status_code == 204
     assert client.get(f"{ALERTS}/silences").json()["silences"] == []
+
+
+def test_an_incident_under_a_silence_in_force_says_so(client: TestClient, db_url: str) -> None:
+    record(client, 1.0, BASE - timedelta(minutes=5))
+    rule_id = rule(client, [], duration_seconds=0)
+    record(client, 150.0, BASE - timedelta(seconds=5))
+    evaluate(db_url, now=BASE)
+    client.post(
+        f"{ALERTS}/silences",
+        json={"rule_id": rule_id, "duration_seconds": 600, "created_by": "fay"},
+    )
+
+    assert client.get(f"{ALERTS}/incidents").json()["incidents"][0]["silenced"] is True

@@ -41,7 +41,8 @@ ORDER BY r.id;
 -- Incidents by status (null: open and acknowledged), severity and opening time, newest first.
 SELECT id, rule_id, rule_name, severity::text AS severity, status::text AS status,
        metric_name, metric_value, threshold, last_value, opened_at, acknowledged_at,
-       acknowledged_by, resolved_at, resolved_by, resolution_note, updated_at
+       acknowledged_by, resolved_at, resolved_by, resolution_note, updated_at,
+       status <> 'resolved' AND coalesce(analytics.silenced(rule_id, now()), false) AS silenced
 FROM analytics.incidents
 WHERE ($1::text IS NULL AND status IN ('open', 'acknowledged') OR status::text = $1)
   AND ($2::text IS NULL OR severity::text = $2)
