@@ -24,7 +24,7 @@ import httpx2
 import psycopg
 from psycopg import sql as pgsql
 
-from bench import alerts, ingest, queries
+from bench import alerts, health, ingest, queries
 from jobs.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,7 +130,9 @@ def run_queries(url: str, events: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=["ingest", "queries", "alerts"], help="run one suite")
+    parser.add_argument(
+        "--only", choices=["ingest", "queries", "alerts", "health"], help="run one suite"
+    )
     parser.add_argument("--events", type=int, default=ingest.Workload.events)
     parser.add_argument("--records", type=int, default=ingest.Workload.records)
     parser.add_argument("--batch-size", type=int, default=ingest.Workload.batch_size)
@@ -175,6 +177,10 @@ def main() -> None:
         print("== alerts ==", flush=True)
         with scratch_database(server_url, "alerts") as url:
             results["alerts"] = alerts.run(url)
+    if args.only in (None, "health"):
+        print("== health ==", flush=True)
+        with scratch_database(server_url, "health") as url:
+            results["health"] = health.run(url)
     out = ROOT / "bench-results" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")

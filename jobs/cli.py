@@ -21,9 +21,10 @@ import psycopg
 import sql
 from jobs import compress, retention
 from jobs.alerts import evaluate
+from jobs.health import check_services
 from jobs.migrate import MigrationError, migrate
 from jobs.notify import deliver
-from jobs.periodic import periodic_jobs, repeat_interval, retention_policy
+from jobs.periodic import own_api_url, periodic_jobs, repeat_interval, retention_policy
 from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
 from jobs.scheduler import Scheduler, one_line
 from service.db import connect_sync
@@ -57,6 +58,7 @@ def database_errors(url: str) -> Iterator[None]:
 def main() -> None:
     """Jobs of astraeus-analytics: migrations, rollups, retention, compression, the scheduler."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per health check
 
 
 database_url = click.option(
@@ -241,6 +243,28 @@ def alerts_command(database_url: str) -> None:
         f"{report.rules} rule(s) evaluated: {len(report.opened)} incident(s) opened, "
         f"{len(report.resolved)} resolved; {delivered.sent} notification(s) sent, "
         f"{delivered.failed_attempts} failed attempt(s)"
+    )
+
+
+@main.command("health")
+@database_url
+def health_command(database_url: str) -> None:
+    """Check every enabled service once, record the results, open or resolve incidents, deliver
+    the notifications that produced, and exit."""
+    config = settings()
+    with database_errors(database_url):
+        report = check_services(
+            database_url,
+            failures_to_alert=config.health_failures_to_alert,
+            api_url=own_api_url(config),
+        )
+        delivered = deliver(database_url, config)
+    for result in report.results:
+        took = f"{result.response_time_ms:.0f} ms" if result.response_time_ms is not None else "-"
+        click.echo(f"{result.name:<24} {result.status:<10} {took:>9}  {result.error or ''}")
+    click.echo(
+        f"{len(report.results)} service(s) checked: {len(report.opened)} incident(s) "
+        f"opened, {len(report.resolved)} resolved; {delivered.sent} notification(s) sent"
     )
 
 

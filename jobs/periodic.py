@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from jobs import retention
 from jobs.alerts import evaluate
+from jobs.health import check_services
+from jobs.notify import deliver
 from jobs.rollups import refresh_invalidated
 from jobs.scheduler import Job, Outcome
 from service.settings import Settings
@@ -24,6 +26,10 @@ def repeat_interval(settings: Settings) -> timedelta | None:
     return timedelta(seconds=settings.alert_repeat_s) if settings.alert_repeat_s else None
 
 
+def own_api_url(settings: Settings) -> str:
+    return settings.self_api_url or f"http://127.0.0.1:{settings.port}"
+
+
 def periodic_jobs(settings: Settings) -> list[Job]:
     def rollups(url: str) -> Outcome:
         report = refresh_invalidated(url, progress=lambda _: None)
@@ -34,15 +40,33 @@ def periodic_jobs(settings: Settings) -> list[Job]:
         return Outcome(len(report.chunks), f"{len(report.chunks)} chunk(s) dropped")
 
     def alerts(url: str) -> Outcome:
-        report = evaluate(url)
+        report = evaluate(url, repeat=repeat_interval(settings))
+        delivered = deliver(url, settings)
         return Outcome(
             report.rules,
-            f"{report.rules} rule(s): {len(report.opened)} incident(s) "
-            f"opened, {len(report.resolved)} resolved",
+            f"{report.rules} rule(s): {len(report.opened)} incident(s) opened, "
+            f"{len(report.resolved)} resolved; {delivered.sent} notification(s) sent, "
+            f"{delivered.failed_attempts} failed attempt(s)",
+        )
+
+    def health(url: str) -> Outcome:
+        report = check_services(
+            url,
+            failures_to_alert=settings.health_failures_to_alert,
+            only_due=True,
+            api_url=own_api_url(settings),
+        )
+        delivered = deliver(url, settings)
+        down = sum(1 for r in report.results if r.status == "unhealthy")
+        return Outcome(
+            len(report.results),
+            f"{len(report.results)} service(s) checked, {down} "
+            f"unhealthy; {delivered.sent} notification(s) sent",
         )
 
     return [
         Job("rollups", timedelta(seconds=settings.schedule_rollups_s), rollups),
+        Job("health", timedelta(seconds=settings.schedule_health_s), health),
         Job("alerts", timedelta(seconds=settings.schedule_alerts_s), alerts),
         Job("retention", timedelta(seconds=settings.schedule_retention_s), retain),
     ]

@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from jobs.migrate import MigrationError, migrate
+from monitoring.services import ServicesFileError, read_services_file
 from service.app import create_app
 from service.settings import SettingError, load
 
@@ -16,7 +17,9 @@ def main() -> None:
     try:
         settings = load()
         url = settings.require_database_url()
-    except SettingError as exc:
+        if settings.services_file:
+            read_services_file(settings.services_file)
+    except (SettingError, ServicesFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(

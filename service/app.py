@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 import alerts.routes
 import ingest.routes
+import monitoring.routes
 import query.routes
 from ingest.committer import GroupCommitter
 from ingest.series import SeriesRegistry
@@ -23,6 +24,7 @@ from jobs.migrate import migrate, read_migrations
 from jobs.periodic import periodic_jobs
 from jobs.routes import routes as jobs_routes
 from jobs.scheduler import Scheduler, start_in_thread
+from monitoring.services import load_services_file
 from service import db, health
 from service.errors import ApiError
 from service.http import JSON
@@ -63,6 +65,9 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         app.state.settings = settings
         app.state.migrations = read_migrations()
         app.state.pool = await db.create_pool(settings)
+        if settings.services_file:
+            loaded = await load_services_file(app.state.pool, settings.services_file)
+            log.info("%d service(s) loaded from %s", loaded, settings.services_file)
         app.state.tagsets = TagSets(settings.ingest)
         app.state.series = SeriesRegistry(settings.ingest.max_series_per_metric)
         app.state.committer = GroupCommitter(app.state.pool, app.state.series, settings.ingest)
@@ -102,6 +107,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             *ingest.routes.routes,
             *query.routes.routes,
             *alerts.routes.routes,
+            *monitoring.routes.routes,
             *jobs_routes,
         ],
         lifespan=lifespan,

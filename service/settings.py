@@ -152,6 +152,31 @@ SETTINGS: tuple[Setting[Any], ...] = (
     Setting("SMTP_USERNAME", "", "SMTP login (none when empty).", str),
     Setting("SMTP_PASSWORD", "", "SMTP password; never printed.", str),
     Setting("SMTP_FROM", "astraeus@localhost", "Sender address of alert e-mail.", str),
+    Setting(
+        "SCHEDULE_HEALTH_S",
+        15,
+        "Seconds between looks for services due a health check "
+        "(each service has its own interval_seconds).",
+        _positive_int,
+    ),
+    Setting(
+        "HEALTH_FAILURES_TO_ALERT",
+        3,
+        "Consecutive failed checks after which a service opens an incident.",
+        _positive_int,
+    ),
+    Setting(
+        "SERVICES_FILE",
+        "",
+        "A TOML file of services to monitor, loaded when the API server starts (see Monitoring).",
+        str,
+    ),
+    Setting(
+        "SELF_API_URL",
+        "",
+        "Base URL at which the service checks its own API (default: http://127.0.0.1:$PORT).",
+        str,
+    ),
     Setting("SCHEDULE_RETENTION_S", 3600, "Seconds between retention runs.", _positive_int),
     Setting(
         "RETENTION_HOURLY_DAYS",
@@ -277,6 +302,10 @@ class Settings:
     smtp_username: str
     smtp_password: Secret
     smtp_from: str
+    schedule_health_s: int
+    health_failures_to_alert: int
+    self_api_url: str
+    services_file: str
     schedule_retention_s: int
     retention_hourly_days: int
     retention_daily_days: int

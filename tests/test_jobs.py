@@ -299,14 +299,20 @@ def test_the_api_server_runs_the_scheduler_and_lists_the_runs(db_url: str) -> No
         answer: dict[str, Any] = {}
         while time.monotonic() < deadline:
             answer = client.get("/api/v1/analytics/jobs").json()
-            if {run["job"] for run in answer["runs"]} >= {"rollups", "alerts", "retention"}:
+            if {run["job"] for run in answer["runs"]} >= {
+                "rollups",
+                "health",
+                "alerts",
+                "retention",
+            }:
                 break
             time.sleep(0.2)
 
     assert answer["scheduler_in_this_process"] is True
-    assert [job["name"] for job in answer["jobs"]] == ["rollups", "alerts", "retention"]
+    assert [job["name"] for job in answer["jobs"]] == ["rollups", "health", "alerts", "retention"]
     assert {(run["job"], run["outcome"]) for run in answer["runs"]} == {
         ("rollups", "ok"),
+        ("health", "ok"),
         ("alerts", "ok"),
         ("retention", "ok"),
     }

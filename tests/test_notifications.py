@@ -330,3 +330,23 @@ def test_an_incident_under_a_silence_in_force_says_so(client: TestClient, db_url
     )
 
     assert client.get(f"{ALERTS}/incidents").json()["incidents"][0]["silenced"] is True
+
+
+def test_the_scheduled_alerts_job_evaluates_and_delivers(
+    client: TestClient, db_url: str, mailbox: Mailbox, webhook: Receiver
+) -> None:
+    from jobs.periodic import periodic_jobs
+    from jobs.scheduler import Scheduler
+
+    now = datetime.now(UTC)
+    record(client, 1.0, now - timedelta(minutes=5))
+    pager = channel(client, name="pager", type="webhook", url=webhook.url, secret=SECRET)
+    rule(client, [pager], duration_seconds=0)
+    record(client, 150.0, now - timedelta(seconds=5))
+    jobs = [j for j in periodic_jobs(notify_settings(mailbox)) if j.name == "alerts"]
+
+    scheduler = Scheduler(db_url, jobs)
+    scheduler.run_due()
+    scheduler.close()
+
+    assert [msgspec.json.decode(r.body)["event"] for r in webhook.requests] == ["firing"]

@@ -167,7 +167,9 @@ GROUP BY i.id;
 SELECT n.id, n.kind, n.attempts, c.type::text AS channel_type, c.name AS channel_name,
        c.config, i.id AS incident_id, i.rule_id, i.rule_name, i.severity::text AS severity,
        i.status::text AS status, i.metric_name, i.metric_value, i.threshold, i.last_value,
-       i.opened_at, i.resolved_at, r.condition_operator::text AS operator
+       i.opened_at, i.resolved_at,
+       coalesce(r.condition_operator::text, CASE WHEN i.service_id IS NOT NULL THEN 'gte' END)
+           AS operator
 FROM analytics.notifications AS n
 JOIN analytics.alert_channels AS c ON c.id = n.channel_id
 JOIN analytics.incidents AS i ON i.id = n.incident_id
@@ -192,3 +194,60 @@ SET attempts = attempts + 1, last_error = %(error)s,
     status = CASE WHEN attempts + 1 >= %(max)s THEN 'failed' ELSE 'pending' END,
     next_attempt_at = now() + %(delay)s::interval
 WHERE id = %(id)s;
+
+-- name: service_builtin
+-- The service checks itself out of the box: its database, and its API where one is known.
+INSERT INTO analytics.services (name, service_type, check_spec, builtin)
+VALUES (%(name)s, %(type)s::analytics.service_type, %(spec)s::jsonb, true)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: services_to_check
+SELECT s.id, s.name, s.check_spec, s.timeout_ms, s.degraded_ms
+FROM analytics.services AS s
+LEFT JOIN analytics.service_state AS st ON st.service_id = s.id
+WHERE s.enabled
+  AND (NOT %(only_due)s OR st.last_checked IS NULL
+       OR st.last_checked <= now() - make_interval(secs => s.interval_seconds))
+ORDER BY s.id;
+
+-- name: service_record
+-- Stores a result and returns the failures in a row it makes.
+WITH stored AS (
+    INSERT INTO analytics.health_checks (time, service_id, status, response_time_ms, error)
+    VALUES (now(), %(service)s, %(status)s::analytics.health_status, %(ms)s, %(error)s)
+)
+INSERT INTO analytics.service_state AS st (service_id, status, consecutive_failures,
+                                           last_checked, response_time_ms, error)
+VALUES (%(service)s, %(status)s::analytics.health_status,
+        CASE WHEN %(status)s::text = 'unhealthy' THEN 1 ELSE 0 END, now(), %(ms)s, %(error)s)
+ON CONFLICT (service_id) DO UPDATE SET
+    status = excluded.status,
+    consecutive_failures = CASE WHEN excluded.status = 'unhealthy'
+                                THEN st.consecutive_failures + 1 ELSE 0 END,
+    last_checked = excluded.last_checked,
+    response_time_ms = excluded.response_time_ms,
+    error = excluded.error
+RETURNING consecutive_failures;
+
+-- name: service_incident_open
+-- At most one open incident per service (a partial unique index); none back: one is open.
+INSERT INTO analytics.incidents (service_id, rule_name, severity, metric_name, metric_value,
+                                 threshold, last_value)
+VALUES (%(service)s, 'service ' || %(name)s::text || ' unhealthy', 'critical',
+        'health:' || %(name)s::text, %(failures)s, %(threshold)s, %(failures)s)
+ON CONFLICT (service_id) WHERE status IN ('open', 'acknowledged') DO NOTHING
+RETURNING id;
+
+-- name: service_incident_recover
+UPDATE analytics.incidents
+SET status = 'resolved', resolved_at = now(), resolution_note = 'recovered', updated_at = now()
+WHERE service_id = %(service)s AND status IN ('open', 'acknowledged')
+RETURNING id;
+
+-- name: service_notifications_enqueue
+INSERT INTO analytics.notifications (incident_id, channel_id, kind, status)
+SELECT %(incident)s, c.id, %(kind)s, 'pending'
+FROM analytics.services AS s
+JOIN analytics.alert_channels AS c ON c.id = ANY (s.channels)
+WHERE s.id = %(service)s AND c.enabled
+ON CONFLICT (incident_id, channel_id, kind, sequence) DO NOTHING;
