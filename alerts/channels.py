@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import sql
-from alerts.rules import BODY_LIMIT, Conflict, decode
-from service.db import connection
+from alerts.rules import BODY_LIMIT, decode
+from service.db import connection, save
 from service.errors import NotFound, ValidationFailed, field_error
 from service.http import JSON, read_body, require_media_type
 
@@ -79,16 +79,13 @@ async def fetch(conn: asyncpg.Connection, target: int) -> dict[str, Any]:
 
 
 async def _save(conn: asyncpg.Connection, statement: str, *args: Any) -> int:
-    try:
-        found = await conn.fetchval(sql.query(statement), *args)
-    except asyncpg.UniqueViolationError:
-        raise Conflict(
-            "A channel with that name exists already.",
-            details=[field_error("name", "already in use")],
-        ) from None
-    if found is None:
-        raise NotFound("No such channel.")
-    return int(found)
+    return await save(
+        conn,
+        statement,
+        *args,
+        taken="A channel with that name exists already.",
+        missing="No such channel.",
+    )
 
 
 async def create(request: Request) -> JSON:

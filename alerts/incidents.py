@@ -9,10 +9,10 @@ import msgspec
 from starlette.requests import Request
 
 import sql
-from alerts.rules import BODY_LIMIT, Conflict, decode
+from alerts.rules import BODY_LIMIT, decode
 from query.params import bad, timestamp
 from service.db import connection
-from service.errors import NotFound, field_error
+from service.errors import Conflict, NotFound, field_error
 from service.http import JSON, read_body
 
 STATUSES = ("open", "acknowledged", "resolved")

@@ -11,17 +11,11 @@ from starlette.responses import Response
 
 import sql
 from ingest.wire import NAME_PATTERN, describe
-from service.db import connection
-from service.errors import ApiError, BadRequest, NotFound, ValidationFailed, field_error
+from service.db import connection, save
+from service.errors import BadRequest, NotFound, ValidationFailed, field_error
 from service.http import JSON, read_body, require_media_type
 
 BODY_LIMIT = 64 * 1024
-
-
-class Conflict(ApiError):
-    status = 409
-    code = "conflict"
-    default_message = "The request conflicts with the current state."
 
 
 Operator = Literal["gt", "lt", "eq", "gte", "lte"]
@@ -82,10 +76,7 @@ async def check(conn: asyncpg.Connection, rule: RuleIn) -> None:
     for key, values in rule.filters().items():
         if not key or not values:
             raise refuse(f"tags.{key}", "a tag filter needs a key and at least one value")
-    existing = {r["id"] for r in await conn.fetch(sql.query("channels_existing"), rule.channels)}
-    missing = sorted(set(rule.channels) - existing)
-    if missing:
-        raise refuse("channels", f"no channel with id {', '.join(map(str, missing))}")
+    await require_channels(conn, rule.channels)
     metric = await conn.fetchrow(sql.query("metric_by_name"), rule.metric_name)
     if metric is None and not rule.allow_unknown_metric:
         raise refuse(
@@ -98,6 +89,15 @@ async def check(conn: asyncpg.Connection, rule: RuleIn) -> None:
             "aggregation",
             f"rate applies to counters; {rule.metric_name!r} is a {metric['metric_type']}",
         )
+
+
+async def require_channels(conn: asyncpg.Connection, channels: list[int]) -> None:
+    """422 naming `channels` unless every id is an existing channel."""
+    found = {r["id"] for r in await conn.fetch(sql.query("channels_existing"), channels)}
+    missing = sorted(set(channels) - found)
+    if missing:
+        reason = f"no channel with id {', '.join(map(str, missing))}"
+        raise ValidationFailed(f"channels: {reason}", details=[field_error("channels", reason)])
 
 
 def columns(rule: RuleIn) -> tuple[Any, ...]:
@@ -145,16 +145,13 @@ def rule_id(request: Request) -> int:
 
 
 async def _save(conn: asyncpg.Connection, statement: str, *args: Any) -> int:
-    try:
-        found = await conn.fetchval(sql.query(statement), *args)
-    except asyncpg.UniqueViolationError:
-        raise Conflict(
-            "An alert rule with that name exists already.",
-            details=[field_error("name", "already in use")],
-        ) from None
-    if found is None:
-        raise NotFound("No such alert rule.")
-    return int(found)
+    return await save(
+        conn,
+        statement,
+        *args,
+        taken="An alert rule with that name exists already.",
+        missing="No such alert rule.",
+    )
 
 
 async def create(request: Request) -> JSON:

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import sql
-from alerts.rules import BODY_LIMIT, Conflict, decode
-from service.db import connection
+from alerts.rules import BODY_LIMIT, decode, require_channels
+from service.db import connection, save
 from service.errors import NotFound, ValidationFailed, field_error
 from service.http import JSON, read_body, require_media_type
 
@@ -75,14 +75,6 @@ def present(row: asyncpg.Record) -> dict[str, Any]:
     return body
 
 
-async def _channels_exist(conn: asyncpg.Connection, channels: list[int]) -> None:
-    found = {r["id"] for r in await conn.fetch(sql.query("channels_existing"), channels)}
-    missing = sorted(set(channels) - found)
-    if missing:
-        reason = f"no channel with id {', '.join(map(str, missing))}"
-        raise ValidationFailed(f"channels: {reason}", details=[field_error("channels", reason)])
-
-
 def _columns(service: ServiceIn) -> tuple[Any, ...]:
     if service.timeout_ms <= service.degraded_ms:
         reason = "must be above degraded_ms"
@@ -108,16 +100,13 @@ async def by_name(conn: asyncpg.Connection, name: str) -> dict[str, Any]:
 
 
 async def _save(conn: asyncpg.Connection, statement: str, *args: Any) -> int:
-    try:
-        found = await conn.fetchval(sql.query(statement), *args)
-    except asyncpg.UniqueViolationError:
-        raise Conflict(
-            "A service with that name is monitored already.",
-            details=[field_error("name", "already in use")],
-        ) from None
-    if found is None:
-        raise NotFound("No such service (built-in services cannot be deleted).")
-    return int(found)
+    return await save(
+        conn,
+        statement,
+        *args,
+        taken="A service with that name is monitored already.",
+        missing="No such service (built-in services cannot be deleted).",
+    )
 
 
 async def create(request: Request) -> JSON:
@@ -125,7 +114,7 @@ async def create(request: Request) -> JSON:
     service: ServiceIn = decode(await read_body(request, BODY_LIMIT), _service)
     columns = _columns(service)
     async with connection(request.app.state.pool) as conn:
-        await _channels_exist(conn, service.channels)
+        await require_channels(conn, service.channels)
         await _save(conn, "service_insert", *columns)
         return JSON(await by_name(conn, service.name), status_code=201)
 
@@ -136,7 +125,7 @@ async def replace(request: Request) -> JSON:
     columns = _columns(service)
     async with connection(request.app.state.pool) as conn:
         current = await by_name(conn, request.path_params["name"])
-        await _channels_exist(conn, service.channels)
+        await require_channels(conn, service.channels)
         await _save(conn, "service_update", current["id"], *columns)
         return JSON(await by_name(conn, service.name))
 
@@ -192,6 +181,6 @@ async def load_services_file(pool: asyncpg.Pool, path: str) -> int:
     services = read_services_file(path)
     async with connection(pool) as conn, conn.transaction():
         for service in services:
-            await _channels_exist(conn, service.channels)
+            await require_channels(conn, service.channels)
             await conn.fetchval(sql.query("service_upsert"), *_columns(service))
     return len(services)

@@ -9,7 +9,15 @@ from typing import Any
 import asyncpg
 import psycopg
 
-from service.errors import ApiError, DatabaseUnavailable, QueryTimeout
+import sql
+from service.errors import (
+    ApiError,
+    Conflict,
+    DatabaseUnavailable,
+    NotFound,
+    QueryTimeout,
+    field_error,
+)
 from service.settings import Settings
 
 
@@ -77,3 +85,17 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await pool.release(conn)
+
+
+async def save(
+    conn: asyncpg.Connection, statement: str, *args: Any, taken: str, missing: str
+) -> int:
+    """Runs a named INSERT/UPDATE/DELETE ... RETURNING id: 409 `taken` on a unique name, 404
+    `missing` when no row was touched."""
+    try:
+        found = await conn.fetchval(sql.query(statement), *args)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(taken, details=[field_error("name", "already in use")]) from None
+    if found is None:
+        raise NotFound(missing)
+    return int(found)

@@ -46,6 +46,12 @@ class NotFound(ApiError):
     default_message = "No such resource."
 
 
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"
