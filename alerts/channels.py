@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import asyncpg
+import httpx2
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,8 +42,8 @@ class ChannelIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             if self.url or self.secret:
                 raise refuse("url", "an email channel takes `to` only")
             return {"to": self.to}
-        if not self.url or not _URL.match(self.url):
-            raise refuse("url", f"a {self.type} channel needs an http(s) URL")
+        if not self.url or not _URL.match(self.url) or not _parses(self.url):
+            raise refuse("url", f"a {self.type} channel needs a valid http(s) URL")
         if self.to:
             raise refuse("to", f"a {self.type} channel takes no `to`")
         if self.type == "slack":
@@ -55,18 +56,30 @@ class ChannelIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 _channel = msgspec.json.Decoder(ChannelIn)
 
 
+def _parses(url: str) -> bool:
+    """Whether the HTTP client that will send to it accepts the URL (port, IPv6 brackets...)."""
+    try:
+        parsed = httpx2.URL(url)
+    except Exception:
+        return False
+    return bool(parsed.host)
+
+
 def present(row: asyncpg.Record) -> dict[str, Any]:
     body = dict(row)
     config = msgspec.json.decode(row["config"])
     if "secret" in config:
         config["secret"] = "********"  # shown once, never again
+    if row["type"] == "slack":  # a Slack webhook URL is itself a credential
+        url = httpx2.URL(config["url"])
+        config["url"] = f"{url.scheme}://{url.host}/********"
     body["config"] = config
     return body
 
 
 def channel_id(request: Request) -> int:
     raw = request.path_params["channel_id"]
-    if not raw.isdigit() or int(raw) > 2**31 - 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 2**31 - 1:
         raise NotFound(f"No channel with id {raw!r}.")
     return int(raw)
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 import sql
 from alerts.rules import BODY_LIMIT, decode
+from jobs.alerts import EVALUATION_LOCK
 from query.params import bad, timestamp
 from service.db import connection
 from service.errors import Conflict, NotFound, field_error
@@ -29,7 +30,7 @@ _action = msgspec.json.Decoder(Action)
 
 def incident_id(request: Request) -> int:
     raw = request.path_params["incident_id"]
-    if not raw.isdigit() or int(raw) > 2**63 - 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 2**63 - 1:
         raise NotFound(f"No incident with id {raw!r}.")
     return int(raw)
 
@@ -87,6 +88,8 @@ async def _move(request: Request, statement: str, kind: str) -> JSON:
     target = incident_id(request)
     action: Action = decode(await read_body(request, BODY_LIMIT), _action)
     async with connection(request.app.state.pool) as conn, conn.transaction():
+        if statement == "incident_resolve":
+            await conn.execute(sql.query("evaluation_lock"), EVALUATION_LOCK)
         args = (
             (target, action.who)
             if statement == "incident_acknowledge"

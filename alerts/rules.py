@@ -25,7 +25,8 @@ NoData = Literal["ok", "alerting", "keep_state"]
 
 
 class RuleIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # No control characters: the name goes into e-mail subjects and chat messages.
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
     metric_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NAME_PATTERN)]
     condition_operator: Operator
     threshold: float
@@ -139,7 +140,7 @@ async def fetch(conn: asyncpg.Connection, rule_id: int) -> dict[str, Any]:
 
 def rule_id(request: Request) -> int:
     raw = request.path_params["rule_id"]
-    if not raw.isdigit() or int(raw) > 2**31 - 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 2**31 - 1:
         raise NotFound(f"No alert rule with id {raw!r}.")
     return int(raw)
 
@@ -175,6 +176,8 @@ async def replace(request: Request) -> JSON:
         async with conn.transaction():
             await _save(conn, "rule_update", target, *columns(rule))
             await conn.execute(sql.query("rule_set_channels"), target, rule.channels)
+            if not rule.enabled:
+                await conn.execute(sql.query("rule_close_incidents"), target, None, "rule disabled")
         return JSON(await fetch(conn, target))
 
 
@@ -187,17 +190,22 @@ async def patch(request: Request) -> JSON:
         fields = set(RuleIn.__struct_fields__) - {"allow_unknown_metric"}
         merged = {k: v for k, v in current.items() if k in fields}
         merged.update(changes)
+        # A rule created on a metric not recorded yet stays editable as long as it keeps it.
+        merged.setdefault("allow_unknown_metric", "metric_name" not in changes)
         rule = decode(msgspec.json.encode(merged), _rule)
         await check(conn, rule)
         async with conn.transaction():
             await _save(conn, "rule_update", target, *columns(rule))
             await conn.execute(sql.query("rule_set_channels"), target, rule.channels)
+            if not rule.enabled:
+                await conn.execute(sql.query("rule_close_incidents"), target, None, "rule disabled")
         return JSON(await fetch(conn, target))
 
 
 async def remove(request: Request) -> Response:
     target = rule_id(request)
-    async with connection(request.app.state.pool) as conn:
+    async with connection(request.app.state.pool) as conn, conn.transaction():
+        await conn.execute(sql.query("rule_close_incidents"), target, None, "rule deleted")
         await _save(conn, "rule_delete", target)
     return Response(status_code=204)
 

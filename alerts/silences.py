@@ -48,7 +48,10 @@ async def create(request: Request) -> JSON:
     if (silence.ends_at is None) == (silence.duration_seconds is None):
         raise refuse("ends_at", "give ends_at or duration_seconds, one of them")
     starts = silence.starts_at or datetime.now(UTC)
-    ends = silence.ends_at or starts + timedelta(seconds=silence.duration_seconds or 0)
+    try:
+        ends = silence.ends_at or starts + timedelta(seconds=silence.duration_seconds or 0)
+    except OverflowError:
+        raise refuse("duration_seconds", "ends past the year 9999") from None
     if ends <= starts:
         raise refuse("ends_at", "must be later than starts_at")
     async with connection(request.app.state.pool) as conn:
@@ -79,7 +82,7 @@ async def listing(request: Request) -> JSON:
 
 async def remove(request: Request) -> Response:
     raw = request.path_params["silence_id"]
-    if not raw.isdigit() or int(raw) > 2**31 - 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 2**31 - 1:
         raise NotFound(f"No silence with id {raw!r}.")
     async with connection(request.app.state.pool) as conn:
         if await conn.fetchval(sql.query("silence_delete"), int(raw)) is None:

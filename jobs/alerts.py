@@ -120,7 +120,9 @@ def _step(
 ) -> None:
     value = found["value"]
     value = float(value) if value is not None else None
-    holds = condition(rule, value, found["count"] > 0)
+    # An empty window is data for count, sum and rate (zero), not an absence of it.
+    has_data = found["count"] > 0 or rule["aggregation"] in ("count", "sum", "rate")
+    holds = condition(rule, value, has_data)
     state, since = rule["state"], rule["since"]
     new_state, new_since = state, since
     if holds is None:
@@ -161,7 +163,8 @@ def _step(
             _notify(cur, rule, incident["id"], "firing", now)
         report.opened.append(incident["id"])
     elif new_state == "firing":
-        cur.execute(sql.query("incident_update_value"), {"rule": rule["id"], "value": value})
+        if value is not None:  # no data (keep_state) keeps the last value seen
+            cur.execute(sql.query("incident_update_value"), {"rule": rule["id"], "value": value})
         _repeat(cur, rule, now, repeat)
     elif state == "firing" and new_state == "ok":
         for resolved in cur.execute(

@@ -28,6 +28,7 @@ import msgspec
 from psycopg.rows import dict_row
 
 import sql
+from jobs.alerts import EVALUATION_LOCK
 from jobs.scheduler import one_line
 from service.db import connect_sync
 
@@ -126,7 +127,8 @@ async def check_one(service: dict[str, Any], http: httpx2.AsyncClient, own_url: 
 
 async def run_all(services: list[dict[str, Any]], own_url: str) -> list[Result]:
     limits = httpx2.Limits(max_connections=max(10, len(services)))
-    async with httpx2.AsyncClient(limits=limits, follow_redirects=False) as http:
+    # No client timeout: each check's own timeout_ms applies (asyncio.wait_for).
+    async with httpx2.AsyncClient(limits=limits, follow_redirects=False, timeout=None) as http:
         return list(await asyncio.gather(*(check_one(s, http, own_url) for s in services)))
 
 
@@ -150,6 +152,8 @@ def check_services(
         if not services:
             return report
         report.results = asyncio.run(run_all(services, url))
+        # The lock a manual resolve takes too: recording and resolving never interleave.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVALUATION_LOCK,))
         for result in report.results:
             state = cur.execute(
                 sql.query("service_record"),

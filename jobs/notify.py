@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import logging
 import smtplib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -161,20 +162,31 @@ def delay(settings: Settings, attempts: int) -> timedelta:
     return min(timedelta(seconds=settings.notify_retry_base_s * 2**attempts), MAX_DELAY)
 
 
-def deliver(url: str, settings: Settings, limit: int = 1000) -> DeliveryReport:
-    """Send what is due in the outbox, one notification per transaction."""
+def deliver(
+    url: str, settings: Settings, limit: int = 1000, budget_s: float = 30.0
+) -> DeliveryReport:
+    """Send what is due in the outbox, one notification per transaction, for at most
+    `budget_s` (unreachable receivers must not hold up the jobs that call this)."""
     report = DeliveryReport()
+    deadline = time.monotonic() + budget_s
     sender = Sender(settings)
     try:
         with connect_sync(url, "astraeus-notify") as conn:
             for _ in range(limit):
+                if time.monotonic() > deadline:
+                    break
                 with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                     n = cur.execute(sql.query("notification_claim")).fetchone()
                     if n is None:
                         break
                     try:
                         detail = sender.send(n)
-                    except DeliveryFailed as exc:
+                    except Exception as exc:  # whatever the channel does, it is this attempt's
+                        exc = (
+                            exc
+                            if isinstance(exc, DeliveryFailed)
+                            else DeliveryFailed(one_line(exc))
+                        )
                         report.failed_attempts += 1
                         log.warning(
                             "notification %s via %s failed: %s", n["id"], n["channel_name"], exc

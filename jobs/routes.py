@@ -15,7 +15,7 @@ from service.http import JSON
 async def job_runs(request: Request) -> JSON:
     job = request.query_params.get("job")
     raw_limit = request.query_params.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 1000:
         raise bad("limit", "expected a whole number from 1 to 1000")
     settings = request.app.state.settings
     async with connection(request.app.state.pool) as conn:

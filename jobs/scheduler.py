@@ -84,6 +84,10 @@ class Scheduler:
                 log.warning("scheduler cannot reach the database: %s", one_line(exc))
                 self.close()
                 break
+            except Exception as exc:  # (a standby after failover, a schema not migrated yet)
+                log.warning("scheduler could not claim %s: %s", job.name, one_line(exc))
+                self.close()
+                break
         return ran
 
     def _try(self, job: Job) -> bool:

@@ -41,7 +41,8 @@ class PostgresCheck(msgspec.Struct, tag="postgres", tag_field="kind", forbid_unk
 
 
 class RedisCheck(msgspec.Struct, tag="redis", tag_field="kind", forbid_unknown_fields=True):
-    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"^rediss?://\S+$")]
+    # Plain redis:// only: the check speaks RESP over TCP, not TLS.
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"^redis://\S+$")]
 
 
 class CustomCheck(msgspec.Struct, tag="custom", tag_field="kind", forbid_unknown_fields=True):
@@ -55,7 +56,8 @@ class ServiceIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
     service_type: Literal["api", "database", "cache", "external"]
     check: Check
-    interval_seconds: Annotated[int, msgspec.Meta(ge=5, le=86400)] = 60
+    # At least twice SCHEDULE_HEALTH_S (15 s), or a healthy service could look unknown.
+    interval_seconds: Annotated[int, msgspec.Meta(ge=30, le=86400)] = 60
     timeout_ms: Annotated[int, msgspec.Meta(ge=10, le=60000)] = 2000
     degraded_ms: Annotated[int, msgspec.Meta(ge=1, le=60000)] = 500
     sla_target: Annotated[float, msgspec.Meta(gt=0, le=100)] = 99.9
@@ -76,9 +78,17 @@ def present(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def _columns(service: ServiceIn) -> tuple[Any, ...]:
+    def refuse(field: str, reason: str) -> ValidationFailed:
+        return ValidationFailed(f"{field}: {reason}", details=[field_error(field, reason)])
+
     if service.timeout_ms <= service.degraded_ms:
-        reason = "must be above degraded_ms"
-        raise ValidationFailed(f"timeout_ms: {reason}", details=[field_error("timeout_ms", reason)])
+        raise refuse("timeout_ms", "must be above degraded_ms")
+    check = service.check
+    if isinstance(check, HttpCheck):
+        if check.expect_status[0] > check.expect_status[1]:
+            raise refuse("check.expect_status", "expected [low, high]")
+        if check.method == "HEAD" and check.body_contains:
+            raise refuse("check.body_contains", "a HEAD answer has no body")
     return (
         service.name,
         service.service_type,

@@ -28,7 +28,10 @@ def timestamp(params: QueryParams, name: str) -> datetime | None:
         raise bad(name, "expected an RFC 3339 timestamp such as 2024-10-30T12:00:00Z") from None
     if value.tzinfo is None:
         raise bad(name, "the timestamp needs a UTC offset, such as Z or +02:00")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise bad(name, "the timestamp is out of range") from None
 
 
 def number(params: QueryParams, name: str, default: float, low: float, high: float) -> float:

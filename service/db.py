@@ -12,6 +12,7 @@ import psycopg
 import sql
 from service.errors import (
     ApiError,
+    BadRequest,
     Conflict,
     DatabaseUnavailable,
     NotFound,
@@ -62,6 +63,10 @@ def translate(exc: BaseException) -> ApiError | None:
         state = getattr(exc, "sqlstate", "") or ""
         if state.startswith(_UNAVAILABLE_CLASSES):
             return DatabaseUnavailable()
+        if state in ("22021", "22P05"):  # NUL or a character the database cannot store
+            return BadRequest(
+                "The request contains a character that cannot be stored (NUL, or invalid in UTF-8)."
+            )
         if state.startswith("40"):  # deadlock, serialization failure: worth a retry
             return DatabaseUnavailable(
                 "The database had to abort the transaction; retry.", retry_after_s=1

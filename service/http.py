@@ -42,7 +42,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     if encoding not in ("identity", "gzip"):
         raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; use gzip.")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and (int(declared) > limit)
+    ):
         raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}.")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks: list[bytes] = []

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -260,3 +261,76 @@ def test_the_alerts_command_evaluates_once(client: TestClient, db_url: str) -> N
     assert result.returncode == 0, result.stderr
     assert "ok -> firing" in result.stdout
     assert "1 rule(s) evaluated: 1 incident(s) opened, 0 resolved" in result.stdout
+
+
+def test_a_resolve_waits_for_an_evaluation_in_flight(
+    client: TestClient, db_url: str, db: Any
+) -> None:
+    import threading
+
+    import psycopg
+
+    from jobs.alerts import EVALUATION_LOCK
+
+    record(client, 1.0, BASE - timedelta(minutes=5))
+    rule(client, duration_seconds=0)
+    record(client, 50.0, BASE - timedelta(seconds=5))
+    evaluate(db_url, now=BASE)
+    incident = incidents(client)[0]
+    answers: list[int] = []
+    with psycopg.connect(db_url) as evaluator:
+        evaluator.execute("SELECT pg_advisory_xact_lock(%s)", (EVALUATION_LOCK,))
+        resolver = threading.Thread(
+            target=lambda: answers.append(
+                client.post(
+                    f"{INCIDENTS}/{incident['id']}/resolve", json={"who": "gil"}
+                ).status_code
+            )
+        )
+        resolver.start()
+        time.sleep(0.5)
+        assert answers == []  # waiting for the pass to commit
+        evaluator.commit()
+    resolver.join()
+
+    assert answers == [200]
+
+
+def test_a_count_rule_fires_on_an_empty_window(client: TestClient, db_url: str) -> None:
+    record(client, 1.0, BASE - timedelta(minutes=5))
+    created = rule(
+        client, aggregation="count", condition_operator="lt", threshold=1, duration_seconds=0
+    )
+
+    evaluate(db_url, now=BASE)
+
+    assert client.get(f"{RULES}/{created['id']}").json()["state"]["state"] == "firing"
+
+
+def test_disabling_a_firing_rule_closes_its_incident(client: TestClient, db_url: str) -> None:
+    record(client, 1.0, BASE - timedelta(minutes=5))
+    created = rule(client, duration_seconds=0)
+    record(client, 50.0, BASE - timedelta(seconds=5))
+    evaluate(db_url, now=BASE)
+
+    client.patch(f"{RULES}/{created['id']}", json={"enabled": False})
+
+    assert incidents(client) == []
+    closed = incidents(client, status="resolved")[0]
+    assert closed["resolution_note"] == "rule disabled"
+
+
+@pytest.mark.parametrize(
+    "path", [f"{RULES}/%C2%B2", f"{INCIDENTS}/%C2%B2", "/api/v1/analytics/alerts/channels/%C2%B2"]
+)
+def test_unicode_digits_in_ids_are_a_404(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+def test_a_rule_name_with_a_line_break_is_refused(client: TestClient) -> None:
+    record(client, 1.0, BASE)
+
+    response = client.post(RULES, json={**SEED_RULE, "name": "evil\r\nBcc: everyone"})
+
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "name"

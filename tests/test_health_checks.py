@@ -330,3 +330,56 @@ def test_a_bad_services_file_stops_the_server_naming_the_entry(tmp_path: Any) ->
     assert result.returncode == 2
     assert "services[1]" in result.stderr and "kind" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_resolving_a_service_incident_by_hand_notifies_and_restarts_the_count(
+    client: TestClient, db_url: str, db: psycopg.Connection[Any], target: str
+) -> None:
+    hook = client.post(
+        "/api/v1/analytics/alerts/channels",
+        json={
+            "name": "pager",
+            "type": "webhook",
+            "url": f"{target}/ok",
+            "secret": "a-webhook-secret-of-some-length",
+        },
+    ).json()["id"]
+    service(client, "flaky", {"kind": "http", "url": f"{target}/error"}, channels=[hook])
+    for _ in range(3):
+        check_services(db_url, failures_to_alert=3)
+    incident = client.get("/api/v1/analytics/alerts/incidents").json()["incidents"][0]
+
+    client.post(f"/api/v1/analytics/alerts/incidents/{incident['id']}/resolve", json={"who": "hal"})
+    again = check_services(db_url, failures_to_alert=3)
+
+    kinds = db.execute(
+        "SELECT kind FROM analytics.notifications WHERE incident_id = %s ORDER BY id",
+        (incident["id"],),
+    ).fetchall()
+    assert kinds == [("firing",), ("resolved",)]
+    assert again.opened == []  # one failure after the resolution, not the third in a row
+
+
+@pytest.mark.parametrize(
+    ("check", "field"),
+    [
+        (
+            {"kind": "http", "url": "http://x.example/", "expect_status": [500, 200]},
+            "check.expect_status",
+        ),
+        (
+            {"kind": "http", "url": "http://x.example/", "method": "HEAD", "body_contains": "ok"},
+            "check.body_contains",
+        ),
+        ({"kind": "redis", "url": "rediss://x.example:6380"}, "check.url"),
+    ],
+)
+def test_checks_that_could_never_pass_are_refused(
+    client: TestClient, check: dict[str, Any], field: str
+) -> None:
+    response = client.post(
+        f"{MONITORING}/services", json={"name": "svc", "service_type": "api", "check": check}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == field

@@ -350,3 +350,72 @@ def test_the_scheduled_alerts_job_evaluates_and_delivers(
     scheduler.close()
 
     assert [msgspec.json.decode(r.body)["event"] for r in webhook.requests] == ["firing"]
+
+
+def test_a_channel_that_cannot_be_sent_to_does_not_stop_the_others(
+    client: TestClient,
+    db_url: str,
+    db: psycopg.Connection[Any],
+    mailbox: Mailbox,
+    webhook: Receiver,
+) -> None:
+    record(client, 1.0, BASE - timedelta(minutes=5))
+    good = channel(client, name="good", type="webhook", url=webhook.url, secret=SECRET)
+    broken = channel(client, name="broken", type="slack", url="https://example.invalid/x")
+    # A URL the HTTP client refuses to parse, as an older version might have stored.
+    db.execute(
+        'UPDATE analytics.alert_channels SET config = \'{"url": "https://[::1/"}\' WHERE id = %s',
+        (broken,),
+    )
+    rule(client, [broken, good])
+
+    fire(client, db_url)
+    report = deliver(db_url, notify_settings(mailbox, NOTIFY_MAX_ATTEMPTS="2"))
+
+    assert (report.sent, report.failed_attempts) == (1, 2)
+    assert len(webhook.requests) == 1
+
+
+def test_a_resolution_never_overtakes_its_firing(
+    client: TestClient,
+    db_url: str,
+    db: psycopg.Connection[Any],
+    mailbox: Mailbox,
+    webhook: Receiver,
+) -> None:
+    record(client, 1.0, BASE - timedelta(minutes=5))
+    pager = channel(client, name="pager", type="webhook", url=webhook.url, secret=SECRET)
+    rule(client, [pager])
+    fire(client, db_url)
+    webhook.fail_next = 1
+    deliver(db_url, notify_settings(mailbox, NOTIFY_RETRY_BASE_S="3600"))  # firing: backoff
+    record(client, 10.0, BASE + timedelta(seconds=115))
+    evaluate(db_url, now=BASE + timedelta(seconds=120))
+
+    held = deliver(db_url, notify_settings(mailbox))
+    db.execute("UPDATE analytics.notifications SET next_attempt_at = now()")
+    both = deliver(db_url, notify_settings(mailbox))
+
+    assert (held.sent, both.sent) == (0, 2)
+    assert [msgspec.json.decode(r.body)["event"] for r in webhook.requests] == [
+        "firing",
+        "resolved",
+    ]
+
+
+@pytest.mark.parametrize("url", ["https://[::1/", "https://h:notaport/"])
+def test_channel_urls_the_client_cannot_use_are_refused(client: TestClient, url: str) -> None:
+    response = client.post(f"{ALERTS}/channels", json={"name": "s", "type": "slack", "url": url})
+
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "url"
+
+
+def test_slack_webhook_urls_are_masked(client: TestClient) -> None:
+    created = channel(
+        client, name="s", type="slack", url="https://hooks.slack.com/services/T0/B0/secret"
+    )
+
+    assert client.get(f"{ALERTS}/channels/{created}").json()["config"] == {
+        "url": "https://hooks.slack.com/********"
+    }

@@ -70,10 +70,22 @@ WITH resolved AS (
     SET status = 'resolved', resolved_at = now(), resolved_by = $2, resolution_note = $3,
         updated_at = now()
     WHERE id = $1 AND status IN ('open', 'acknowledged')
-    RETURNING id, rule_id
+    RETURNING id, rule_id, service_id
 ), reset AS (
     UPDATE analytics.alert_rule_state AS s SET state = 'ok', since = now()
     FROM resolved WHERE s.rule_id = resolved.rule_id
+), reset_service AS (
+    -- A service starts counting failures again, so the next failure does not page at once.
+    UPDATE analytics.service_state AS s SET consecutive_failures = 0
+    FROM resolved WHERE s.service_id = resolved.service_id
+), notify_service AS (
+    INSERT INTO analytics.notifications (incident_id, channel_id, kind, status)
+    SELECT resolved.id, c.id, 'resolved', 'pending'
+    FROM resolved
+    JOIN analytics.services AS s ON s.id = resolved.service_id
+    JOIN analytics.alert_channels AS c ON c.id = ANY (s.channels)
+    WHERE c.enabled
+    ON CONFLICT (incident_id, channel_id, kind, sequence) DO NOTHING
 ), notify AS (
     -- The rule's channels hear of the resolution, as with a recovery (unless silenced).
     INSERT INTO analytics.notifications (incident_id, channel_id, kind, status)
@@ -107,6 +119,14 @@ WHERE id = $1
 RETURNING id;
 
 -- name: channel_delete
+-- Rules and services stop naming the channel, so that editing them does not fail on it.
+WITH rules AS (
+    UPDATE analytics.alert_rules SET channels = array_remove(channels, $1)
+    WHERE $1 = ANY (channels)
+), services AS (
+    UPDATE analytics.services SET channels = array_remove(channels, $1)
+    WHERE $1 = ANY (channels)
+)
 DELETE FROM analytics.alert_channels WHERE id = $1 RETURNING id;
 
 -- name: channels_select
@@ -152,3 +172,25 @@ FROM analytics.notifications AS n
 JOIN analytics.alert_channels AS c ON c.id = n.channel_id
 WHERE n.incident_id = $1
 ORDER BY n.id;
+
+
+-- name: evaluation_lock
+-- The alert evaluator's transaction lock (jobs/alerts.py EVALUATION_LOCK): taken by a manual
+-- resolve so that a pass in flight cannot write its stale state over the resolution.
+SELECT pg_advisory_xact_lock($1);
+
+-- name: rule_close_incidents
+-- A rule disabled or deleted closes its open incident (it would never be evaluated again).
+WITH closed AS (
+    UPDATE analytics.incidents
+    SET status = 'resolved', resolved_at = now(), resolved_by = $2, resolution_note = $3,
+        updated_at = now()
+    WHERE rule_id = $1 AND status IN ('open', 'acknowledged')
+    RETURNING id
+), events AS (
+    INSERT INTO analytics.incident_events (incident_id, kind, actor, note)
+    SELECT id, 'resolved', $2, $3 FROM closed
+), reset AS (
+    UPDATE analytics.alert_rule_state SET state = 'ok', since = now() WHERE rule_id = $1
+)
+SELECT id FROM closed;

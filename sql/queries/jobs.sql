@@ -92,6 +92,7 @@ GROUP BY r.id, r.aggregation, r.window_seconds;
 -- name: alert_rules_for_evaluation
 -- Locked for the pass: state changes and incidents of one rule never interleave.
 SELECT r.id, r.name, r.metric_name, r.condition_operator::text AS operator, r.threshold,
+       r.aggregation::text AS aggregation,
        r.recovery_threshold, r.duration_seconds, r.severity::text AS severity,
        r.no_data::text AS no_data,
        coalesce(s.state::text, 'ok') AS state, coalesce(s.since, now()) AS since
@@ -175,6 +176,11 @@ JOIN analytics.alert_channels AS c ON c.id = n.channel_id
 JOIN analytics.incidents AS i ON i.id = n.incident_id
 LEFT JOIN analytics.alert_rules AS r ON r.id = i.rule_id
 WHERE n.status = 'pending' AND n.next_attempt_at <= now()
+  -- In order per incident and channel: a resolution never overtakes its firing in backoff.
+  AND NOT EXISTS (
+      SELECT 1 FROM analytics.notifications AS earlier
+      WHERE earlier.incident_id = n.incident_id AND earlier.channel_id = n.channel_id
+        AND earlier.status = 'pending' AND earlier.id < n.id)
 ORDER BY n.id
 LIMIT 1
 FOR UPDATE OF n SKIP LOCKED;
