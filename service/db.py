@@ -24,9 +24,21 @@ from service.settings import Settings
 
 def connect_sync(url: str, application_name: str, **options: Any) -> psycopg.Connection[Any]:
     """A psycopg connection for jobs, in UTC whatever the server's default: buckets, days and
-    every timestamp the jobs compute with are UTC."""
+    every timestamp the jobs compute with are UTC.
+
+    A job holds its advisory lock on a connection like this, so a dead peer must be noticed
+    (TCP keepalives: about a minute, not the kernel's two hours) and no statement may hang for
+    ever (an hour is far beyond any job's largest statement, a day's rollups).
+    """
     return psycopg.connect(
-        url, application_name=application_name, options="-c TimeZone=UTC", **options
+        url,
+        application_name=application_name,
+        options="-c TimeZone=UTC -c statement_timeout=3600000",
+        keepalives=1,
+        keepalives_idle=30,
+        keepalives_interval=10,
+        keepalives_count=3,
+        **options,
     )
 
 
