@@ -17,28 +17,27 @@ makes the group retry each batch in a transaction of its own, so only the culpri
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 import sql
+from ingest.idempotency import IdempotencyKeys
+from ingest.pending import Accepted, IdempotencyKey, Pending
 from ingest.series import SeriesRegistry
 from ingest.validate import Batch
-from service.db import acquire, connection, translate
-from service.errors import ApiError, DatabaseUnavailable, ValidationFailed, field_error
+from service.db import HeldConnection, translate
+from service.errors import ApiError, DatabaseUnavailable, ValidationFailed
 from service.settings import IngestSettings
 
 log = logging.getLogger("astraeus.ingest")
 
 EVENT_COLUMNS = ("time", "series_id", "value")
-PRUNE_EVERY_S = 600
 
 
 class QueueFull(ApiError):
@@ -56,44 +55,6 @@ class CommitTimeout(ApiError):
     )
 
 
-@dataclass(frozen=True)
-class Accepted:
-    accepted: int
-    duplicate: bool = False
-
-    def body(self) -> dict[str, object]:
-        return {"accepted": self.accepted, "duplicate": self.duplicate}
-
-
-@dataclass(frozen=True)
-class IdempotencyKey:
-    scope: str
-    key: str
-    body_sha256: bytes
-
-    @classmethod
-    def of(cls, scope: str, key: str, body: bytes) -> IdempotencyKey:
-        return cls(scope, key, hashlib.sha256(body).digest())
-
-
-@dataclass(eq=False)
-class Pending:
-    batch: Batch
-    key: IdempotencyKey | None
-    future: asyncio.Future[Accepted] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    abandoned: bool = False
-
-    def settle(self, outcome: Accepted | BaseException) -> None:
-        if self.future.done():
-            return
-        if isinstance(outcome, BaseException):
-            self.future.set_exception(outcome)
-        else:
-            self.future.set_result(outcome)
-
-
 @dataclass
 class CommitStats:
     """Totals since start: committed groups (transactions), batches and events."""
@@ -101,44 +62,6 @@ class CommitStats:
     groups: int = 0
     batches: int = 0
     events: int = 0
-
-
-class HeldConnection:
-    """A pooled connection a writer keeps from one group to the next.
-
-    Acquiring and releasing per group would cost a reset round trip on every commit. After any
-    failure the connection's state is unknown, so it goes back to the pool (which resets or
-    discards it) and the next group takes a fresh one.
-    """
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self.conn: asyncpg.Connection | None = None
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        if self.conn is None or self.conn.is_closed():
-            self.conn = None
-            self.conn = await acquire(self.pool)  # 503 when none can be had
-        try:
-            yield self.conn
-        except BaseException:
-            await self.close()
-            raise
-
-    async def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn)
-
-
-def reused_key(key: str) -> ValidationFailed:
-    reason = "this key was used for a different batch; use a new key for new data"
-    return ValidationFailed(
-        f"Idempotency-Key {key!r}: {reason}",
-        details=[field_error("Idempotency-Key", reason)],
-    )
 
 
 class GroupCommitter:
@@ -154,7 +77,7 @@ class GroupCommitter:
         self._work = asyncio.Condition()
         self._writers: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._last_prune = 0.0
+        self.keys = IdempotencyKeys(pool, self.ttl)
         self.stats = CommitStats()
         self._marked_hour: datetime | None = None  # the current hour, once its mark committed
 
@@ -174,18 +97,6 @@ class GroupCommitter:
         async with self._work:
             self._work.notify_all()
         await asyncio.gather(*self._writers, return_exceptions=True)
-
-    async def previous_answer(self, key: IdempotencyKey) -> Accepted | None:
-        """The answer given to an earlier batch with this key, if it is still remembered."""
-        async with connection(self.pool) as conn:
-            row = await conn.fetchrow(
-                sql.query("idempotency_answers"), key.scope, [key.key], self.ttl
-            )
-        if row is None:
-            return None
-        if row["body_sha256"] != key.body_sha256:
-            raise reused_key(key.key)
-        return Accepted(row["accepted"], duplicate=True)
 
     async def submit(self, batch: Batch, key: IdempotencyKey | None) -> Accepted:
         """Queue `batch` and wait until it is committed (or refused, or timed out)."""
@@ -267,11 +178,11 @@ class GroupCommitter:
                 pending.settle(unavailable)
             return
         log.debug("committed %d batches in %.1f ms", len(group), (time.monotonic() - started) * 1e3)
-        await self._prune_keys()
+        await self.keys.prune()
 
     async def _commit(self, group: list[Pending], held: HeldConnection) -> None:
         async with held.connection() as conn, conn.transaction():
-            live, answers, followers = await self._claim_keys(conn, group)
+            live, answers, followers = await self.keys.claim(conn, group)
             resolution = await self.registry.resolve(conn, [p.batch for p in live])
             writing: list[tuple[Pending, list[int]]] = []
             refused: list[Pending] = []
@@ -281,7 +192,7 @@ class GroupCommitter:
                     refused.append(pending)
                 else:
                     writing.append((pending, resolved))
-            await self._release_keys(conn, refused)
+            await self.keys.release(conn, refused)
             marked_current: datetime | None = None
             if writing:
                 await conn.copy_records_to_table(
@@ -328,84 +239,6 @@ class GroupCommitter:
         current = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         marks = sorted(h for h in hours if not (h == current and self._marked_hour == current))
         return marks, (current if current in marks else None)
-
-    async def _claim_keys(
-        self, conn: asyncpg.Connection, group: list[Pending]
-    ) -> tuple[list[Pending], dict[Pending, Accepted | ApiError], list[tuple[Pending, Pending]]]:
-        """The batches to write; answers for those whose key says they are duplicates; and the
-        copies of a batch sent twice into one group, each with the copy it must follow."""
-        answers: dict[Pending, Accepted | ApiError] = {}
-        keyed: dict[tuple[str, str], Pending] = {}
-        live: list[Pending] = []
-        later: list[Pending] = []  # same key twice in one group: the second is a duplicate
-        for pending in group:
-            if pending.key is None:
-                live.append(pending)
-            elif (pending.key.scope, pending.key.key) in keyed:
-                later.append(pending)
-            else:
-                keyed[(pending.key.scope, pending.key.key)] = pending
-        by_scope: dict[str, list[Pending]] = {}
-        for pending in keyed.values():
-            assert pending.key is not None
-            by_scope.setdefault(pending.key.scope, []).append(pending)
-        for scope, members in by_scope.items():
-            members.sort(key=lambda p: p.key.key if p.key else "")
-            claimed = {
-                row["key"]
-                for row in await conn.fetch(
-                    sql.query("claim_idempotency_keys"),
-                    scope,
-                    [p.key.key for p in members if p.key],
-                    [p.key.body_sha256 for p in members if p.key],
-                    [len(p.batch) for p in members],
-                    self.ttl,
-                )
-            }
-            taken = [p for p in members if p.key and p.key.key not in claimed]
-            live.extend(p for p in members if p.key and p.key.key in claimed)
-            if taken:
-                rows = await conn.fetch(
-                    sql.query("idempotency_answers"),
-                    scope,
-                    [p.key.key for p in taken if p.key],
-                    self.ttl,
-                )
-                stored = {row["key"]: row for row in rows}
-                for pending in taken:
-                    assert pending.key is not None
-                    row = stored[pending.key.key]
-                    answers[pending] = (
-                        Accepted(row["accepted"], duplicate=True)
-                        if row["body_sha256"] == pending.key.body_sha256
-                        else reused_key(pending.key.key)
-                    )
-        followers: list[tuple[Pending, Pending]] = []
-        for pending in later:
-            assert pending.key is not None
-            first = keyed[(pending.key.scope, pending.key.key)]
-            if first.key and first.key.body_sha256 == pending.key.body_sha256:
-                followers.append((pending, first))  # answered as the first copy turns out
-            else:
-                answers[pending] = reused_key(pending.key.key)
-        return live, answers, followers
-
-    async def _release_keys(self, conn: asyncpg.Connection, refused: list[Pending]) -> None:
-        by_scope: dict[str, list[str]] = {}
-        for pending in refused:
-            if pending.key is not None:
-                by_scope.setdefault(pending.key.scope, []).append(pending.key.key)
-        for scope, keys in by_scope.items():
-            await conn.execute(sql.query("release_idempotency_keys"), scope, keys)
-
-    async def _prune_keys(self) -> None:
-        now = time.monotonic()
-        if now - self._last_prune < PRUNE_EVERY_S:
-            return
-        self._last_prune = now
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            async with self.pool.acquire() as conn:
-                await conn.execute(sql.query("prune_idempotency_keys"), self.ttl)
 
 
 def _records(

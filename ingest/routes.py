@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.routing import Route
 
-from ingest.committer import GroupCommitter, IdempotencyKey
+from ingest.committer import GroupCommitter
+from ingest.pending import IdempotencyKey
 from ingest.validate import validate
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
 from service.errors import BadRequest, ValidationFailed, field_error
@@ -37,7 +38,7 @@ async def _store(request: Request, events: list[MetricEvent], body: bytes, singl
     committer: GroupCommitter = state.committer
     key = idempotency_key(request, "metrics", body)
     if key is not None:
-        previous = await committer.previous_answer(key)
+        previous = await committer.keys.previous_answer(key)
         if previous is not None:
             return JSON(previous.body())
     try:

@@ -116,3 +116,33 @@ async def save(
     if found is None:
         raise NotFound(missing)
     return int(found)
+
+
+class HeldConnection:
+    """A pooled connection a writer keeps from one group to the next.
+
+    Acquiring and releasing per group would cost a reset round trip on every commit. After any
+    failure the connection's state is unknown, so it goes back to the pool (which resets or
+    discards it) and the next group takes a fresh one.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.conn: asyncpg.Connection | None = None
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self.conn is None or self.conn.is_closed():
+            self.conn = None
+            self.conn = await acquire(self.pool)  # 503 when none can be had
+        try:
+            yield self.conn
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
