@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,10 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import alerts.routes
+import ingest.events
 import ingest.routes
 import monitoring.routes
 import query.routes
 from ingest.committer import GroupCommitter
+from ingest.events import EventWriter
 from ingest.series import SeriesRegistry
 from ingest.tagsets import TagSets
 from jobs.migrate import migrate, read_migrations
@@ -72,6 +75,11 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         app.state.series = SeriesRegistry(settings.ingest.max_series_per_metric)
         app.state.committer = GroupCommitter(app.state.pool, app.state.series, settings.ingest)
         app.state.committer.start()
+        app.state.events = EventWriter(
+            app.state.pool,
+            timedelta(hours=settings.ingest.idempotency_ttl_hours),
+            concurrency=max(1, settings.db_pool_max - settings.ingest.writers - 1),
+        )
         app.state.scheduler = None
         if settings.run_scheduler:
             # Jobs run in a thread of their own (they are synchronous psycopg code), claiming
@@ -105,6 +113,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         routes=[
             *health.routes,
             *ingest.routes.routes,
+            *ingest.events.routes,
             *query.routes.routes,
             *alerts.routes.routes,
             *monitoring.routes.routes,

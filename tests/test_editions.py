@@ -59,7 +59,11 @@ def test_on_apache_the_rollups_are_hypertables_kept_by_the_job(
         "WHERE hypertable_schema = 'analytics'"
     ).fetchall()
 
-    assert {name for (name,) in rows} == ROLLUPS | {"metric_events", "health_checks"}
+    assert {name for (name,) in rows} == ROLLUPS | {
+        "metric_events",
+        "health_checks",
+        "platform_events",
+    }
 
 
 def test_both_expose_the_same_columns(db: psycopg.Connection[Any]) -> None:
