@@ -18,6 +18,7 @@ import alerts.routes
 import ingest.events
 import ingest.routes
 import monitoring.routes
+import query.entities
 import query.routes
 from ingest.committer import GroupCommitter
 from ingest.events import EventWriter
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             *ingest.routes.routes,
             *ingest.events.routes,
             *query.routes.routes,
+            *query.entities.routes,
             *alerts.routes.routes,
             *monitoring.routes.routes,
             *jobs_routes,

@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+EVENTS = "/api/v1/analytics/events"
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+MONDAY = TODAY - timedelta(days=TODAY.weekday() + 21)  # three weeks ago
+TUESDAY = MONDAY + timedelta(days=1)
+
+
+def at(day: datetime, hours: float) -> str:
+    return (day + timedelta(hours=hours)).isoformat()
+
+
+def post(client: TestClient, events: list[dict[str, Any]]) -> None:
+    response = client.post(EVENTS, json=events)
+    assert response.status_code == 200, response.text
+
+
+def user_week(client: TestClient) -> None:
+    u = {"user_id": "u1"}
+    post(
+        client,
+        [
+            {"event_type": "session_start", **u, "timestamp": at(MONDAY, 9)},
+            {"event_type": "session_start", **u, "timestamp": at(MONDAY, 14)},
+            *[{"event_type": "page_view", **u, "timestamp": at(MONDAY, 9.1)} for _ in range(3)],
+            {"event_type": "user_action", **u, "timestamp": at(MONDAY, 9.2)},
+            {"event_type": "active_time", **u, "value": 120, "timestamp": at(MONDAY, 10)},
+            {
+                "event_type": "contract_created",
+                **u,
+                "contract_id": "c1",
+                "timestamp": at(MONDAY, 11),
+            },
+            {"event_type": "credits_purchased", **u, "amount": 100, "timestamp": at(MONDAY, 11)},
+            {
+                "event_type": "credits_spent",
+                **u,
+                "agent_id": "a1",
+                "amount": 30,
+                "timestamp": at(MONDAY, 12),
+            },
+            {
+                "event_type": "agent_call",
+                **u,
+                "agent_id": "a1",
+                "success": True,
+                "duration_ms": 100,
+                "timestamp": at(MONDAY, 12),
+            },
+            {
+                "event_type": "orchestration_run",
+                **u,
+                "value": 3,
+                "duration_ms": 900,
+                "timestamp": at(MONDAY, 13),
+            },
+            {"event_type": "session_start", **u, "timestamp": at(TUESDAY, 9)},
+            {
+                "event_type": "credits_spent",
+                **u,
+                "agent_id": "a2",
+                "amount": 20,
+                "timestamp": at(TUESDAY, 10),
+            },
+            {
+                "event_type": "agent_call",
+                **u,
+                "agent_id": "a1",
+                "success": True,
+                "duration_ms": 100,
+                "timestamp": at(TUESDAY, 10),
+            },
+            {
+                "event_type": "contract_cancelled",
+                **u,
+                "contract_id": "c1",
+                "timestamp": at(TUESDAY, 11),
+            },
+        ],
+    )
+
+
+def test_user_figures_for_a_day_and_a_week(client: TestClient) -> None:
+    user_week(client)
+
+    day = client.get(
+        "/api/v1/analytics/user/u1", params={"period_type": "day", "period_start": at(MONDAY, 15)}
+    ).json()
+    week = client.get(
+        "/api/v1/analytics/user/u1", params={"period_type": "week", "period_start": at(TUESDAY, 3)}
+    ).json()
+
+    assert day["period_start"] == MONDAY.isoformat().replace("+00:00", "Z")
+    assert {
+        k: day[k]
+        for k in (
+            "sessions",
+            "page_views",
+            "actions",
+            "active_time_seconds",
+            "contracts_created",
+            "credits_purchased",
+            "credits_spent",
+            "agents_used",
+            "orchestrations_run",
+            "total_spent",
+        )
+    } == {
+        "sessions": 2,
+        "page_views": 3,
+        "actions": 1,
+        "active_time_seconds": 120,
+        "contracts_created": 1,
+        "credits_purchased": 100,
+        "credits_spent": 30,
+        "agents_used": 1,
+        "orchestrations_run": 1,
+        "total_spent": 30,
+    }
+    assert (
+        week["sessions"],
+        week["credits_spent"],
+        week["contracts_cancelled"],
+        week["total_spent"],
+    ) == (3, 50, 1, 50)
+    # Tuesday alone names two agents (a1, a2), Monday one; the week has two, not three.
+    assert week["agents_used"] == 2
+
+
+def test_agent_figures_with_time_weighted_uptime(client: TestClient) -> None:
+    a = {"agent_id": "a9"}
+    post(
+        client,
+        [
+            {"event_type": "agent_up", **a, "timestamp": at(MONDAY, 0)},
+            {"event_type": "agent_down", **a, "timestamp": at(MONDAY, 12)},
+            {"event_type": "agent_up", **a, "timestamp": at(MONDAY, 18)},
+            *[
+                {
+                    "event_type": "agent_call",
+                    **a,
+                    "success": ok,
+                    "duration_ms": ms,
+                    "timestamp": at(MONDAY, 1),
+                }
+                for ok, ms in ((True, 100), (True, 200), (True, 300), (False, 400))
+            ],
+            {
+                "event_type": "bid_placed",
+                **a,
+                "contract_id": "c1",
+                "amount": 10,
+                "timestamp": at(MONDAY, 2),
+            },
+            {
+                "event_type": "bid_placed",
+                **a,
+                "contract_id": "c2",
+                "amount": 30,
+                "timestamp": at(MONDAY, 2),
+            },
+            {"event_type": "contract_won", **a, "contract_id": "c1", "timestamp": at(MONDAY, 3)},
+            {
+                "event_type": "contract_completed",
+                **a,
+                "contract_id": "c1",
+                "timestamp": at(MONDAY, 4),
+            },
+            {"event_type": "contract_failed", **a, "contract_id": "c2", "timestamp": at(MONDAY, 5)},
+            {"event_type": "payment", **a, "amount": 500, "fee": 50, "timestamp": at(MONDAY, 4)},
+            {"event_type": "validation_score", **a, "value": 0.8, "timestamp": at(MONDAY, 6)},
+            {"event_type": "validation_score", **a, "value": 0.6, "timestamp": at(MONDAY, 7)},
+            {"event_type": "reputation_score", **a, "value": 4.5, "timestamp": at(MONDAY, 7)},
+        ],
+    )
+
+    monday = client.get(
+        "/api/v1/analytics/agent/a9",
+        params={"period_type": "day", "period_start": MONDAY.isoformat()},
+    ).json()
+    tuesday = client.get(
+        "/api/v1/analytics/agent/a9",
+        params={"period_type": "day", "period_start": TUESDAY.isoformat()},
+    ).json()
+
+    assert (monday["calls_total"], monday["calls_successful"], monday["calls_failed"]) == (4, 3, 1)
+    assert monday["success_rate"] == 0.75
+    assert monday["response_time_avg_ms"] == 250
+    assert (monday["response_time_p50_ms"], monday["response_time_p99_ms"]) == (200, 400)
+    assert (monday["bids_placed"], monday["average_bid_price"]) == (2, 20)
+    assert (monday["contracts_won"], monday["contracts_completed"], monday["contracts_failed"]) == (
+        1,
+        1,
+        1,
+    )
+    assert monday["revenue"] == 500
+    assert monday["validation_score"] == pytest.approx(0.7)
+    assert monday["reputation_score"] == 4.5
+    assert monday["uptime_percentage"] == pytest.approx(75.0)  # up 12 h + 6 h, down 6 h
+    assert monday["downtime_percentage"] == pytest.approx(25.0)
+    assert tuesday["uptime_percentage"] == pytest.approx(100.0)  # up since Monday 18:00
+    assert tuesday["calls_total"] == 0 and tuesday["success_rate"] is None
+
+
+def test_months_are_calendar_months(client: TestClient) -> None:
+    first = TODAY.replace(day=1)
+    post(
+        client,
+        [
+            {"event_type": "page_view", "user_id": "u2", "timestamp": at(first, 1 / 60)},
+            {
+                "event_type": "page_view",
+                "user_id": "u2",
+                "timestamp": (first - timedelta(minutes=1)).isoformat(),
+            },
+        ],
+    )
+
+    month = client.get("/api/v1/analytics/user/u2", params={"period_type": "month"}).json()
+
+    assert month["period_start"] == first.isoformat().replace("+00:00", "Z")
+    assert month["page_views"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/api/v1/analytics/user/nobody", {}, 404),
+        ("/api/v1/analytics/agent/nobody", {}, 404),
+        ("/api/v1/analytics/user/u1", {"period_type": "fortnight"}, 400),
+        ("/api/v1/analytics/user/u1", {"period_start": "last tuesday"}, 400),
+    ],
+)
+def test_unknown_entities_and_bad_parameters(
+    client: TestClient, path: str, params: dict[str, str], status: int
+) -> None:
+    post(client, [{"event_type": "page_view", "user_id": "u1"}])
+
+    assert client.get(path, params=params).status_code == status
