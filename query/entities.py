@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 import sql
-from query.params import bad, timestamp
+from query.params import bad, number, timestamp
 from service.db import connection
 from service.errors import NotFound
 from service.http import JSON
@@ -70,39 +70,88 @@ async def user(request: Request) -> JSON:
     )
 
 
+async def _agent_figures(
+    conn: Any, agent_id: str, start: datetime, end: datetime
+) -> dict[str, Any]:
+    elapsed_end = max(min(end, datetime.now(UTC)), start)
+    row = dict(await conn.fetchrow(sql.query("agent_period"), agent_id, start, end, elapsed_end))
+    p50, p95, p99 = row.pop("response_time_percentiles") or (None, None, None)
+    up, down = float(row.pop("up_s")), float(row.pop("down_s"))
+    total = row["calls_total"]
+    return {
+        "period_start": start,
+        "period_end": end,
+        **row,
+        "success_rate": row["calls_successful"] / total if total else None,
+        "response_time_p50_ms": p50,
+        "response_time_p95_ms": p95,
+        "response_time_p99_ms": p99,
+        "uptime_percentage": 100 * up / (up + down) if up + down else None,
+        "downtime_percentage": 100 * down / (up + down) if up + down else None,
+    }
+
+
 async def agent(request: Request) -> JSON:
     """GET /api/v1/analytics/agent/{id}?period_type=day&period_start=..."""
     agent_id = request.path_params["id"]
     period_type, start, end = period(request)
     async with connection(request.app.state.pool) as conn:
         await _seen(conn, "agent", agent_id)
-        elapsed_end = min(end, datetime.now(UTC))
-        row = dict(
-            await conn.fetchrow(
-                sql.query("agent_period"), agent_id, start, end, max(elapsed_end, start)
-            )
-        )
-    p50, p95, p99 = row.pop("response_time_percentiles") or (None, None, None)
-    up, down = float(row.pop("up_s")), float(row.pop("down_s"))
-    total = row["calls_total"]
-    return JSON(
-        {
-            "agent_id": agent_id,
-            "period_type": period_type,
-            "period_start": start,
-            "period_end": end,
-            **row,
-            "success_rate": row["calls_successful"] / total if total else None,
-            "response_time_p50_ms": p50,
-            "response_time_p95_ms": p95,
-            "response_time_p99_ms": p99,
-            "uptime_percentage": 100 * up / (up + down) if up + down else None,
-            "downtime_percentage": 100 * down / (up + down) if up + down else None,
-        }
-    )
+        figures = await _agent_figures(conn, agent_id, start, end)
+    return JSON({"agent_id": agent_id, "period_type": period_type, **figures})
+
+
+MAX_PERIODS = 400
+
+
+def periods(request: Request) -> tuple[str, list[tuple[datetime, datetime]]]:
+    """`days` back from now (default 30) in periods of `period_type` (default day), oldest
+    first; every period is listed, also those with no events."""
+    query = request.query_params
+    period_type = query.get("period_type", "day")
+    if period_type not in PERIODS:
+        raise bad("period_type", f"expected one of {', '.join(PERIODS)}")
+    days = number(query, "days", 30, 0, 3660)
+    now = datetime.now(UTC)
+    start, end = period_bounds(period_type, now - timedelta(days=days))
+    found = [(start, end)]
+    while found[-1][1] <= now:
+        found.append(period_bounds(period_type, found[-1][1]))
+        if len(found) > MAX_PERIODS:
+            raise bad("days", f"more than {MAX_PERIODS} periods: shorten days or widen period_type")
+    return period_type, found
+
+
+async def user_trends(request: Request) -> JSON:
+    """GET /api/v1/analytics/user/{id}/trends?days=30&period_type=day."""
+    user_id = request.path_params["id"]
+    period_type, spans = periods(request)
+    async with connection(request.app.state.pool) as conn:
+        await _seen(conn, "user", user_id)
+        rows = [
+            {
+                "period_start": lo,
+                "period_end": hi,
+                **dict(await conn.fetchrow(sql.query("user_period"), user_id, lo, hi)),
+            }
+            for lo, hi in spans
+        ]
+    return JSON({"user_id": user_id, "period_type": period_type, "periods": rows})
+
+
+async def agent_trends(request: Request) -> JSON:
+    """GET /api/v1/analytics/agent/{id}/trends?days=30&period_type=day."""
+    agent_id = request.path_params["id"]
+    period_type, spans = periods(request)
+    async with connection(request.app.state.pool) as conn:
+        await _seen(conn, "agent", agent_id)
+        rows = [await _agent_figures(conn, agent_id, lo, hi) for lo, hi in spans]
+    return JSON({"agent_id": agent_id, "period_type": period_type, "periods": rows})
 
 
 routes = [
     Route("/api/v1/analytics/user/{id}", user, methods=["GET"]),
+    Route("/api/v1/analytics/user/{id}/trends", user_trends, methods=["GET"]),
     Route("/api/v1/analytics/agent/{id}", agent, methods=["GET"]),
+    Route("/api/v1/analytics/agent/{id}/trends", agent_trends, methods=["GET"]),
 ]

@@ -243,3 +243,27 @@ def test_unknown_entities_and_bad_parameters(
     post(client, [{"event_type": "page_view", "user_id": "u1"}])
 
     assert client.get(path, params=params).status_code == status
+
+
+def test_trends_list_every_period_oldest_first(client: TestClient) -> None:
+    user_week(client)
+
+    days = client.get("/api/v1/analytics/user/u1/trends", params={"days": 30}).json()
+    weeks = client.get(
+        "/api/v1/analytics/user/u1/trends", params={"days": 30, "period_type": "week"}
+    ).json()
+    agent = client.get("/api/v1/analytics/agent/a1/trends", params={"days": 30}).json()
+    too_many = client.get(
+        "/api/v1/analytics/user/u1/trends", params={"days": 30, "period_type": "hour"}
+    )
+
+    starts = [p["period_start"] for p in days["periods"]]
+    assert starts == sorted(starts) and len(starts) == 31
+    by_start = {p["period_start"]: p for p in days["periods"]}
+    monday = by_start[MONDAY.isoformat().replace("+00:00", "Z")]
+    assert (monday["sessions"], monday["agents_used"]) == (2, 1)
+    assert sum(p["sessions"] for p in days["periods"]) == 3
+    assert sum(p["sessions"] for p in weeks["periods"]) == 3
+    assert max(p["agents_used"] for p in weeks["periods"]) == 2
+    assert sum(p["calls_total"] for p in agent["periods"]) == 2
+    assert too_many.status_code == 400 and too_many.json()["details"][0]["field"] == "days"
