@@ -149,7 +149,24 @@ async def agent_trends(request: Request) -> JSON:
     return JSON({"agent_id": agent_id, "period_type": period_type, "periods": rows})
 
 
+async def platform_figures(conn: Any, start: datetime, end: datetime) -> dict[str, Any]:
+    before = start - (end - start)
+    if end - start > timedelta(days=27):  # a month: the period before is the calendar month
+        before = period_bounds("month", start - timedelta(days=1))[0]
+    row = await conn.fetchrow(sql.query("platform_period"), start, end, before)
+    return {"period_start": start, "period_end": end, **dict(row)}
+
+
+async def platform_trends(request: Request) -> JSON:
+    """GET /api/v1/analytics/platform/trends?days=30&period_type=day."""
+    period_type, spans = periods(request)
+    async with connection(request.app.state.pool) as conn:
+        rows = [await platform_figures(conn, lo, hi) for lo, hi in spans]
+    return JSON({"period_type": period_type, "periods": rows})
+
+
 routes = [
+    Route("/api/v1/analytics/platform/trends", platform_trends, methods=["GET"]),
     Route("/api/v1/analytics/user/{id}", user, methods=["GET"]),
     Route("/api/v1/analytics/user/{id}/trends", user_trends, methods=["GET"]),
     Route("/api/v1/analytics/agent/{id}", agent, methods=["GET"]),

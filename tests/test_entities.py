@@ -267,3 +267,109 @@ def test_trends_list_every_period_oldest_first(client: TestClient) -> None:
     assert max(p["agents_used"] for p in weeks["periods"]) == 2
     assert sum(p["calls_total"] for p in agent["periods"]) == 2
     assert too_many.status_code == 400 and too_many.json()["details"][0]["field"] == "days"
+
+
+def test_platform_figures_per_day(client: TestClient) -> None:
+    d1 = TODAY - timedelta(days=10)
+    d2 = d1 + timedelta(days=1)
+    post(
+        client,
+        [
+            {"event_type": "user_signup", "user_id": "u1", "timestamp": at(d1, 1)},
+            {"event_type": "user_signup", "user_id": "u2", "timestamp": at(d1, 1)},
+            *[
+                {"event_type": "page_view", "user_id": u, "timestamp": at(d1, 2)}
+                for u in ("u1", "u2", "u3")
+            ],
+            {"event_type": "agent_registered", "agent_id": "a1", "timestamp": at(d1, 3)},
+            {
+                "event_type": "contract_created",
+                "user_id": "u1",
+                "contract_id": "c1",
+                "timestamp": at(d1, 4),
+            },
+            {
+                "event_type": "contract_created",
+                "user_id": "u2",
+                "contract_id": "c2",
+                "timestamp": at(d1, 4),
+            },
+            {"event_type": "payment", "amount": 100, "fee": 10, "timestamp": at(d1, 5)},
+            {
+                "event_type": "credits_purchased",
+                "user_id": "u1",
+                "amount": 50,
+                "timestamp": at(d1, 5),
+            },
+            {
+                "event_type": "api_call",
+                "endpoint": "/a",
+                "method": "GET",
+                "status": 200,
+                "duration_ms": 100,
+                "timestamp": at(d1, 6),
+            },
+            {
+                "event_type": "api_call",
+                "endpoint": "/a",
+                "method": "GET",
+                "status": 500,
+                "duration_ms": 300,
+                "timestamp": at(d1, 6),
+            },
+            {"event_type": "fraud_alert", "timestamp": at(d1, 7)},
+            {"event_type": "page_view", "user_id": "u1", "timestamp": at(d2, 1)},
+            {"event_type": "user_signup", "user_id": "u4", "timestamp": at(d2, 1)},
+            {
+                "event_type": "contract_completed",
+                "user_id": "u1",
+                "contract_id": "c1",
+                "timestamp": at(d2, 2),
+            },
+            {
+                "event_type": "contract_failed",
+                "agent_id": "a1",
+                "contract_id": "c2",
+                "timestamp": at(d2, 2),
+            },
+            {
+                "event_type": "orchestration_run",
+                "user_id": "u1",
+                "value": 2,
+                "duration_ms": 50,
+                "timestamp": at(d2, 3),
+            },
+            {"event_type": "security_event", "timestamp": at(d2, 4)},
+        ],
+    )
+
+    trends = client.get("/api/v1/analytics/platform/trends", params={"days": 12}).json()
+
+    by_day = {p["period_start"]: p for p in trends["periods"]}
+    first = by_day[d1.isoformat().replace("+00:00", "Z")]
+    second = by_day[d2.isoformat().replace("+00:00", "Z")]
+    keys = (
+        "users_total",
+        "users_active",
+        "users_new",
+        "users_churned",
+        "agents_total",
+        "agents_active",
+        "agents_new",
+        "contracts_total",
+        "contracts_active",
+        "contracts_completed",
+        "contracts_failed",
+        "revenue",
+        "platform_fees",
+        "credits_purchased",
+        "api_calls",
+        "orchestrations",
+        "fraud_alerts",
+        "security_events",
+    )
+    assert [first[k] for k in keys] == [2, 3, 2, 0, 1, 1, 1, 2, 2, 0, 0, 100, 10, 50, 2, 0, 1, 0]
+    assert [second[k] for k in keys] == [3, 2, 1, 2, 1, 1, 0, 2, 0, 1, 1, 0, 0, 0, 0, 1, 0, 1]
+    assert (first["response_time_avg_ms"], first["error_rate"]) == (200, 0.5)
+    assert first["throughput_per_s"] == pytest.approx(2 / 86400)
+    assert second["error_rate"] is None

@@ -70,3 +70,52 @@ SELECT count(*) FILTER (WHERE event_type = 'agent_call') AS calls_total,
        (SELECT down_s FROM uptime) AS down_s
 FROM analytics.platform_events
 WHERE agent_id = $1 AND time >= $2 AND time < $3;
+
+-- name: platform_period
+-- Platform-wide figures over [$1, $2); $3 is the start of the period before (for churn).
+-- "Total" figures count everything up to the period's end; "active" means named by any event
+-- in the period; churned users were active in the period before and are not in this one.
+WITH period AS (
+    SELECT * FROM analytics.platform_events WHERE time >= $1 AND time < $2
+), users_now AS (
+    SELECT DISTINCT user_id FROM period WHERE user_id IS NOT NULL
+), users_before AS (
+    SELECT DISTINCT user_id FROM analytics.platform_events
+    WHERE time >= $3 AND time < $1 AND user_id IS NOT NULL
+), calls AS (
+    SELECT * FROM period WHERE event_type = 'api_call'
+)
+SELECT
+    (SELECT count(DISTINCT user_id) FROM analytics.platform_events
+     WHERE event_type = 'user_signup' AND time < $2) AS users_total,
+    (SELECT count(*) FROM users_now) AS users_active,
+    (SELECT count(*) FROM period WHERE event_type = 'user_signup') AS users_new,
+    (SELECT count(*) FROM users_before b
+     WHERE NOT EXISTS (SELECT 1 FROM users_now n WHERE n.user_id = b.user_id)) AS users_churned,
+    (SELECT count(DISTINCT agent_id) FROM analytics.platform_events
+     WHERE event_type = 'agent_registered' AND time < $2) AS agents_total,
+    (SELECT count(DISTINCT agent_id) FROM period WHERE agent_id IS NOT NULL) AS agents_active,
+    (SELECT count(*) FROM period WHERE event_type = 'agent_registered') AS agents_new,
+    (SELECT count(*) FROM analytics.platform_events
+     WHERE event_type = 'contract_created' AND time < $2) AS contracts_total,
+    (SELECT count(*) FILTER (WHERE event_type = 'contract_created')
+          - count(*) FILTER (WHERE event_type IN ('contract_completed', 'contract_cancelled',
+                                                  'contract_failed'))
+     FROM analytics.platform_events WHERE time < $2) AS contracts_active,
+    (SELECT count(*) FROM period WHERE event_type = 'contract_completed') AS contracts_completed,
+    (SELECT count(*) FROM period WHERE event_type = 'contract_failed') AS contracts_failed,
+    (SELECT coalesce(sum(amount), 0) FROM period WHERE event_type = 'payment') AS revenue,
+    (SELECT coalesce(sum(fee), 0) FROM period WHERE event_type = 'payment') AS platform_fees,
+    (SELECT coalesce(sum(amount), 0) FROM period WHERE event_type = 'credits_purchased')
+        AS credits_purchased,
+    (SELECT coalesce(sum(amount), 0) FROM period WHERE event_type = 'credits_spent')
+        AS credits_spent,
+    (SELECT avg(duration_ms) FROM calls) AS response_time_avg_ms,
+    (SELECT (count(*) FILTER (WHERE status >= 500))::float8 / nullif(count(*), 0) FROM calls)
+        AS error_rate,
+    (SELECT count(*) FROM calls)::float8 / extract(epoch FROM $2::timestamptz - $1)
+        AS throughput_per_s,
+    (SELECT count(*) FROM calls) AS api_calls,
+    (SELECT count(*) FROM period WHERE event_type = 'orchestration_run') AS orchestrations,
+    (SELECT count(*) FROM period WHERE event_type = 'fraud_alert') AS fraud_alerts,
+    (SELECT count(*) FROM period WHERE event_type = 'security_event') AS security_events;
