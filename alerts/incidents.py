@@ -62,10 +62,7 @@ async def listing(request: Request) -> JSON:
 
 
 async def _one(conn: asyncpg.Connection, target: int) -> dict[str, Any]:
-    found = await _select(conn, id=target, status=None)
-    found = found or [
-        row for status in STATUSES[2:] for row in await _select(conn, id=target, status=status)
-    ]
+    found = await _select(conn, id=target)
     if not found:
         raise NotFound(f"No incident with id {target}.")
     incident = found[0]

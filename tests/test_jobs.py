@@ -189,6 +189,12 @@ def test_refresh_over_a_range_fixes_rollups_after_late_data(
     assert_rollups_equal_raw(db)
 
 
+def refresh_since(db_url: str, start: datetime) -> subprocess.CompletedProcess[str]:
+    return jobs_cli(
+        "refresh", "--start", start.isoformat(), "--end", datetime.now(UTC).isoformat(), url=db_url
+    )
+
+
 def chunks(db: psycopg.Connection[Any], relation: str) -> int:
     row = db.execute("SELECT count(*) FROM show_chunks(%s::regclass)", (relation,)).fetchone()
     return int(row[0]) if row else 0
@@ -199,17 +205,7 @@ def test_retention_dry_run_lists_and_drops_nothing_then_drops_keeping_rollups(
 ) -> None:
     old = datetime.now(UTC) - timedelta(days=120)
     insert_raw(db, [old, old + timedelta(days=1), datetime.now(UTC) - timedelta(hours=2)])
-    assert (
-        jobs_cli(
-            "refresh",
-            "--start",
-            (old - timedelta(days=1)).isoformat(),
-            "--end",
-            datetime.now(UTC).isoformat(),
-            url=db_url,
-        ).returncode
-        == 0
-    )
+    assert refresh_since(db_url, old - timedelta(days=1)).returncode == 0
     before = chunks(db, "analytics.metric_events")
     hourly_before = db.execute("SELECT count(*) FROM analytics.metric_rollup_1h").fetchone()
 
@@ -223,17 +219,7 @@ def test_retention_dry_run_lists_and_drops_nothing_then_drops_keeping_rollups(
     assert real.returncode == 0, real.stderr
     assert chunks(db, "analytics.metric_events") == before - 2
     # The rollups outlive the raw events, and a refresh over the dropped range keeps them.
-    assert (
-        jobs_cli(
-            "refresh",
-            "--start",
-            (old - timedelta(days=1)).isoformat(),
-            "--end",
-            datetime.now(UTC).isoformat(),
-            url=db_url,
-        ).returncode
-        == 0
-    )
+    assert refresh_since(db_url, old - timedelta(days=1)).returncode == 0
     assert db.execute("SELECT count(*) FROM analytics.metric_rollup_1h").fetchone() == (
         hourly_before
     )

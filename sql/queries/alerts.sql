@@ -38,13 +38,15 @@ WHERE $1::integer IS NULL OR r.id = $1
 ORDER BY r.id;
 
 -- name: incidents_select
--- Incidents by status (null: open and acknowledged), severity and opening time, newest first.
+-- Incidents by status (null: open and acknowledged; any status when one id, $4, is asked for),
+-- severity and opening time, newest first.
 SELECT id, rule_id, rule_name, severity::text AS severity, status::text AS status,
        metric_name, metric_value, threshold, last_value, opened_at, acknowledged_at,
        acknowledged_by, resolved_at, resolved_by, resolution_note, updated_at,
        status <> 'resolved' AND coalesce(analytics.silenced(rule_id, now()), false) AS silenced
 FROM analytics.incidents
-WHERE ($1::text IS NULL AND status IN ('open', 'acknowledged') OR status::text = $1)
+WHERE ($1::text IS NULL AND ($4::bigint IS NOT NULL OR status IN ('open', 'acknowledged'))
+       OR status::text = $1)
   AND ($2::text IS NULL OR severity::text = $2)
   AND ($3::timestamptz IS NULL OR opened_at >= $3)
   AND ($4::bigint IS NULL OR id = $4)
