@@ -35,7 +35,7 @@ def incident_id(request: Request) -> int:
     return int(raw)
 
 
-async def _select(conn: asyncpg.Connection, **where: Any) -> list[dict[str, Any]]:
+async def select(conn: asyncpg.Connection, **where: Any) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         sql.query("incidents_select"),
         where.get("status"),
@@ -57,12 +57,12 @@ async def listing(request: Request) -> JSON:
         raise bad("severity", f"expected one of {', '.join(SEVERITIES)}")
     since = timestamp(query, "since")
     async with connection(request.app.state.pool) as conn:
-        found = await _select(conn, status=status, severity=severity, since=since)
+        found = await select(conn, status=status, severity=severity, since=since)
     return JSON({"incidents": found})
 
 
 async def _one(conn: asyncpg.Connection, target: int) -> dict[str, Any]:
-    found = await _select(conn, id=target)
+    found = await select(conn, id=target)
     if not found:
         raise NotFound(f"No incident with id {target}.")
     incident = found[0]

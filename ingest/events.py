@@ -203,6 +203,13 @@ def validate(items: list[Any], now: datetime, limits: Any) -> list[tuple[Any, ..
     return rows
 
 
+def hours(rows: list[tuple[Any, ...]]) -> list[datetime]:
+    """The UTC hours the rows' timestamps fall in, for the track job."""
+    return sorted(
+        {row[0].astimezone(UTC).replace(minute=0, second=0, microsecond=0) for row in rows}
+    )
+
+
 class EventWriter:
     """One transaction per batch, at most `concurrency` at once: past that, 429."""
 
@@ -234,6 +241,7 @@ class EventWriter:
             await conn.copy_records_to_table(
                 "platform_events", schema_name="analytics", columns=COLUMNS, records=rows
             )
+            await conn.execute(sql.query("record_event_invalidations"), hours(rows))
         return Accepted(len(rows))
 
 

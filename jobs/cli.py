@@ -27,7 +27,9 @@ from jobs.notify import deliver
 from jobs.periodic import own_api_url, periodic_jobs, repeat_interval, retention_policy
 from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
 from jobs.scheduler import Scheduler, one_line
+from jobs.track import batch_track, track_invalidated
 from service.db import connect_sync
+from service.periods import PERIODS, spanning
 from service.settings import SettingError, Settings, load, redact_url
 
 
@@ -152,6 +154,45 @@ def _refresh_with_progress(url: str, first: datetime, last: datetime, view: str 
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+
+
+@main.command("track")
+@database_url
+@click.option("--start", help="Track periods from this time (RFC 3339); with --end.")
+@click.option("--end", help="Track periods up to this time (RFC 3339); with --start.")
+@click.option(
+    "--period-type",
+    type=click.Choice(PERIODS),
+    default="day",
+    show_default=True,
+    help="With --start/--end: the periods to track.",
+)
+def track_command(database_url: str, start: str | None, end: str | None, period_type: str) -> None:
+    """Materialise user, agent and platform analytics (batch tracking).
+
+    Without --start/--end: track the periods that new or late platform events touched, as the
+    scheduled job does. With them: track every closed period of --period-type in the range, for
+    all users, agents and the platform. Idempotent: tracking twice leaves the same rows.
+    """
+    first, last = _moment(start, "--start"), _moment(end, "--end")
+    if (first is None) != (last is None):
+        raise click.UsageError("give both --start and --end, or neither")
+    with database_errors(database_url):
+        if first is None or last is None:
+            report = track_invalidated(database_url)
+        else:
+            if last <= first:
+                raise click.UsageError("--end must be later than --start")
+            total = len(spanning(period_type, first, last))
+            with click.progressbar(
+                length=total, label="tracking", show_pos=True, file=sys.stderr
+            ) as bar:
+                report = batch_track(database_url, period_type, first, last, progress=bar.update)
+    click.echo(
+        f"{report.periods} period(s) tracked ({report.open_periods_skipped} still open): "
+        f"{report.rows['user']} user row(s), {report.rows['agent']} agent row(s), "
+        f"{report.rows['platform']} platform row(s); {report.rows_changed} changed"
+    )
 
 
 @main.command("retention")

@@ -10,6 +10,7 @@ from jobs.health import check_services
 from jobs.notify import deliver
 from jobs.rollups import refresh_invalidated
 from jobs.scheduler import Job, Outcome
+from jobs.track import track_invalidated
 from service.settings import Settings
 
 
@@ -34,6 +35,13 @@ def periodic_jobs(settings: Settings) -> list[Job]:
     def rollups(url: str) -> Outcome:
         report = refresh_invalidated(url, progress=lambda _: None)
         return Outcome(report.invalidations, f"{report.hours} hour(s) refreshed")
+
+    def track(url: str) -> Outcome:
+        report = track_invalidated(url)
+        return Outcome(
+            report.rows_changed,
+            f"{report.periods} period(s) tracked from {report.invalidations} invalidation(s)",
+        )
 
     def retain(url: str) -> Outcome:
         report = retention.apply(url, retention_policy(settings))
@@ -66,6 +74,7 @@ def periodic_jobs(settings: Settings) -> list[Job]:
 
     return [
         Job("rollups", timedelta(seconds=settings.schedule_rollups_s), rollups),
+        Job("track", timedelta(seconds=settings.schedule_track_s), track),
         Job("health", timedelta(seconds=settings.schedule_health_s), health),
         Job("alerts", timedelta(seconds=settings.schedule_alerts_s), alerts),
         Job("retention", timedelta(seconds=settings.schedule_retention_s), retain),

@@ -1,15 +1,26 @@
-"""GET /api/v1/analytics/jobs: the periodic jobs and their recent runs."""
+"""GET /api/v1/analytics/jobs (the periodic jobs and their recent runs) and
+POST /api/v1/analytics/batch-track."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import msgspec
+import psycopg
 from starlette.requests import Request
 from starlette.routing import Route
 
 import sql
+from alerts.rules import decode
 from jobs.periodic import periodic_jobs
+from jobs.track import batch_track
 from query.params import bad
 from service.db import connection
-from service.http import JSON
+from service.errors import DatabaseUnavailable, ValidationFailed, field_error
+from service.http import JSON, read_body, require_media_type
+from service.periods import spanning
 
 
 async def job_runs(request: Request) -> JSON:
@@ -49,4 +60,64 @@ async def job_runs(request: Request) -> JSON:
     )
 
 
-routes = [Route("/api/v1/analytics/jobs", job_runs, methods=["GET"])]
+class BatchTrackIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    period_start: Annotated[datetime, msgspec.Meta(tz=True)]
+    period_end: Annotated[datetime, msgspec.Meta(tz=True)]
+    period_type: Literal["hour", "day", "week", "month"] = "day"
+
+
+_batch_track = msgspec.json.Decoder(BatchTrackIn)
+MAX_BATCH_PERIODS = 1_000
+SHORTEST = {
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(weeks=1),
+    "month": timedelta(days=28),
+}
+
+
+async def post_batch_track(request: Request) -> JSON:
+    """Materialise user, agent and platform analytics for every closed period of the range
+    (jobs/track.py); idempotent. Answers when done, with the rows per entity kind."""
+    require_media_type(request, "application/json")
+    wanted: BatchTrackIn = decode(await read_body(request, 4096), _batch_track)
+    if wanted.period_end <= wanted.period_start:
+        reason = "must be later than period_start"
+        raise ValidationFailed(f"period_end: {reason}", details=[field_error("period_end", reason)])
+    shortest = SHORTEST[wanted.period_type]
+    try:
+        count = (wanted.period_end - wanted.period_start) // shortest
+        if count <= MAX_BATCH_PERIODS:
+            count = len(spanning(wanted.period_type, wanted.period_start, wanted.period_end))
+    except OverflowError:
+        reason = "the range ends past the year 9999"
+        raise ValidationFailed(
+            f"period_end: {reason}", details=[field_error("period_end", reason)]
+        ) from None
+    if count > MAX_BATCH_PERIODS:
+        reason = (
+            f"the range spans {count} periods of a {wanted.period_type}; at most "
+            f"{MAX_BATCH_PERIODS} per request (use `python -m jobs track` for more)"
+        )
+        raise ValidationFailed(f"period_end: {reason}", details=[field_error("period_end", reason)])
+    url = request.app.state.settings.require_database_url()
+    try:
+        report = await asyncio.to_thread(
+            batch_track, url, wanted.period_type, wanted.period_start, wanted.period_end
+        )
+    except psycopg.OperationalError:
+        raise DatabaseUnavailable() from None
+    return JSON(
+        {
+            "period_type": wanted.period_type,
+            "period_start": wanted.period_start,
+            "period_end": wanted.period_end,
+            **report.body(),
+        }
+    )
+
+
+routes = [
+    Route("/api/v1/analytics/jobs", job_runs, methods=["GET"]),
+    Route("/api/v1/analytics/batch-track", post_batch_track, methods=["POST"]),
+]

@@ -29,24 +29,27 @@ def entry(service: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def summary(request: Request) -> JSON:
-    """GET /monitoring/health."""
-    async with connection(request.app.state.pool) as conn:
-        rows = await conn.fetch(sql.query("services_health"), None)
+async def health_summary(conn: Any) -> dict[str, Any]:
+    """The overall status and every service's latest one."""
+    rows = await conn.fetch(sql.query("services_health"), None)
     statuses = [row["status"] for row in rows]
     worst = max(statuses, key=lambda s: SEVERITY[s], default="unknown")
     overall = {0: "healthy", 1: "degraded", 2: "unhealthy"}[SEVERITY[worst]] if rows else "unknown"
-    return JSON(
-        {
-            "overall_status": overall,
-            "total_services": len(rows),
-            "healthy": statuses.count("healthy"),
-            "degraded": statuses.count("degraded"),
-            "unhealthy": statuses.count("unhealthy"),
-            "unknown": statuses.count("unknown"),
-            "services": [entry(dict(row)) for row in rows],
-        }
-    )
+    return {
+        "overall_status": overall,
+        "total_services": len(rows),
+        "healthy": statuses.count("healthy"),
+        "degraded": statuses.count("degraded"),
+        "unhealthy": statuses.count("unhealthy"),
+        "unknown": statuses.count("unknown"),
+        "services": [entry(dict(row)) for row in rows],
+    }
+
+
+async def summary(request: Request) -> JSON:
+    """GET /monitoring/health."""
+    async with connection(request.app.state.pool) as conn:
+        return JSON(await health_summary(conn))
 
 
 async def service_health(request: Request) -> JSON:

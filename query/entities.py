@@ -1,7 +1,9 @@
-"""User and agent analytics for one UTC calendar period, from the entity's own events.
+"""User, agent and platform analytics for UTC calendar periods (service/periods.py).
 
-Periods: `hour`, `day`, `week` (ISO: Monday 00:00 UTC) and `month` (the 1st, 00:00 UTC); the
-current one by default, or the one containing `period_start`.
+User and agent figures come from the entity's own raw events (an index range per entity, so
+always current); platform figures from the rows batch tracking materialised when the period is
+clean, else from raw events. Both through the same SQL definitions
+(sql/idempotent/0200_entity_figures.sql), so the answers are identical.
 """
 
 from __future__ import annotations
@@ -17,25 +19,43 @@ from query.params import bad, number, timestamp
 from service.db import connection
 from service.errors import NotFound
 from service.http import JSON
+from service.periods import PERIODS, period_bounds, previous_start
 
-PERIODS = ("hour", "day", "week", "month")
-
-
-def period_bounds(period_type: str, moment: datetime) -> tuple[datetime, datetime]:
-    """The UTC calendar period of `period_type` that contains `moment`."""
-    moment = moment.astimezone(UTC)
-    if period_type == "hour":
-        start = moment.replace(minute=0, second=0, microsecond=0)
-        return start, start + timedelta(hours=1)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period_type == "day":
-        return day, day + timedelta(days=1)
-    if period_type == "week":
-        start = day - timedelta(days=day.weekday())
-        return start, start + timedelta(weeks=1)
-    start = day.replace(day=1)
-    following = (start + timedelta(days=32)).replace(day=1)
-    return start, following
+# A user or agent with no events in a period.
+USER_IDLE: dict[str, Any] = {
+    "sessions": 0,
+    "page_views": 0,
+    "actions": 0,
+    "active_time_seconds": 0.0,
+    "contracts_created": 0,
+    "contracts_completed": 0,
+    "contracts_cancelled": 0,
+    "credits_purchased": 0.0,
+    "credits_spent": 0.0,
+    "total_spent": 0.0,
+    "agents_used": 0,
+    "orchestrations_run": 0,
+}
+AGENT_IDLE: dict[str, Any] = {
+    "calls_total": 0,
+    "calls_successful": 0,
+    "calls_failed": 0,
+    "success_rate": None,
+    "response_time_avg_ms": None,
+    "response_time_p50_ms": None,
+    "response_time_p95_ms": None,
+    "response_time_p99_ms": None,
+    "uptime_percentage": None,
+    "downtime_percentage": None,
+    "bids_placed": 0,
+    "average_bid_price": None,
+    "contracts_won": 0,
+    "contracts_completed": 0,
+    "contracts_failed": 0,
+    "revenue": 0.0,
+    "validation_score": None,
+    "reputation_score": None,
+}
 
 
 def period(request: Request) -> tuple[str, datetime, datetime]:
@@ -52,6 +72,13 @@ async def _seen(conn: Any, kind: str, entity: str) -> None:
         raise NotFound(f"No events name the {kind} {entity!r}.")
 
 
+def _figures(row: Any, idle: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a function's row (without the id and period), or those of an idle one."""
+    if row is None:
+        return dict(idle)
+    return {name: row[name] for name in idle}
+
+
 async def user(request: Request) -> JSON:
     """GET /api/v1/analytics/user/{id}?period_type=day&period_start=..."""
     user_id = request.path_params["id"]
@@ -65,30 +92,14 @@ async def user(request: Request) -> JSON:
             "period_type": period_type,
             "period_start": start,
             "period_end": end,
-            **dict(row),
+            **_figures(row, USER_IDLE),
         }
     )
 
 
-async def _agent_figures(
-    conn: Any, agent_id: str, start: datetime, end: datetime
-) -> dict[str, Any]:
-    elapsed_end = max(min(end, datetime.now(UTC)), start)
-    row = dict(await conn.fetchrow(sql.query("agent_period"), agent_id, start, end, elapsed_end))
-    p50, p95, p99 = row.pop("response_time_percentiles") or (None, None, None)
-    up, down = float(row.pop("up_s")), float(row.pop("down_s"))
-    total = row["calls_total"]
-    return {
-        "period_start": start,
-        "period_end": end,
-        **row,
-        "success_rate": row["calls_successful"] / total if total else None,
-        "response_time_p50_ms": p50,
-        "response_time_p95_ms": p95,
-        "response_time_p99_ms": p99,
-        "uptime_percentage": 100 * up / (up + down) if up + down else None,
-        "downtime_percentage": 100 * down / (up + down) if up + down else None,
-    }
+def _until(start: datetime, end: datetime) -> datetime:
+    """Where uptime stops counting: the period's end, or now in the current period."""
+    return max(min(end, datetime.now(UTC)), start)
 
 
 async def agent(request: Request) -> JSON:
@@ -97,8 +108,18 @@ async def agent(request: Request) -> JSON:
     period_type, start, end = period(request)
     async with connection(request.app.state.pool) as conn:
         await _seen(conn, "agent", agent_id)
-        figures = await _agent_figures(conn, agent_id, start, end)
-    return JSON({"agent_id": agent_id, "period_type": period_type, **figures})
+        row = await conn.fetchrow(
+            sql.query("agent_period"), agent_id, start, end, _until(start, end)
+        )
+    return JSON(
+        {
+            "agent_id": agent_id,
+            "period_type": period_type,
+            "period_start": start,
+            "period_end": end,
+            **_figures(row, AGENT_IDLE),
+        }
+    )
 
 
 MAX_PERIODS = 400
@@ -122,21 +143,29 @@ def periods(request: Request) -> tuple[str, list[tuple[datetime, datetime]]]:
     return period_type, found
 
 
+def _series(
+    spans: list[tuple[datetime, datetime]], rows: list[Any], idle: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One entry per period, oldest first; periods without a row are idle ones."""
+    by_start = {row["period_start"]: row for row in rows}
+    return [
+        {"period_start": lo, "period_end": hi, **_figures(by_start.get(lo), idle)}
+        for lo, hi in spans
+    ]
+
+
 async def user_trends(request: Request) -> JSON:
     """GET /api/v1/analytics/user/{id}/trends?days=30&period_type=day."""
     user_id = request.path_params["id"]
     period_type, spans = periods(request)
     async with connection(request.app.state.pool) as conn:
         await _seen(conn, "user", user_id)
-        rows = [
-            {
-                "period_start": lo,
-                "period_end": hi,
-                **dict(await conn.fetchrow(sql.query("user_period"), user_id, lo, hi)),
-            }
-            for lo, hi in spans
-        ]
-    return JSON({"user_id": user_id, "period_type": period_type, "periods": rows})
+        rows = await conn.fetch(
+            sql.query("user_periods"), user_id, [lo for lo, _ in spans], [hi for _, hi in spans]
+        )
+    return JSON(
+        {"user_id": user_id, "period_type": period_type, "periods": _series(spans, rows, USER_IDLE)}
+    )
 
 
 async def agent_trends(request: Request) -> JSON:
@@ -145,23 +174,77 @@ async def agent_trends(request: Request) -> JSON:
     period_type, spans = periods(request)
     async with connection(request.app.state.pool) as conn:
         await _seen(conn, "agent", agent_id)
-        rows = [await _agent_figures(conn, agent_id, lo, hi) for lo, hi in spans]
-    return JSON({"agent_id": agent_id, "period_type": period_type, "periods": rows})
+        rows = await conn.fetch(
+            sql.query("agent_periods"),
+            agent_id,
+            [lo for lo, _ in spans],
+            [hi for _, hi in spans],
+            [_until(lo, hi) for lo, hi in spans],
+        )
+    return JSON(
+        {
+            "agent_id": agent_id,
+            "period_type": period_type,
+            "periods": _series(spans, rows, AGENT_IDLE),
+        }
+    )
 
 
-async def platform_figures(conn: Any, start: datetime, end: datetime) -> dict[str, Any]:
-    before = start - (end - start)
-    if end - start > timedelta(days=27):  # a month: the period before is the calendar month
-        before = period_bounds("month", start - timedelta(days=1))[0]
-    row = await conn.fetchrow(sql.query("platform_period"), start, end, before)
-    return {"period_start": start, "period_end": end, **dict(row)}
+PLATFORM_FIGURES = (
+    "users_total",
+    "users_active",
+    "users_new",
+    "users_churned",
+    "agents_total",
+    "agents_active",
+    "agents_new",
+    "contracts_total",
+    "contracts_active",
+    "contracts_completed",
+    "contracts_failed",
+    "revenue",
+    "platform_fees",
+    "credits_purchased",
+    "credits_spent",
+    "response_time_avg_ms",
+    "error_rate",
+    "throughput_per_s",
+    "api_calls",
+    "orchestrations",
+    "fraud_alerts",
+    "security_events",
+)
+
+
+async def platform_periods(
+    conn: Any, period_type: str, spans: list[tuple[datetime, datetime]]
+) -> list[dict[str, Any]]:
+    """Platform figures per period, oldest first: materialised rows for clean periods, the
+    rest computed from raw events."""
+    tracked = {
+        row["period_start"]: row
+        for row in await conn.fetch(
+            sql.query("platform_tracked"), period_type, [lo for lo, _ in spans]
+        )
+    }
+    found = []
+    for lo, hi in spans:
+        row = tracked.get(lo)
+        if row is None:
+            row = await conn.fetchrow(
+                sql.query("platform_period"), lo, hi, previous_start(period_type, lo)
+            )
+        found.append(
+            {"period_start": lo, "period_end": hi, **{name: row[name] for name in PLATFORM_FIGURES}}
+        )
+    return found
 
 
 async def platform_trends(request: Request) -> JSON:
     """GET /api/v1/analytics/platform/trends?days=30&period_type=day."""
     period_type, spans = periods(request)
     async with connection(request.app.state.pool) as conn:
-        rows = [await platform_figures(conn, lo, hi) for lo, hi in spans]
+        rows = await platform_periods(conn, period_type, spans)
     return JSON({"period_type": period_type, "periods": rows})
 
 

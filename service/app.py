@@ -18,6 +18,7 @@ import alerts.routes
 import ingest.events
 import ingest.routes
 import monitoring.routes
+import query.dashboard
 import query.entities
 import query.routes
 from ingest.committer import GroupCommitter
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             *ingest.events.routes,
             *query.routes.routes,
             *query.entities.routes,
+            *query.dashboard.routes,
             *alerts.routes.routes,
             *monitoring.routes.routes,
             *jobs_routes,

@@ -127,6 +127,13 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ),
     Setting("SCHEDULE_ROLLUPS_S", 60, "Seconds between rollup refreshes.", _positive_int),
     Setting(
+        "SCHEDULE_TRACK_S",
+        300,
+        "Seconds between runs of the track job (user, agent and platform analytics of the "
+        "periods new or late platform events touched).",
+        _positive_int,
+    ),
+    Setting(
         "SCHEDULE_ALERTS_S",
         60,
         "Seconds between alert evaluation passes (60 to 300 is usual).",
@@ -291,6 +298,7 @@ class Settings:
     log_level: str
     run_scheduler: bool
     schedule_rollups_s: int
+    schedule_track_s: int
     schedule_alerts_s: int
     alert_repeat_s: int
     notify_retry_base_s: int

@@ -63,6 +63,9 @@ def test_on_apache_the_rollups_are_hypertables_kept_by_the_job(
         "metric_events",
         "health_checks",
         "platform_events",
+        "user_analytics",
+        "agent_analytics",
+        "platform_metrics",
     }
 
 

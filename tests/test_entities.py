@@ -60,7 +60,23 @@ def user_week(client: TestClient) -> None:
                 "duration_ms": 900,
                 "timestamp": at(MONDAY, 13),
             },
+            {
+                "event_type": "payment",
+                **u,
+                "agent_id": "a1",
+                "amount": 40,
+                "fee": 4,
+                "timestamp": at(MONDAY, 16),
+            },
             {"event_type": "session_start", **u, "timestamp": at(TUESDAY, 9)},
+            {
+                "event_type": "payment",
+                **u,
+                "agent_id": "a2",
+                "amount": 25,
+                "fee": 2.5,
+                "timestamp": at(TUESDAY, 12),
+            },
             {
                 "event_type": "credits_spent",
                 **u,
@@ -121,14 +137,14 @@ def test_user_figures_for_a_day_and_a_week(client: TestClient) -> None:
         "credits_spent": 30,
         "agents_used": 1,
         "orchestrations_run": 1,
-        "total_spent": 30,
+        "total_spent": 40,
     }
     assert (
         week["sessions"],
         week["credits_spent"],
         week["contracts_cancelled"],
         week["total_spent"],
-    ) == (3, 50, 1, 50)
+    ) == (3, 50, 1, 65)
     # Tuesday alone names two agents (a1, a2), Monday one; the week has two, not three.
     assert week["agents_used"] == 2
 

@@ -287,6 +287,7 @@ def test_the_api_server_runs_the_scheduler_and_lists_the_runs(db_url: str) -> No
             answer = client.get("/api/v1/analytics/jobs").json()
             if {run["job"] for run in answer["runs"]} >= {
                 "rollups",
+                "track",
                 "health",
                 "alerts",
                 "retention",
@@ -295,12 +296,19 @@ def test_the_api_server_runs_the_scheduler_and_lists_the_runs(db_url: str) -> No
             time.sleep(0.2)
 
     assert answer["scheduler_in_this_process"] is True
-    assert [job["name"] for job in answer["jobs"]] == ["rollups", "health", "alerts", "retention"]
+    assert [job["name"] for job in answer["jobs"]] == [
+        "rollups",
+        "track",
+        "health",
+        "alerts",
+        "retention",
+    ]
     assert {(run["job"], run["outcome"]) for run in answer["runs"]} == {
         ("rollups", "ok"),
         ("health", "ok"),
         ("alerts", "ok"),
         ("retention", "ok"),
+        ("track", "ok"),
     }
 
 

@@ -63,3 +63,13 @@ DELETE FROM _analytics.idempotency_keys WHERE created_at < now() - $1::interval;
 -- name: record_invalidations
 INSERT INTO _analytics.rollup_invalidations (bucket)
 SELECT unnest($1::timestamptz[]);
+
+-- name: record_event_invalidations
+-- The hours a batch of platform events touched, for the track job. Any hour but the current
+-- one (by the database's clock) gets its own row, committed with its events. The current hour
+-- is listed once: a writer that finds it listed may commit after the track job consumed the
+-- row, but the hour's periods are tracked only TRACK_GRACE after they close, long after.
+INSERT INTO _analytics.event_invalidations (hour)
+SELECT h FROM unnest($1::timestamptz[]) AS h
+WHERE h <> date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+   OR NOT EXISTS (SELECT 1 FROM _analytics.event_invalidations i WHERE i.hour = h);

@@ -257,3 +257,43 @@ FROM analytics.services AS s
 JOIN analytics.alert_channels AS c ON c.id = ANY (s.channels)
 WHERE s.id = %(service)s AND c.enabled
 ON CONFLICT (incident_id, channel_id, kind, sequence) DO NOTHING;
+
+-- name: event_invalidations_read
+SELECT id, hour FROM _analytics.event_invalidations ORDER BY id LIMIT %(limit)s;
+
+-- name: event_invalidations_delete
+DELETE FROM _analytics.event_invalidations WHERE id = ANY (%(ids)s::bigint[]);
+
+-- name: tracked_periods_dirty
+-- Marks dirty, for each scheduled (kind, type) pair (%(kinds)s[i], %(types)s[i]), the period
+-- containing each of %(hours)s.
+INSERT INTO analytics.tracked_periods AS p (kind, period_type, period_start, period_end, dirty)
+SELECT DISTINCT s.kind, s.period_type, analytics.period_start(s.period_type, h.hour),
+       analytics.period_end(s.period_type, h.hour), true
+FROM unnest(%(hours)s::timestamptz[]) AS h (hour)
+CROSS JOIN unnest(%(kinds)s::text[], %(types)s::text[]) AS s (kind, period_type)
+ON CONFLICT (kind, period_type, period_start) DO UPDATE SET dirty = true WHERE NOT p.dirty;
+
+-- name: tracked_periods_redirty
+-- Marks dirty whatever else was tracked and contains one of %(hours)s (say, users per hour
+-- materialised through POST /batch-track).
+UPDATE analytics.tracked_periods p SET dirty = true
+WHERE NOT p.dirty
+  AND EXISTS (SELECT 1 FROM unnest(%(hours)s::timestamptz[]) AS h (hour)
+              WHERE h.hour >= p.period_start AND h.hour < p.period_end);
+
+-- name: tracked_periods_due
+-- Dirty periods closed at least %(grace)s ago, oldest first (coarse types last, so a day is
+-- tracked after its hours).
+SELECT kind, period_type, period_start, period_end
+FROM analytics.tracked_periods
+WHERE dirty AND period_end <= now() - %(grace)s::interval
+ORDER BY period_start, period_end - period_start, kind
+LIMIT %(limit)s;
+
+-- name: tracked_period_clean
+INSERT INTO analytics.tracked_periods AS p (kind, period_type, period_start, period_end, dirty,
+                                            tracked_at)
+VALUES (%(kind)s, %(period_type)s, %(start)s, %(end)s, false, now())
+ON CONFLICT (kind, period_type, period_start)
+    DO UPDATE SET dirty = false, tracked_at = now();
