@@ -24,7 +24,7 @@ import httpx2
 import psycopg
 from psycopg import sql as pgsql
 
-from bench import alerts, health, ingest, queries
+from bench import alerts, analytics, health, ingest, queries
 from jobs.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,9 +43,15 @@ def database_url(server_url: str, name: str) -> str:
 class Server:
     """The API server as its own process, as in production."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **extra: str) -> None:
         self.port = free_port()
-        env = {**os.environ, "DATABASE_URL": url, "PORT": str(self.port), "LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "PORT": str(self.port),
+            "LOG_LEVEL": "warning",
+            **extra,
+        }
         self.process = subprocess.Popen([sys.executable, "-m", "service"], env=env)
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
@@ -128,10 +134,22 @@ def run_queries(url: str, events: int) -> dict[str, object]:
         server.stop()
 
 
+def run_analytics(url: str, events: int) -> dict[str, object]:
+    server = Server(url)
+    uncached = Server(url, DASHBOARD_CACHE_S="0")
+    try:
+        return analytics.run(url, server.base, uncached.base, events)
+    finally:
+        server.stop()
+        uncached.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--only", choices=["ingest", "queries", "alerts", "health"], help="run one suite"
+        "--only",
+        choices=["ingest", "queries", "analytics", "alerts", "health"],
+        help="run one suite",
     )
     parser.add_argument("--events", type=int, default=ingest.Workload.events)
     parser.add_argument("--records", type=int, default=ingest.Workload.records)
@@ -143,6 +161,12 @@ def main() -> None:
         type=int,
         default=10_000_000,
         help="events loaded for the query suite (default 10 million)",
+    )
+    parser.add_argument(
+        "--analytics-events",
+        type=int,
+        default=10_000_000,
+        help="platform events loaded for the analytics suite (default 10 million)",
     )
     args = parser.parse_args()
     server_url = os.environ.get("DATABASE_URL")
@@ -173,6 +197,14 @@ def main() -> None:
         with scratch_database(server_url, "queries") as url:
             results["queries"] = run_queries(url, args.query_events)
         print("targets: API p95 < 50 ms per query, >= 50x faster than raw at 30 days, errors <= 1%")
+    if args.only in (None, "analytics"):
+        print("== analytics ==", flush=True)
+        with scratch_database(server_url, "analytics") as url:
+            results["analytics"] = run_analytics(url, args.analytics_events)
+        print(
+            "targets: one user's or agent's analytics p95 < 50 ms, batch tracking a day < 10 s, "
+            "dashboard p95 < 200 ms"
+        )
     if args.only in (None, "alerts"):
         print("== alerts ==", flush=True)
         with scratch_database(server_url, "alerts") as url:

@@ -1,6 +1,7 @@
 """GET /api/v1/analytics/dashboard?days=7: the seed's dashboard in one answer.
 
-- `current_metrics`: the current UTC day so far (totals: as of now), from raw events;
+- `current_metrics`: the current UTC day so far (totals: as of now), from raw events, at most
+  DASHBOARD_CACHE_S old;
 - `trends`: platform figures per UTC day, the last `days` days oldest first (today included),
   materialised rows for tracked days;
 - `performance`: the performance summary over the same days (query/performance.py);
@@ -69,7 +70,7 @@ async def dashboard(request: Request) -> JSON:
 
     async def trends() -> list[dict[str, Any]]:
         async with connection(pool) as conn:
-            return await platform_periods(conn, "day", spans)
+            return await platform_periods(conn, "day", spans, request.app.state.live_figures)
 
     async def summary() -> dict[str, Any]:
         async with connection(pool) as conn:

@@ -8,6 +8,9 @@ clean, else from raw events. Both through the same SQL definitions
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -216,27 +219,69 @@ PLATFORM_FIGURES = (
 )
 
 
+class LiveFigures:
+    """The platform figures of the periods still open, computed from raw events at most once
+    per `ttl` seconds each (DASHBOARD_CACHE_S): concurrent dashboards share one computation,
+    and figures are at most `ttl` old. 0 computes them on every request."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.entries: dict[tuple[str, datetime], tuple[float, dict[str, Any]]] = {}
+        self.locks: dict[tuple[str, datetime], asyncio.Lock] = {}
+
+    async def get(
+        self, key: tuple[str, datetime], compute: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        if self.ttl <= 0:
+            return await compute()
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self.entries.get(key)
+            now = time.monotonic()
+            if hit is not None and now - hit[0] < self.ttl:
+                return hit[1]
+            value = await compute()
+            for old in [k for k, (at, _) in self.entries.items() if now - at >= self.ttl]:
+                del self.entries[old]
+                if old != key and not self.locks[old].locked():
+                    del self.locks[old]
+            self.entries[key] = (time.monotonic(), value)
+            return value
+
+
 async def platform_periods(
-    conn: Any, period_type: str, spans: list[tuple[datetime, datetime]]
+    conn: Any,
+    period_type: str,
+    spans: list[tuple[datetime, datetime]],
+    live: LiveFigures | None = None,
 ) -> list[dict[str, Any]]:
     """Platform figures per period, oldest first: materialised rows for clean periods, the
-    rest computed from raw events."""
+    rest computed from raw events (through `live` for the period still open)."""
     tracked = {
         row["period_start"]: row
         for row in await conn.fetch(
             sql.query("platform_tracked"), period_type, [lo for lo, _ in spans]
         )
     }
+    now = datetime.now(UTC)
     found = []
     for lo, hi in spans:
         row = tracked.get(lo)
-        if row is None:
-            row = await conn.fetchrow(
-                sql.query("platform_period"), lo, hi, previous_start(period_type, lo)
-            )
-        found.append(
-            {"period_start": lo, "period_end": hi, **{name: row[name] for name in PLATFORM_FIGURES}}
-        )
+        if row is not None:
+            figures = {name: row[name] for name in PLATFORM_FIGURES}
+        else:
+
+            async def compute(lo: datetime = lo, hi: datetime = hi) -> dict[str, Any]:
+                row = await conn.fetchrow(
+                    sql.query("platform_period"), lo, hi, previous_start(period_type, lo)
+                )
+                return {name: row[name] for name in PLATFORM_FIGURES}
+
+            if live is not None and hi > now:
+                figures = await live.get((period_type, lo), compute)
+            else:
+                figures = await compute()
+        found.append({"period_start": lo, "period_end": hi, **figures})
     return found
 
 
@@ -244,7 +289,7 @@ async def platform_trends(request: Request) -> JSON:
     """GET /api/v1/analytics/platform/trends?days=30&period_type=day."""
     period_type, spans = periods(request)
     async with connection(request.app.state.pool) as conn:
-        rows = await platform_periods(conn, period_type, spans)
+        rows = await platform_periods(conn, period_type, spans, request.app.state.live_figures)
     return JSON({"period_type": period_type, "periods": rows})
 
 

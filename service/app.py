@@ -30,6 +30,7 @@ from jobs.periodic import periodic_jobs
 from jobs.routes import routes as jobs_routes
 from jobs.scheduler import Scheduler, start_in_thread
 from monitoring.services import load_services_file
+from query.entities import LiveFigures
 from service import db, health
 from service.errors import ApiError
 from service.http import JSON
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             timedelta(hours=settings.ingest.idempotency_ttl_hours),
             concurrency=max(1, settings.db_pool_max - settings.ingest.writers - 1),
         )
+        app.state.live_figures = LiveFigures(settings.dashboard_cache_s)
         app.state.scheduler = None
         if settings.run_scheduler:
             # Jobs run in a thread of their own (they are synchronous psycopg code), claiming

@@ -127,6 +127,13 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ),
     Setting("SCHEDULE_ROLLUPS_S", 60, "Seconds between rollup refreshes.", _positive_int),
     Setting(
+        "DASHBOARD_CACHE_S",
+        10,
+        "Seconds the dashboard and platform trends reuse the figures of the period still open "
+        "(computed from raw events); 0 computes them on every request.",
+        _non_negative_int,
+    ),
+    Setting(
         "SCHEDULE_TRACK_S",
         300,
         "Seconds between runs of the track job (user, agent and platform analytics of the "
@@ -299,6 +306,7 @@ class Settings:
     run_scheduler: bool
     schedule_rollups_s: int
     schedule_track_s: int
+    dashboard_cache_s: int
     schedule_alerts_s: int
     alert_repeat_s: int
     notify_retry_base_s: int

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from jobs.alerts import evaluate
 from jobs.track import track_invalidated
+from tests.conftest import make_client
 from tests.test_alerts import BASE, record, rule
 from tests.test_entities import MONDAY, TODAY, TUESDAY, at, post, user_week
 from tests.test_jobs import jobs_cli
@@ -360,3 +361,12 @@ def test_the_dashboard(client: TestClient, db_url: str) -> None:
         answer["monitoring"]["health"] == client.get("/api/v1/analytics/monitoring/health").json()
     )
     assert client.get("/api/v1/analytics/dashboard", params={"days": 0}).status_code == 400
+
+
+def test_the_open_day_is_reused_for_dashboard_cache_s(db_url: str) -> None:
+    for cache, expected in (("10", 1), ("0", 2)):
+        with make_client(db_url, DASHBOARD_CACHE_S=cache) as client:
+            users = client.get("/api/v1/analytics/dashboard").json()["current_metrics"]["users"]
+            post(client, [{"event_type": "page_view", "user_id": f"late-{cache}"}])
+            again = client.get("/api/v1/analytics/dashboard").json()["current_metrics"]["users"]
+            assert again["active"] - users["active"] == expected - 1

@@ -145,6 +145,8 @@ $$;
 -- churn). "Total" figures count everything up to the period's end; "active" means named by any
 -- event in the period; churned users were active in the period before and are not in this one;
 -- active contracts were created and not yet completed, cancelled or failed by the period's end.
+-- Read in passes the indexes serve: the period's events once, users over both periods once
+-- (grouped: active and churned together), agents once, and index-only counts for the totals.
 CREATE OR REPLACE FUNCTION analytics.platform_figures(
     p_start timestamptz, p_end timestamptz, p_before timestamptz)
 RETURNS TABLE (
@@ -158,9 +160,7 @@ RETURNS TABLE (
     fraud_alerts bigint, security_events bigint)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 WITH period AS (
-    SELECT count(DISTINCT e.user_id) AS users_active,
-           count(DISTINCT e.agent_id) AS agents_active,
-           count(*) FILTER (WHERE e.event_type = 'user_signup') AS users_new,
+    SELECT count(*) FILTER (WHERE e.event_type = 'user_signup') AS users_new,
            count(*) FILTER (WHERE e.event_type = 'agent_registered') AS agents_new,
            count(*) FILTER (WHERE e.event_type = 'contract_completed') AS contracts_completed,
            count(*) FILTER (WHERE e.event_type = 'contract_failed') AS contracts_failed,
@@ -179,32 +179,35 @@ WITH period AS (
            count(*) FILTER (WHERE e.event_type = 'security_event') AS security_events
     FROM analytics.platform_events e
     WHERE e.time >= p_start AND e.time < p_end
+), users AS (
+    SELECT count(*) FILTER (WHERE u.now) AS active,
+           count(*) FILTER (WHERE u.before AND NOT u.now) AS churned
+    FROM (SELECT bool_or(e.time >= p_start) AS now, bool_or(e.time < p_start) AS before
+          FROM analytics.platform_events e
+          WHERE e.user_id IS NOT NULL AND e.time >= p_before AND e.time < p_end
+          GROUP BY e.user_id) u
+), agents AS (
+    SELECT count(*) AS active
+    FROM (SELECT e.agent_id FROM analytics.platform_events e
+          WHERE e.agent_id IS NOT NULL AND e.time >= p_start AND e.time < p_end
+          GROUP BY e.agent_id) a
 ), totals AS (
-    SELECT count(DISTINCT e.user_id) FILTER (WHERE e.event_type = 'user_signup') AS users_total,
-           count(DISTINCT e.agent_id) FILTER (WHERE e.event_type = 'agent_registered')
-               AS agents_total,
-           count(*) FILTER (WHERE e.event_type = 'contract_created') AS contracts_total,
-           count(*) FILTER (WHERE e.event_type = 'contract_created')
-             - count(*) FILTER (WHERE e.event_type IN ('contract_completed',
-                                                       'contract_cancelled', 'contract_failed'))
-               AS contracts_active
-    FROM analytics.platform_events e
-    WHERE e.event_type IN ('user_signup', 'agent_registered', 'contract_created',
-                           'contract_completed', 'contract_cancelled', 'contract_failed')
-      AND e.time < p_end
-), churn AS (
-    SELECT count(*) AS users_churned
-    FROM (SELECT DISTINCT b.user_id FROM analytics.platform_events b
-          WHERE b.user_id IS NOT NULL AND b.time >= p_before AND b.time < p_start) before
-    WHERE NOT EXISTS (SELECT 1 FROM analytics.platform_events n
-                      WHERE n.user_id = before.user_id AND n.time >= p_start AND n.time < p_end)
+    SELECT (SELECT count(DISTINCT e.user_id) FROM analytics.platform_events e
+            WHERE e.event_type = 'user_signup' AND e.time < p_end) AS users,
+           (SELECT count(DISTINCT e.agent_id) FROM analytics.platform_events e
+            WHERE e.event_type = 'agent_registered' AND e.time < p_end) AS agents,
+           (SELECT count(*) FROM analytics.platform_events e
+            WHERE e.event_type = 'contract_created' AND e.time < p_end) AS contracts,
+           (SELECT count(*) FROM analytics.platform_events e
+            WHERE e.event_type IN ('contract_completed', 'contract_cancelled', 'contract_failed')
+              AND e.time < p_end) AS contracts_ended
 )
-SELECT t.users_total, p.users_active, p.users_new, c.users_churned,
-       t.agents_total, p.agents_active, p.agents_new,
-       t.contracts_total, t.contracts_active, p.contracts_completed, p.contracts_failed,
+SELECT t.users, u.active, p.users_new, u.churned,
+       t.agents, a.active, p.agents_new,
+       t.contracts, t.contracts - t.contracts_ended, p.contracts_completed, p.contracts_failed,
        p.revenue, p.platform_fees, p.credits_purchased, p.credits_spent,
        p.response_time_avg_ms, p.error_rate,
        p.api_calls::float8 / extract(epoch FROM p_end - p_start), p.api_calls,
        p.orchestrations, p.fraud_alerts, p.security_events
-FROM period p, totals t, churn c
+FROM period p, users u, agents a, totals t
 $$;

@@ -88,6 +88,12 @@ CREATE TABLE analytics.platform_metrics (
 );
 SELECT create_hypertable('analytics.platform_metrics', by_range('period_start', INTERVAL '365 days'));
 
+-- Platform totals (users and agents ever signed up, up to a time) read these alone.
+CREATE INDEX platform_events_signup_idx ON analytics.platform_events (time) INCLUDE (user_id)
+    WHERE event_type = 'user_signup';
+CREATE INDEX platform_events_registered_idx ON analytics.platform_events (time)
+    INCLUDE (agent_id) WHERE event_type = 'agent_registered';
+
 -- Which periods are materialised, per kind of entity. `dirty`: events arrived in the period
 -- since it was last tracked (or it was never tracked); reads then compute it from raw events.
 CREATE TABLE analytics.tracked_periods (
