@@ -203,6 +203,21 @@ def validate(items: list[Any], now: datetime, limits: Any) -> list[tuple[Any, ..
     return rows
 
 
+# Events that later periods' figures depend on: platform totals count them up to each
+# period's end; an agent's last state carries into the following periods.
+TOTALS_TYPES = frozenset(
+    {
+        "user_signup",
+        "agent_registered",
+        "contract_created",
+        "contract_completed",
+        "contract_cancelled",
+        "contract_failed",
+    }
+)
+STATE_TYPES = frozenset({"agent_up", "agent_down"})
+
+
 def hours(rows: list[tuple[Any, ...]]) -> list[datetime]:
     """The UTC hours the rows' timestamps fall in, for the track job."""
     return sorted(
@@ -241,7 +256,13 @@ class EventWriter:
             await conn.copy_records_to_table(
                 "platform_events", schema_name="analytics", columns=COLUMNS, records=rows
             )
-            await conn.execute(sql.query("record_event_invalidations"), hours(rows))
+            types = {row[1] for row in rows}
+            await conn.execute(
+                sql.query("record_event_invalidations"),
+                hours(rows),
+                not types.isdisjoint(TOTALS_TYPES),
+                not types.isdisjoint(STATE_TYPES),
+            )
         return Accepted(len(rows))
 
 

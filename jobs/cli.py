@@ -29,7 +29,7 @@ from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
 from jobs.scheduler import Scheduler, one_line
 from jobs.track import batch_track, track_invalidated
 from service.db import connect_sync
-from service.periods import PERIODS, spanning
+from service.periods import PERIODS, previous_start, spanning
 from service.settings import SettingError, Settings, load, redact_url
 
 
@@ -183,7 +183,11 @@ def track_command(database_url: str, start: str | None, end: str | None, period_
         else:
             if last <= first:
                 raise click.UsageError("--end must be later than --start")
-            total = len(spanning(period_type, first, last))
+            try:
+                total = len(spanning(period_type, first, last))
+                previous_start(period_type, first)
+            except OverflowError:
+                raise click.UsageError("the range reaches past the years 1 to 9999") from None
             with click.progressbar(
                 length=total, label="tracking", show_pos=True, file=sys.stderr
             ) as bar:

@@ -74,8 +74,8 @@ def periodic_jobs(settings: Settings) -> list[Job]:
 
     return [
         Job("rollups", timedelta(seconds=settings.schedule_rollups_s), rollups),
-        Job("track", timedelta(seconds=settings.schedule_track_s), track),
         Job("health", timedelta(seconds=settings.schedule_health_s), health),
         Job("alerts", timedelta(seconds=settings.schedule_alerts_s), alerts),
+        Job("track", timedelta(seconds=settings.schedule_track_s), track),
         Job("retention", timedelta(seconds=settings.schedule_retention_s), retain),
     ]

@@ -20,7 +20,7 @@ from query.params import bad
 from service.db import connection
 from service.errors import DatabaseUnavailable, ValidationFailed, field_error
 from service.http import JSON, read_body, require_media_type
-from service.periods import spanning
+from service.periods import previous_start, spanning
 
 
 async def job_runs(request: Request) -> JSON:
@@ -68,11 +68,11 @@ class BatchTrackIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 _batch_track = msgspec.json.Decoder(BatchTrackIn)
 MAX_BATCH_PERIODS = 1_000
-SHORTEST = {
+LONGEST = {
     "hour": timedelta(hours=1),
     "day": timedelta(days=1),
     "week": timedelta(weeks=1),
-    "month": timedelta(days=28),
+    "month": timedelta(days=31),
 }
 
 
@@ -84,13 +84,14 @@ async def post_batch_track(request: Request) -> JSON:
     if wanted.period_end <= wanted.period_start:
         reason = "must be later than period_start"
         raise ValidationFailed(f"period_end: {reason}", details=[field_error("period_end", reason)])
-    shortest = SHORTEST[wanted.period_type]
     try:
-        count = (wanted.period_end - wanted.period_start) // shortest
+        # At least this many periods: past the limit without walking a huge range.
+        count = (wanted.period_end - wanted.period_start) // LONGEST[wanted.period_type]
         if count <= MAX_BATCH_PERIODS:
             count = len(spanning(wanted.period_type, wanted.period_start, wanted.period_end))
+            previous_start(wanted.period_type, wanted.period_start)  # churn reads it
     except OverflowError:
-        reason = "the range ends past the year 9999"
+        reason = "the range reaches past the years 1 to 9999"
         raise ValidationFailed(
             f"period_end: {reason}", details=[field_error("period_end", reason)]
         ) from None

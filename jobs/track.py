@@ -21,6 +21,7 @@ transaction, so concurrent runs never undo each other's marks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ TRACK_LOCK = 0x61737472_7472616B  # "astr" "trak"
 TRACK_GRACE = ROLLUP_GRACE
 MAX_INVALIDATIONS = 100_000  # read per run; the rest waits for the next run
 MAX_PERIODS_PER_RUN = 2_000
+TRACK_BUDGET_S = 30.0  # per scheduled run: health checks and alerts wait behind it
 
 KINDS = ("user", "agent", "platform")
 # What the scheduled job keeps materialised. Users and agents per hour are cheap to compute
@@ -160,14 +162,25 @@ class Tracker:
             if not rows:
                 return
             ids = [row[0] for row in rows]
-            hours = sorted({row[1] for row in rows})
+            flags: dict[datetime, tuple[bool, bool]] = {}
+            for _, hour, totals, states in rows:
+                before = flags.get(hour, (False, False))
+                flags[hour] = (before[0] or totals, before[1] or states)
+            hours = sorted(flags)
             kinds = [kind for kind, types in SCHEDULED.items() for _ in types]
             types = [t for _, ts in SCHEDULED.items() for t in ts]
             self.conn.execute(
                 sql.query("tracked_periods_dirty"),
                 {"hours": hours, "kinds": kinds, "types": types},
             )
-            self.conn.execute(sql.query("tracked_periods_redirty"), {"hours": hours})
+            self.conn.execute(
+                sql.query("tracked_periods_redirty"),
+                {
+                    "hours": hours,
+                    "totals": [flags[h][0] for h in hours],
+                    "states": [flags[h][1] for h in hours],
+                },
+            )
             self.conn.execute(sql.query("event_invalidations_delete"), {"ids": ids})
             report.invalidations += len(ids)
 
@@ -199,14 +212,20 @@ class Tracker:
         return [(kind, period_type, start, end) for kind, period_type, start, end in rows]
 
 
-def track_invalidated(url: str, progress: Callable[[int], None] = lambda _: None) -> TrackReport:
-    """The scheduled job: claim invalidations, then track the closed dirty periods."""
+def track_invalidated(
+    url: str, progress: Callable[[int], None] = lambda _: None, budget_s: float = TRACK_BUDGET_S
+) -> TrackReport:
+    """The scheduled job: claim invalidations, then track the closed dirty periods, oldest
+    first, for at most `budget_s` (the scheduler runs its jobs one after the other)."""
     report = TrackReport()
     with connect_sync(url, "astraeus-track", autocommit=True) as conn:
         tracker = Tracker(conn)
         tracker.claim(report)
         seen: set[tuple[str, datetime]] = set()
+        deadline = time.monotonic() + budget_s
         for kind, period_type, start, end in tracker.dirty(MAX_PERIODS_PER_RUN):
+            if time.monotonic() > deadline:
+                break  # the rest stays dirty for the next run; other jobs wait meanwhile
             with conn.transaction():
                 tracker.lock()
                 tracker.track(kind, period_type, start, end, report)

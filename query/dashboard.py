@@ -7,24 +7,24 @@
 - `performance`: the performance summary over the same days (query/performance.py);
 - `monitoring`: the health summary and the open (and acknowledged) incidents.
 
-The four parts are read concurrently, each on its own pooled connection.
+The platform days and the rest are read concurrently, on a pooled connection each.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.routing import Route
 
+import sql
 from alerts.incidents import select as incidents
 from monitoring.status import health_summary
 from query import performance
 from query.entities import platform_periods
-from query.params import Window, number
+from query.params import Window, whole_number
 from service.db import connection
 from service.http import JSON
 from service.periods import spanning
@@ -63,38 +63,42 @@ def current(today: dict[str, Any]) -> dict[str, Any]:
 
 async def dashboard(request: Request) -> JSON:
     """GET /api/v1/analytics/dashboard?days=7 (1 to 366)."""
-    days = int(number(request.query_params, "days", 7, 1, 366))
-    pool = request.app.state.pool
+    days = whole_number(request.query_params, "days", 7, 1, 366)
+    state = request.app.state
     now = datetime.now(UTC)
     spans = spanning("day", now - timedelta(days=days - 1), now)
 
-    async def trends() -> list[dict[str, Any]]:
-        async with connection(pool) as conn:
-            return await platform_periods(conn, "day", spans, request.app.state.live_figures)
-
-    async def summary() -> dict[str, Any]:
-        async with connection(pool) as conn:
-            return await performance.summary(conn, Window(spans[0][0], now))
-
-    async def monitoring() -> dict[str, Any]:
-        async with connection(pool) as conn:
+    async def watch() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with connection(state.pool) as conn:
+            perf = await performance.summary(conn, Window(spans[0][0], now))
             health = await health_summary(conn)
-            found = await incidents(conn)
-        return {
+            counts = await conn.fetch(sql.query("incidents_open_counts"))
+            listed = await incidents(conn, limit=INCIDENTS_LISTED)
+        by_severity = {row["severity"]: row["incidents"] for row in counts}
+        return perf, {
             "health": health,
-            "open_incidents": len(found),
-            "incidents_by_severity": dict(Counter(i["severity"] for i in found)),
-            "incidents": found[:INCIDENTS_LISTED],
+            "open_incidents": sum(by_severity.values()),
+            "incidents_by_severity": by_severity,
+            "incidents": listed,
         }
 
-    rows, perf, watch = await asyncio.gather(trends(), summary(), monitoring())
+    try:
+        async with asyncio.TaskGroup() as group:  # one failing cancels the other
+            trends = group.create_task(
+                platform_periods(state.pool, "day", spans, state.live_figures)
+            )
+            rest = group.create_task(watch())
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # the API's error (503, 504, ...) as such
+    rows = trends.result()
+    perf, monitoring = rest.result()
     return JSON(
         {
             "days": days,
             "current_metrics": current(rows[-1]),
             "trends": rows,
             "performance": perf,
-            "monitoring": watch,
+            "monitoring": monitoring,
         }
     )
 

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -221,75 +222,90 @@ PLATFORM_FIGURES = (
 
 class LiveFigures:
     """The platform figures of the periods still open, computed from raw events at most once
-    per `ttl` seconds each (DASHBOARD_CACHE_S): concurrent dashboards share one computation,
-    and figures are at most `ttl` old. 0 computes them on every request."""
+    per `ttl` seconds each (DASHBOARD_CACHE_S): concurrent requests share one computation (a
+    failure reaches all of them and is not kept), and figures are at most `ttl` old. 0 computes
+    them on every request."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self.entries: dict[tuple[str, datetime], tuple[float, dict[str, Any]]] = {}
-        self.locks: dict[tuple[str, datetime], asyncio.Lock] = {}
+        self.flights: dict[tuple[str, datetime], asyncio.Task[dict[str, Any]]] = {}
 
     async def get(
         self, key: tuple[str, datetime], compute: Callable[[], Awaitable[dict[str, Any]]]
     ) -> dict[str, Any]:
         if self.ttl <= 0:
             return await compute()
-        lock = self.locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            hit = self.entries.get(key)
-            now = time.monotonic()
-            if hit is not None and now - hit[0] < self.ttl:
-                return hit[1]
+        hit = self.entries.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        flight = self.flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._fill(key, compute))
+            flight.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self.flights[key] = flight
+        return await asyncio.shield(flight)
+
+    async def _fill(
+        self, key: tuple[str, datetime], compute: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        try:
             value = await compute()
+            now = time.monotonic()
             for old in [k for k, (at, _) in self.entries.items() if now - at >= self.ttl]:
                 del self.entries[old]
-                if old != key and not self.locks[old].locked():
-                    del self.locks[old]
-            self.entries[key] = (time.monotonic(), value)
+            self.entries[key] = (now, value)
             return value
+        finally:
+            del self.flights[key]
 
 
 async def platform_periods(
-    conn: Any,
+    pool: Any,
     period_type: str,
     spans: list[tuple[datetime, datetime]],
     live: LiveFigures | None = None,
 ) -> list[dict[str, Any]]:
     """Platform figures per period, oldest first: materialised rows for clean periods, the
-    rest computed from raw events (through `live` for the period still open)."""
-    tracked = {
-        row["period_start"]: row
+    rest computed from raw events (through `live` for the period still open, on a connection
+    of its own: requests waiting for it hold none)."""
+
+    async def raw(conn: Any, lo: datetime, hi: datetime) -> dict[str, Any]:
+        row = await conn.fetchrow(
+            sql.query("platform_period"), lo, hi, previous_start(period_type, lo)
+        )
+        return {name: row[name] for name in PLATFORM_FIGURES}
+
+    async def fresh(lo: datetime, hi: datetime) -> dict[str, Any]:
+        async with connection(pool) as conn:
+            return await raw(conn, lo, hi)
+
+    now = datetime.now(UTC)
+    figures: dict[datetime, dict[str, Any]] = {}
+    still_open = []
+    async with connection(pool) as conn:
         for row in await conn.fetch(
             sql.query("platform_tracked"), period_type, [lo for lo, _ in spans]
-        )
-    }
-    now = datetime.now(UTC)
-    found = []
-    for lo, hi in spans:
-        row = tracked.get(lo)
-        if row is not None:
-            figures = {name: row[name] for name in PLATFORM_FIGURES}
-        else:
-
-            async def compute(lo: datetime = lo, hi: datetime = hi) -> dict[str, Any]:
-                row = await conn.fetchrow(
-                    sql.query("platform_period"), lo, hi, previous_start(period_type, lo)
-                )
-                return {name: row[name] for name in PLATFORM_FIGURES}
-
+        ):
+            figures[row["period_start"]] = {name: row[name] for name in PLATFORM_FIGURES}
+        for lo, hi in spans:
+            if lo in figures:
+                continue
             if live is not None and hi > now:
-                figures = await live.get((period_type, lo), compute)
+                still_open.append((lo, hi))
             else:
-                figures = await compute()
-        found.append({"period_start": lo, "period_end": hi, **figures})
-    return found
+                figures[lo] = await raw(conn, lo, hi)
+    for lo, hi in still_open:
+        assert live is not None
+        figures[lo] = await live.get((period_type, lo), partial(fresh, lo, hi))
+    return [{"period_start": lo, "period_end": hi, **figures[lo]} for lo, hi in spans]
 
 
 async def platform_trends(request: Request) -> JSON:
     """GET /api/v1/analytics/platform/trends?days=30&period_type=day."""
     period_type, spans = periods(request)
-    async with connection(request.app.state.pool) as conn:
-        rows = await platform_periods(conn, period_type, spans, request.app.state.live_figures)
+    state = request.app.state
+    rows = await platform_periods(state.pool, period_type, spans, state.live_figures)
     return JSON({"period_type": period_type, "periods": rows})
 
 

@@ -47,6 +47,15 @@ def number(params: QueryParams, name: str, default: float, low: float, high: flo
     return value
 
 
+def whole_number(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise bad(name, f"expected a whole number from {low} to {high}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Window:
     """A half-open time range [start, end)."""

@@ -298,9 +298,9 @@ def test_the_api_server_runs_the_scheduler_and_lists_the_runs(db_url: str) -> No
     assert answer["scheduler_in_this_process"] is True
     assert [job["name"] for job in answer["jobs"]] == [
         "rollups",
-        "track",
         "health",
         "alerts",
+        "track",
         "retention",
     ]
     assert {(run["job"], run["outcome"]) for run in answer["runs"]} == {

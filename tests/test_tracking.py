@@ -370,3 +370,53 @@ def test_the_open_day_is_reused_for_dashboard_cache_s(db_url: str) -> None:
             post(client, [{"event_type": "page_view", "user_id": f"late-{cache}"}])
             again = client.get("/api/v1/analytics/dashboard").json()["current_metrics"]["users"]
             assert again["active"] - users["active"] == expected - 1
+
+
+def test_late_events_correct_the_periods_that_depend_on_them(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    d1, d2, d3 = (TODAY - timedelta(days=n) for n in (4, 3, 2))
+    post(
+        client,
+        [
+            {"event_type": "user_signup", "user_id": "u1", "timestamp": at(d1, 1)},
+            {"event_type": "page_view", "user_id": "u1", "timestamp": at(d2, 1)},
+            {"event_type": "page_view", "user_id": "u1", "timestamp": at(d3, 1)},
+        ],
+    )
+    track_invalidated(db_url)
+
+    def day(moment: datetime) -> dict[str, Any]:
+        trends = client.get("/api/v1/analytics/platform/trends", params={"days": 6}).json()
+        return next(p for p in trends["periods"] if p["period_start"] == iso(moment))
+
+    assert (day(d3)["users_total"], day(d2)["users_churned"]) == (1, 0)
+    # Late: u2 signed up on d1 (every later total), u3 was active on d1 only (d2 churn).
+    post(
+        client,
+        [
+            {"event_type": "user_signup", "user_id": "u2", "timestamp": at(d1, 2)},
+            {"event_type": "page_view", "user_id": "u3", "timestamp": at(d1, 3)},
+        ],
+    )
+
+    assert (day(d3)["users_total"], day(d2)["users_churned"]) == (2, 2)  # at once, from raw
+    track_invalidated(db_url)
+    assert (day(d3)["users_total"], day(d2)["users_churned"]) == (2, 2)
+    assert db.execute(
+        "SELECT period_start, users_total, users_churned FROM analytics.platform_metrics "
+        "WHERE period_type = 'day' AND period_start >= %s ORDER BY 1",
+        (d2,),
+    ).fetchall() == [(d2, 2, 2), (d3, 2, 0)]
+
+
+def test_the_dashboard_over_one_day_and_odd_ranges(client: TestClient) -> None:
+    one = client.get("/api/v1/analytics/dashboard", params={"days": "1"})
+    fraction = client.get("/api/v1/analytics/dashboard", params={"days": "1.5"})
+    year_one = client.post(
+        TRACK, json={"period_start": "0001-01-01T00:00:00Z", "period_end": "0001-01-02T00:00:00Z"}
+    )
+
+    assert one.status_code == 200 and len(one.json()["trends"]) == 1
+    assert fraction.status_code == 400 and fraction.json()["details"][0]["field"] == "days"
+    assert year_one.status_code == 422 and year_one.json()["details"][0]["field"] == "period_end"

@@ -6,7 +6,9 @@
 -- The API computes a period from raw events with these (filtering on the entity id outside:
 -- the functions are plain SQL, so PostgreSQL inlines them and the filter reaches the index on
 -- (user_id, time) or (agent_id, time)); batch tracking stores their rows for every entity.
--- Periods are UTC calendar periods: hour, day, week (ISO: Monday), month.
+-- Periods are UTC calendar periods: hour, day, week (ISO: Monday), month. Sums and averages
+-- of floats add up in numeric: the same whatever order the rows come in (parallel workers,
+-- synchronised scans), so a period tracked twice gets the very same figures.
 
 CREATE OR REPLACE FUNCTION analytics.period_start(p_type text, p_time timestamptz)
 RETURNS timestamptz LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -32,13 +34,13 @@ SELECT e.user_id,
        count(*) FILTER (WHERE e.event_type = 'session_start'),
        count(*) FILTER (WHERE e.event_type = 'page_view'),
        count(*) FILTER (WHERE e.event_type = 'user_action'),
-       coalesce(sum(e.value) FILTER (WHERE e.event_type = 'active_time'), 0),
+       coalesce(sum(e.value::numeric) FILTER (WHERE e.event_type = 'active_time'), 0)::float8,
        count(*) FILTER (WHERE e.event_type = 'contract_created'),
        count(*) FILTER (WHERE e.event_type = 'contract_completed'),
        count(*) FILTER (WHERE e.event_type = 'contract_cancelled'),
-       coalesce(sum(e.amount) FILTER (WHERE e.event_type = 'credits_purchased'), 0),
-       coalesce(sum(e.amount) FILTER (WHERE e.event_type = 'credits_spent'), 0),
-       coalesce(sum(e.amount) FILTER (WHERE e.event_type = 'payment'), 0),
+       coalesce(sum(e.amount::numeric) FILTER (WHERE e.event_type = 'credits_purchased'), 0)::float8,
+       coalesce(sum(e.amount::numeric) FILTER (WHERE e.event_type = 'credits_spent'), 0)::float8,
+       coalesce(sum(e.amount::numeric) FILTER (WHERE e.event_type = 'payment'), 0)::float8,
        count(DISTINCT e.agent_id),
        count(*) FILTER (WHERE e.event_type = 'orchestration_run')
 FROM analytics.platform_events e
@@ -102,17 +104,17 @@ LEFT JOIN (
            count(*) FILTER (WHERE e.event_type = 'agent_call' AND e.success) AS calls_successful,
            count(*) FILTER (WHERE e.event_type = 'agent_call' AND NOT e.success)
                AS calls_failed,
-           avg(e.duration_ms) FILTER (WHERE e.event_type = 'agent_call') AS response_time_avg_ms,
+           (avg(e.duration_ms::numeric) FILTER (WHERE e.event_type = 'agent_call'))::float8 AS response_time_avg_ms,
            percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY e.duration_ms)
                FILTER (WHERE e.event_type = 'agent_call') AS percentiles,
            count(*) FILTER (WHERE e.event_type = 'bid_placed') AS bids_placed,
-           avg(e.amount) FILTER (WHERE e.event_type = 'bid_placed') AS average_bid_price,
+           (avg(e.amount::numeric) FILTER (WHERE e.event_type = 'bid_placed'))::float8 AS average_bid_price,
            count(*) FILTER (WHERE e.event_type = 'contract_won') AS contracts_won,
            count(*) FILTER (WHERE e.event_type = 'contract_completed') AS contracts_completed,
            count(*) FILTER (WHERE e.event_type = 'contract_failed') AS contracts_failed,
-           sum(e.amount) FILTER (WHERE e.event_type = 'payment') AS revenue,
-           avg(e.value) FILTER (WHERE e.event_type = 'validation_score') AS validation_score,
-           avg(e.value) FILTER (WHERE e.event_type = 'reputation_score') AS reputation_score
+           (sum(e.amount::numeric) FILTER (WHERE e.event_type = 'payment'))::float8 AS revenue,
+           (avg(e.value::numeric) FILTER (WHERE e.event_type = 'validation_score'))::float8 AS validation_score,
+           (avg(e.value::numeric) FILTER (WHERE e.event_type = 'reputation_score'))::float8 AS reputation_score
     FROM analytics.platform_events e
     WHERE e.agent_id IS NOT NULL AND e.time >= p_start AND e.time < p_end
     GROUP BY e.agent_id
@@ -164,13 +166,13 @@ WITH period AS (
            count(*) FILTER (WHERE e.event_type = 'agent_registered') AS agents_new,
            count(*) FILTER (WHERE e.event_type = 'contract_completed') AS contracts_completed,
            count(*) FILTER (WHERE e.event_type = 'contract_failed') AS contracts_failed,
-           coalesce(sum(e.amount) FILTER (WHERE e.event_type = 'payment'), 0) AS revenue,
-           coalesce(sum(e.fee) FILTER (WHERE e.event_type = 'payment'), 0) AS platform_fees,
-           coalesce(sum(e.amount) FILTER (WHERE e.event_type = 'credits_purchased'), 0)
+           coalesce(sum(e.amount::numeric) FILTER (WHERE e.event_type = 'payment'), 0)::float8 AS revenue,
+           coalesce(sum(e.fee::numeric) FILTER (WHERE e.event_type = 'payment'), 0)::float8 AS platform_fees,
+           coalesce(sum(e.amount::numeric) FILTER (WHERE e.event_type = 'credits_purchased'), 0)::float8
                AS credits_purchased,
-           coalesce(sum(e.amount) FILTER (WHERE e.event_type = 'credits_spent'), 0)
+           coalesce(sum(e.amount::numeric) FILTER (WHERE e.event_type = 'credits_spent'), 0)::float8
                AS credits_spent,
-           avg(e.duration_ms) FILTER (WHERE e.event_type = 'api_call') AS response_time_avg_ms,
+           (avg(e.duration_ms::numeric) FILTER (WHERE e.event_type = 'api_call'))::float8 AS response_time_avg_ms,
            (count(*) FILTER (WHERE e.event_type = 'api_call' AND e.status >= 500))::float8
                / nullif(count(*) FILTER (WHERE e.event_type = 'api_call'), 0) AS error_rate,
            count(*) FILTER (WHERE e.event_type = 'api_call') AS api_calls,

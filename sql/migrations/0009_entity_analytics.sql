@@ -110,14 +110,19 @@ CREATE INDEX tracked_periods_dirty_idx ON analytics.tracked_periods (period_end)
 -- Append-only, like _analytics.rollup_invalidations: the hours each committed batch of platform
 -- events touched (the current hour at most once until the track job reads it). The track job
 -- turns the rows its snapshot sees into dirty periods and deletes exactly those rows.
+-- A period's figures also depend on earlier events: churn on the period before, platform totals
+-- (`totals`: the batch had signups, registrations or contract events) and agent uptime
+-- (`states`: agent_up / agent_down) on everything before. Those flags dirty later periods too.
 CREATE TABLE _analytics.event_invalidations (
     id          bigint GENERATED ALWAYS AS IDENTITY,
     hour        timestamptz NOT NULL,
+    totals      boolean NOT NULL DEFAULT false,
+    states      boolean NOT NULL DEFAULT false,
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX event_invalidations_hour_idx ON _analytics.event_invalidations (hour);
 
 -- Events stored before this migration: their hours are tracked like late events.
-INSERT INTO _analytics.event_invalidations (hour)
-SELECT DISTINCT date_trunc('hour', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+INSERT INTO _analytics.event_invalidations (hour, totals, states)
+SELECT DISTINCT date_trunc('hour', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', true, true
 FROM analytics.platform_events;

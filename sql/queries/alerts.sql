@@ -196,3 +196,10 @@ WITH closed AS (
     UPDATE analytics.alert_rule_state SET state = 'ok', since = now() WHERE rule_id = $1
 )
 SELECT id FROM closed;
+
+-- name: incidents_open_counts
+-- Open and acknowledged incidents by severity (the dashboard).
+SELECT severity::text AS severity, count(*) AS incidents
+FROM analytics.incidents
+WHERE status IN ('open', 'acknowledged')
+GROUP BY severity;

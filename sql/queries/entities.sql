@@ -36,11 +36,15 @@ WHERE f.agent_id = $1;
 
 -- name: platform_tracked
 -- The materialised platform figures of those periods of type $1 starting at $2 that are clean:
--- tracked, and no events arrived in them since (neither marked dirty nor waiting in the log).
+-- tracked, and no events they depend on arrived since (neither marked dirty nor waiting in the
+-- log: events in the period or the one before, or totals events any time before its end).
 SELECT m.*
 FROM analytics.platform_metrics m
 JOIN analytics.tracked_periods p
   ON p.kind = 'platform' AND p.period_type = m.period_type AND p.period_start = m.period_start
 WHERE m.period_type = $1 AND m.period_start = ANY ($2::timestamptz[]) AND NOT p.dirty
-  AND NOT EXISTS (SELECT 1 FROM _analytics.event_invalidations i
-                  WHERE i.hour >= m.period_start AND i.hour < m.period_end);
+  AND NOT EXISTS (
+      SELECT 1 FROM _analytics.event_invalidations i
+      WHERE i.hour < m.period_end
+        AND (i.totals OR i.hour >= analytics.period_start(
+                 m.period_type, m.period_start - interval '1 microsecond')));

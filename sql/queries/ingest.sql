@@ -69,7 +69,8 @@ SELECT unnest($1::timestamptz[]);
 -- one (by the database's clock) gets its own row, committed with its events. The current hour
 -- is listed once: a writer that finds it listed may commit after the track job consumed the
 -- row, but the hour's periods are tracked only TRACK_GRACE after they close, long after.
-INSERT INTO _analytics.event_invalidations (hour)
-SELECT h FROM unnest($1::timestamptz[]) AS h
+-- $2 / $3: the batch has events later periods depend on (totals; agent states).
+INSERT INTO _analytics.event_invalidations (hour, totals, states)
+SELECT h, $2, $3 FROM unnest($1::timestamptz[]) AS h
 WHERE h <> date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
    OR NOT EXISTS (SELECT 1 FROM _analytics.event_invalidations i WHERE i.hour = h);

@@ -259,7 +259,7 @@ WHERE s.id = %(service)s AND c.enabled
 ON CONFLICT (incident_id, channel_id, kind, sequence) DO NOTHING;
 
 -- name: event_invalidations_read
-SELECT id, hour FROM _analytics.event_invalidations ORDER BY id LIMIT %(limit)s;
+SELECT id, hour, totals, states FROM _analytics.event_invalidations ORDER BY id LIMIT %(limit)s;
 
 -- name: event_invalidations_delete
 DELETE FROM _analytics.event_invalidations WHERE id = ANY (%(ids)s::bigint[]);
@@ -275,12 +275,19 @@ CROSS JOIN unnest(%(kinds)s::text[], %(types)s::text[]) AS s (kind, period_type)
 ON CONFLICT (kind, period_type, period_start) DO UPDATE SET dirty = true WHERE NOT p.dirty;
 
 -- name: tracked_periods_redirty
--- Marks dirty whatever else was tracked and contains one of %(hours)s (say, users per hour
--- materialised through POST /batch-track).
+-- Marks dirty whatever else was tracked and depends on one of %(hours)s: periods containing it
+-- (say, users per hour materialised through POST /batch-track), the platform period right after
+-- it (churn), and with %(totals)s / %(states)s every later platform / agent period.
 UPDATE analytics.tracked_periods p SET dirty = true
 WHERE NOT p.dirty
-  AND EXISTS (SELECT 1 FROM unnest(%(hours)s::timestamptz[]) AS h (hour)
-              WHERE h.hour >= p.period_start AND h.hour < p.period_end);
+  AND EXISTS (
+      SELECT 1
+      FROM unnest(%(hours)s::timestamptz[], %(totals)s::boolean[], %(states)s::boolean[])
+          AS h (hour, totals, states)
+      WHERE (h.hour >= p.period_start AND h.hour < p.period_end)
+         OR (p.kind = 'platform' AND p.period_start = analytics.period_end(p.period_type, h.hour))
+         OR (p.kind = 'platform' AND h.totals AND h.hour < p.period_end)
+         OR (p.kind = 'agent' AND h.states AND h.hour < p.period_end));
 
 -- name: tracked_periods_due
 -- Dirty periods closed at least %(grace)s ago, oldest first (coarse types last, so a day is
