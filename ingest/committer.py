@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -66,9 +66,14 @@ class CommitStats:
 
 class GroupCommitter:
     def __init__(
-        self, pool: asyncpg.Pool, registry: SeriesRegistry, limits: IngestSettings
+        self,
+        pool: asyncpg.Pool,
+        registry: SeriesRegistry,
+        limits: IngestSettings,
+        on_commit: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.pool = pool
+        self.on_commit = on_commit  # seconds of each committed group (/metrics)
         self.registry = registry
         self.limits = limits
         self.ttl = timedelta(hours=limits.idempotency_ttl_hours)
@@ -177,7 +182,9 @@ class GroupCommitter:
             for pending in group:
                 pending.settle(unavailable)
             return
-        log.debug("committed %d batches in %.1f ms", len(group), (time.monotonic() - started) * 1e3)
+        elapsed = time.monotonic() - started
+        self.on_commit(elapsed)
+        log.debug("committed %d batches in %.1f ms", len(group), elapsed * 1e3)
         await self.keys.prune()
 
     async def _commit(self, group: list[Pending], held: HeldConnection) -> None:

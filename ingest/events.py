@@ -27,6 +27,7 @@ from ingest.wire import describe, refuse
 from service.db import connection
 from service.errors import BadRequest, PayloadTooLarge, field_error
 from service.http import JSON, read_body, require_media_type
+from service.metrics import stored
 
 EventType = Literal[
     "user_signup",
@@ -274,7 +275,10 @@ async def post_events(request: Request) -> JSON:
     key = idempotency_key(request, "events", body)
     items = decode(body, ndjson=media != JSON_TYPE)
     rows = validate(items, datetime.now(UTC), state.settings.ingest)
-    return JSON((await state.events.store(rows, key)).body())
+    outcome = await state.events.store(rows, key)
+    if not outcome.duplicate:
+        stored(state.metrics, "platform", outcome.accepted, len(body))
+    return JSON(outcome.body())
 
 
 routes = [Route("/api/v1/analytics/events", post_events, methods=["POST"])]

@@ -14,6 +14,7 @@ from ingest.validate import validate
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
 from service.errors import BadRequest, ValidationFailed, field_error
 from service.http import JSON, read_body, require_media_type
+from service.metrics import stored
 
 RECORD_BODY_LIMIT = 64 * 1024
 JSON_TYPE = "application/json"
@@ -46,6 +47,8 @@ async def _store(request: Request, events: list[MetricEvent], body: bytes, singl
         outcome = await committer.submit(batch, key)
     except ValidationFailed as refused:
         raise refused.for_single_item() if single else refused from None
+    if not outcome.duplicate:
+        stored(state.metrics, "metric", outcome.accepted, len(body))
     return JSON(outcome.body())
 
 

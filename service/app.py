@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,6 +22,7 @@ import monitoring.routes
 import query.dashboard
 import query.entities
 import query.routes
+import service.metrics
 from ingest.committer import GroupCommitter
 from ingest.events import EventWriter
 from ingest.series import SeriesRegistry
@@ -34,6 +36,7 @@ from query.entities import LiveFigures
 from service import db, health
 from service.errors import ApiError
 from service.http import JSON
+from service.metrics import Metrics, RequestMetrics
 from service.settings import Settings, load, redact_url
 
 log = logging.getLogger("astraeus.api")
@@ -41,6 +44,7 @@ log = logging.getLogger("astraeus.api")
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    request.app.state.metrics.refused.labels(exc.code).inc()
     return JSON(exc.body(), exc.status, headers=exc.headers)
 
 
@@ -48,6 +52,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
     body = {"error": codes.get(exc.status_code, "http_error"), "message": exc.detail, "details": []}
+    request.app.state.metrics.refused.labels(body["error"]).inc()
     return JSON(body, exc.status_code, headers=exc.headers)
 
 
@@ -76,7 +81,12 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             log.info("%d service(s) loaded from %s", loaded, settings.services_file)
         app.state.tagsets = TagSets(settings.ingest)
         app.state.series = SeriesRegistry(settings.ingest.max_series_per_metric)
-        app.state.committer = GroupCommitter(app.state.pool, app.state.series, settings.ingest)
+        app.state.committer = GroupCommitter(
+            app.state.pool,
+            app.state.series,
+            settings.ingest,
+            on_commit=app.state.metrics.commit_seconds.observe,
+        )
         app.state.committer.start()
         app.state.events = EventWriter(
             app.state.pool,
@@ -113,9 +123,11 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             await app.state.committer.stop()
             await app.state.pool.close()
 
-    return Starlette(
+    metrics = Metrics()
+    app = Starlette(
         routes=[
             *health.routes,
+            *service.metrics.routes,
             *ingest.routes.routes,
             *ingest.events.routes,
             *query.routes.routes,
@@ -126,9 +138,12 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             *jobs_routes,
         ],
         lifespan=lifespan,
+        middleware=[Middleware(RequestMetrics, metrics=metrics)],
         exception_handlers={
             ApiError: api_error,
             HTTPException: http_error,
             Exception: unexpected_error,
         },
     )
+    app.state.metrics = metrics
+    return app

@@ -82,3 +82,24 @@ ON CONFLICT (name) DO UPDATE SET
     degraded_ms = excluded.degraded_ms, sla_target = excluded.sla_target,
     channels = excluded.channels, enabled = excluded.enabled, updated_at = now()
 RETURNING id;
+
+-- name: self_metrics_lag
+-- Age in seconds of the oldest change the rollup and track jobs have not processed yet.
+SELECT (SELECT extract(epoch FROM now() - min(recorded_at))
+        FROM _analytics.rollup_invalidations) AS rollups,
+       (SELECT extract(epoch FROM now() - min(recorded_at))
+        FROM _analytics.event_invalidations) AS track;
+
+-- name: self_metrics_jobs
+-- Per periodic job: the last finished run's duration and the failed runs of the last day.
+SELECT job,
+       (array_agg(extract(epoch FROM finished_at - started_at) ORDER BY started_at DESC)
+            FILTER (WHERE finished_at IS NOT NULL))[1] AS last_duration_s,
+       count(*) FILTER (WHERE outcome IN ('failed', 'interrupted')) AS failures
+FROM _analytics.job_runs
+WHERE started_at > now() - interval '1 day'
+GROUP BY job;
+
+-- name: self_metrics_notifications
+SELECT count(*) FROM analytics.notification_attempts
+WHERE NOT ok AND at > now() - interval '1 day';

@@ -1,0 +1,176 @@
+"""The service's own metrics, in Prometheus exposition format at GET /metrics (no key needed).
+
+One registry per app (tests build many apps in one process). Counters and histograms are
+updated on the request path; gauges of the pool and the ingest queue are read at scrape time,
+and so are the figures kept in the database (rollup and tracking lag, job runs), so they are
+right whichever process ran the jobs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import sql
+from service.db import connection
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = (1, 10, 100, 500, 1000, 5000, 10_000, 50_000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "astraeus_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "astraeus_http_request_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.refused = Counter(
+            "astraeus_refused_requests",
+            "Requests answered with an error, by its code (validation_failed, queue_full, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.events = Counter(
+            "astraeus_ingest_events",
+            "Events stored, by kind (metric or platform).",
+            ["kind"],
+            registry=r,
+        )
+        self.bytes = Counter(
+            "astraeus_ingest_bytes",
+            "Request body bytes of stored batches, as received (before decompression).",
+            ["kind"],
+            registry=r,
+        )
+        self.batch_events = Histogram(
+            "astraeus_ingest_batch_events",
+            "Events per stored batch, by kind.",
+            ["kind"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "astraeus_ingest_commit_seconds",
+            "Time of one group commit of metric events (binary COPY and bookkeeping).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_events = Gauge(
+            "astraeus_ingest_queue_events", "Metric events queued for a group commit.", registry=r
+        )
+        self.pool = Gauge(
+            "astraeus_db_pool_connections",
+            "Database pool connections: size, in_use, max.",
+            ["state"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "astraeus_refresh_lag_seconds",
+            "Age of the oldest change not yet processed: rollups (metric events) or track "
+            "(platform events). Hours wait 15 minutes after they close by design.",
+            ["job"],
+            registry=r,
+        )
+        self.job_seconds = Gauge(
+            "astraeus_job_last_duration_seconds",
+            "Duration of the last finished run of each periodic job.",
+            ["job"],
+            registry=r,
+        )
+        self.job_failures = Gauge(
+            "astraeus_job_failures_24h",
+            "Failed or interrupted runs of each periodic job in the last 24 hours.",
+            ["job"],
+            registry=r,
+        )
+        self.notification_failures = Gauge(
+            "astraeus_notification_failures_24h",
+            "Failed notification delivery attempts in the last 24 hours.",
+            registry=r,
+        )
+
+
+def stored(metrics: Metrics, kind: str, events: int, body_bytes: int) -> None:
+    metrics.events.labels(kind).inc(events)
+    metrics.bytes.labels(kind).inc(body_bytes)
+    metrics.batch_events.labels(kind).observe(events)
+
+
+class RequestMetrics:
+    """ASGI middleware: counts and times every HTTP request by its route template."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.latency.labels(template).observe(time.perf_counter() - started)
+
+
+async def exposition(request: Request) -> Response:
+    """GET /metrics."""
+    state = request.app.state
+    metrics: Metrics = state.metrics
+    pool = getattr(state, "pool", None)
+    if pool is not None:
+        metrics.pool.labels("size").set(pool.get_size())
+        metrics.pool.labels("in_use").set(pool.get_size() - pool.get_idle_size())
+        metrics.pool.labels("max").set(pool.get_max_size())
+        committer = getattr(state, "committer", None)
+        if committer is not None:
+            metrics.queue_events.set(committer.queued_events)
+        async with connection(pool) as conn:
+            lag = await conn.fetchrow(sql.query("self_metrics_lag"))
+            jobs = await conn.fetch(sql.query("self_metrics_jobs"))
+            failed = await conn.fetchval(sql.query("self_metrics_notifications"))
+        for job in ("rollups", "track"):
+            metrics.lag.labels(job).set(float(lag[job] or 0))
+        for row in jobs:
+            if row["last_duration_s"] is not None:
+                metrics.job_seconds.labels(row["job"]).set(float(row["last_duration_s"]))
+            metrics.job_failures.labels(row["job"]).set(row["failures"])
+        metrics.notification_failures.set(failed)
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [Route("/metrics", exposition, methods=["GET"])]
