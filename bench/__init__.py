@@ -1,0 +1,3 @@
+"""`make bench`. HEADERS: what every benchmark request sends (the API key of the run)."""
+
+HEADERS: dict[str, str] = {}

@@ -24,7 +24,8 @@ import httpx2
 import psycopg
 from psycopg import sql as pgsql
 
-from bench import alerts, analytics, health, ingest, queries
+from bench import HEADERS, alerts, analytics, health, ingest, queries
+from jobs import keys
 from jobs.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,9 @@ def free_port() -> int:
 
 def database_url(server_url: str, name: str) -> str:
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+KEYS: dict[str, str] = {}  # database URL -> the run's API key there
 
 
 class Server:
@@ -58,6 +62,9 @@ class Server:
         while time.monotonic() < deadline:
             try:
                 if httpx2.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    if url not in KEYS:  # one key per database, for every server on it
+                        KEYS[url] = keys.create(url, "bench", list(keys.SCOPES))[1]
+                    HEADERS["Authorization"] = f"Bearer {KEYS[url]}"
                     return
             except httpx2.TransportError:
                 time.sleep(0.1)

@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 import httpx2
 
+from bench import HEADERS
 from bench.queries import _summary
 from ingest.events import COLUMNS
 from jobs.track import batch_track
@@ -170,7 +171,7 @@ async def load(url: str, count: int, end: datetime) -> float:
 
 async def _time_paths(base: str, paths: list[tuple[str, dict[str, str]]]) -> dict[str, float]:
     latencies = []
-    async with httpx2.AsyncClient(base_url=base, timeout=120) as client:
+    async with httpx2.AsyncClient(base_url=base, timeout=120, headers=HEADERS) as client:
         for path, params in paths:
             started = time.perf_counter()
             response = await client.get(path, params=params)
@@ -302,6 +303,7 @@ def run(url: str, base: str, uncached: str, events: int, repeat: int = 50) -> di
             "period_type": "day",
         },
         timeout=600,
+        headers=HEADERS,
     )
     track_day_s = time.perf_counter() - started
     response.raise_for_status()

@@ -23,6 +23,8 @@ import asyncpg
 import httpx2
 import msgspec
 
+from bench import HEADERS
+
 METRICS = 300
 TAG_SETS_PER_METRIC = 8
 ENDPOINTS = ["/api/agents", "/api/contracts", "/api/users", "/api/payments", "/api/search"]
@@ -114,7 +116,9 @@ async def http_batches(base: str, events: list[dict[str, Any]], size: int, clien
     for body in bodies:
         queue.put_nowait(body)
     limits = httpx2.Limits(max_connections=clients)
-    async with httpx2.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+    async with httpx2.AsyncClient(
+        base_url=base, timeout=60, limits=limits, headers=HEADERS
+    ) as client:
 
         async def sender() -> None:
             while not queue.empty():
@@ -149,9 +153,10 @@ class KeepAlive:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
+        extra = "".join(f"{name}: {value}\r\n" for name, value in HEADERS.items())
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{extra}Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         self.writer.write(head + body)
         response = await self.reader.readuntil(b"\r\n\r\n")

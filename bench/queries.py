@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx2
 
+from bench import HEADERS
 from jobs.rollups import refresh_range
 
 METRIC = "bench.latency"
@@ -131,7 +132,7 @@ async def _time_api(
 ) -> tuple[dict[str, float], Any]:
     latencies = []
     body: Any = None
-    async with httpx2.AsyncClient(base_url=base, timeout=120) as client:
+    async with httpx2.AsyncClient(base_url=base, timeout=120, headers=HEADERS) as client:
         for _ in range(repeat):
             started = time.perf_counter()
             response = await client.get(path, params=params)

@@ -14,11 +14,18 @@ from starlette.routing import Route
 
 import sql
 from alerts.rules import decode
+from jobs import keys
 from jobs.periodic import periodic_jobs
 from jobs.track import batch_track
 from query.params import bad
 from service.db import connection
-from service.errors import DatabaseUnavailable, ValidationFailed, field_error
+from service.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    NotFound,
+    ValidationFailed,
+    field_error,
+)
 from service.http import JSON, read_body, require_media_type
 from service.periods import previous_start, spanning
 
@@ -118,7 +125,61 @@ async def post_batch_track(request: Request) -> JSON:
     )
 
 
+class KeyIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    scopes: Annotated[list[str], msgspec.Meta(min_length=1, max_length=3)]
+
+
+_key_in = msgspec.json.Decoder(KeyIn)
+
+
+def _refused(exc: keys.KeyRefused) -> ValidationFailed:
+    field, _, reason = str(exc).partition(": ")
+    return ValidationFailed(str(exc), details=[field_error(field, reason)])
+
+
+async def create_key(request: Request) -> JSON:
+    """POST /api/v1/analytics/keys: a new key, shown in this answer only."""
+    require_media_type(request, "application/json")
+    wanted: KeyIn = decode(await read_body(request, 4096), _key_in)
+    url = request.app.state.settings.require_database_url()
+    try:
+        record, key = await asyncio.to_thread(keys.create, url, wanted.name, wanted.scopes)
+    except keys.KeyRefused as exc:
+        if "already named" in str(exc):
+            raise Conflict(str(exc), details=[field_error("name", "already in use")]) from None
+        raise _refused(exc) from None
+    except psycopg.OperationalError:
+        raise DatabaseUnavailable() from None
+    return JSON({**record.body(), "key": key}, 201)
+
+
+async def list_keys(request: Request) -> JSON:
+    """GET /api/v1/analytics/keys: every key, revoked ones too, never the keys themselves."""
+    url = request.app.state.settings.require_database_url()
+    try:
+        found = await asyncio.to_thread(keys.listing, url)
+    except psycopg.OperationalError:
+        raise DatabaseUnavailable() from None
+    return JSON({"keys": [k.body() for k in found]})
+
+
+async def revoke_key(request: Request) -> JSON:
+    """DELETE /api/v1/analytics/keys/{key}: revoke the live key with this id or name."""
+    url = request.app.state.settings.require_database_url()
+    try:
+        record = await asyncio.to_thread(keys.revoke, url, request.path_params["key"])
+    except keys.KeyRefused as exc:
+        raise NotFound(str(exc)) from None
+    except psycopg.OperationalError:
+        raise DatabaseUnavailable() from None
+    return JSON(record.body())
+
+
 routes = [
+    Route("/api/v1/analytics/keys", create_key, methods=["POST"]),
+    Route("/api/v1/analytics/keys", list_keys, methods=["GET"]),
+    Route("/api/v1/analytics/keys/{key}", revoke_key, methods=["DELETE"]),
     Route("/api/v1/analytics/jobs", job_runs, methods=["GET"]),
     Route("/api/v1/analytics/batch-track", post_batch_track, methods=["POST"]),
 ]

@@ -34,6 +34,7 @@ from jobs.scheduler import Scheduler, start_in_thread
 from monitoring.services import load_services_file
 from query.entities import LiveFigures
 from service import db, health
+from service.auth import ApiKeys, KeyCache
 from service.errors import ApiError
 from service.http import JSON
 from service.metrics import Metrics, RequestMetrics
@@ -109,6 +110,11 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             {"version": row["extversion"], "edition": row["edition"]} if row else None
         )
         log.info("serving with database %s", redact_url(url))
+        if settings.auth_disabled:
+            log.warning(
+                "AUTH_DISABLED=true: every request is served without an API key; "
+                "never run this way where anyone else can reach the port"
+            )
         # Everything allocated so far (modules, the app, the pool) lives as long as the process.
         # Frozen, the collector stops walking it on every full collection: those walks were the
         # slowest 1% of ingest requests (p99 18 ms -> 6 ms in `make bench`).
@@ -138,7 +144,15 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             *jobs_routes,
         ],
         lifespan=lifespan,
-        middleware=[Middleware(RequestMetrics, metrics=metrics)],
+        middleware=[
+            Middleware(RequestMetrics, metrics=metrics),
+            Middleware(
+                ApiKeys,
+                cache=KeyCache(settings.auth_cache_s),
+                disabled=settings.auth_disabled,
+                metrics_need_key=settings.metrics_require_key,
+            ),
+        ],
         exception_handlers={
             ApiError: api_error,
             HTTPException: http_error,

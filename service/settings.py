@@ -127,6 +127,26 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ),
     Setting("SCHEDULE_ROLLUPS_S", 60, "Seconds between rollup refreshes.", _positive_int),
     Setting(
+        "AUTH_DISABLED",
+        False,
+        "Serve every request without an API key. For local development only: the server "
+        "logs a warning at start.",
+        _bool,
+    ),
+    Setting(
+        "AUTH_CACHE_S",
+        30,
+        "Seconds a server remembers a checked API key (and a refused one): a revoked key "
+        "works at most this long on a server that saw it.",
+        _non_negative_int,
+    ),
+    Setting(
+        "METRICS_REQUIRE_KEY",
+        False,
+        "Serve GET /metrics only with a key having the read scope.",
+        _bool,
+    ),
+    Setting(
         "DASHBOARD_CACHE_S",
         10,
         "Seconds the dashboard and platform trends reuse the figures of the period still open "
@@ -307,6 +327,9 @@ class Settings:
     schedule_rollups_s: int
     schedule_track_s: int
     dashboard_cache_s: int
+    auth_disabled: bool
+    auth_cache_s: int
+    metrics_require_key: bool
     schedule_alerts_s: int
     alert_repeat_s: int
     notify_retry_base_s: int

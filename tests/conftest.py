@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -7,6 +8,7 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from jobs import keys
 from service.app import create_app
 from service.settings import load
 from tests.databases import Databases, server
@@ -46,11 +48,16 @@ def db(db_url: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def make_client(url: str, **env: str) -> TestClient:
+def make_client(url: str, scopes: str | None = "ingest,read,admin", **env: str) -> TestClient:
+    """A client of a fresh app on `url`, sending a new key with `scopes` (None: no key)."""
     settings = load(
         {"DATABASE_URL": url, "MIGRATE_ON_START": "false", "RUN_SCHEDULER": "false", **env}
     )
-    return TestClient(create_app(settings), raise_server_exceptions=False)
+    headers = {}
+    if scopes is not None:
+        _, key = keys.create(url, f"tests {scopes} {secrets.token_hex(4)}", scopes.split(","))
+        headers["Authorization"] = f"Bearer {key}"
+    return TestClient(create_app(settings), raise_server_exceptions=False, headers=headers)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_readyz_reports_the_timescaledb_edition(client: TestClient) -> None:
 
 
 def test_readyz_is_503_until_migrations_are_applied(empty_db_url: str) -> None:
-    with make_client(empty_db_url) as client:
+    with make_client(empty_db_url, scopes=None) as client:
         response = client.get("/readyz")
 
     assert response.status_code == 503

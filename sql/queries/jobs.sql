@@ -304,3 +304,19 @@ INSERT INTO analytics.tracked_periods AS p (kind, period_type, period_start, per
 VALUES (%(kind)s, %(period_type)s, %(start)s, %(end)s, false, now())
 ON CONFLICT (kind, period_type, period_start)
     DO UPDATE SET dirty = false, tracked_at = now();
+
+-- name: api_key_create
+INSERT INTO analytics.api_keys (name, prefix, key_sha256, scopes)
+VALUES (%(name)s, %(prefix)s, %(sha)s, %(scopes)s)
+RETURNING id, name, prefix, scopes, created_at, revoked_at;
+
+-- name: api_keys_list
+SELECT id, name, prefix, scopes, created_at, revoked_at
+FROM analytics.api_keys
+ORDER BY id;
+
+-- name: api_key_revoke
+-- By id or by name (the live key of that name); no row back: no such live key.
+UPDATE analytics.api_keys SET revoked_at = now()
+WHERE revoked_at IS NULL AND (id::text = %(key)s OR name = %(key)s)
+RETURNING id, name, prefix, scopes, created_at, revoked_at;

@@ -103,3 +103,7 @@ GROUP BY job;
 -- name: self_metrics_notifications
 SELECT count(*) FROM analytics.notification_attempts
 WHERE NOT ok AND at > now() - interval '1 day';
+
+-- name: api_key_scopes
+-- The scopes of a live key, by its hash (no row: unknown or revoked).
+SELECT id, scopes FROM analytics.api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL;
