@@ -124,6 +124,9 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # labels() takes a lock and builds a key on every call: keep the children instead.
+        self.counted: dict[tuple[str, str, int], Any] = {}
+        self.timed: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,8 +146,18 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
-            self.metrics.latency.labels(template).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            key = (scope["method"], template, status)
+            counter = self.counted.get(key)
+            if counter is None:
+                counter = self.counted[key] = self.metrics.requests.labels(
+                    key[0], template, str(status)
+                )
+            counter.inc()
+            timer = self.timed.get(template)
+            if timer is None:
+                timer = self.timed[template] = self.metrics.latency.labels(template)
+            timer.observe(elapsed)
 
 
 async def exposition(request: Request) -> Response:
