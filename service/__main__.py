@@ -9,6 +9,7 @@ import uvicorn
 
 from jobs.migrate import MigrationError, migrate
 from monitoring.services import ServicesFileError, read_services_file
+from service import logs
 from service.app import create_app
 from service.settings import SettingError, load
 
@@ -22,9 +23,7 @@ def main() -> None:
     except (SettingError, ServicesFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     if settings.migrate_on_start:
         try:
             report = migrate(url)
@@ -44,6 +43,8 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through ours (JSON, request ids)
+        access_log=False,  # the app logs each request itself, with its id
         lifespan="on",
     )
 

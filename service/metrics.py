@@ -8,7 +8,9 @@ right whichever process ran the jobs.
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -20,6 +22,9 @@ from starlette.routing import Route
 
 import sql
 from service.db import connection
+from service.logs import SANE_ID, request_id
+
+access = logging.getLogger("astraeus.access")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -119,7 +124,8 @@ def stored(metrics: Metrics, kind: str, events: int, body_bytes: int) -> None:
 
 
 class RequestMetrics:
-    """ASGI middleware: counts and times every HTTP request by its route template."""
+    """ASGI middleware: gives every HTTP request its id (X-Request-ID, service/logs.py), counts
+    and times it by its route template, and logs it (logger astraeus.access, at info)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -134,16 +140,23 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
+            "latin-1"
+        )
+        rid = given if SANE_ID.match(given) else uuid.uuid4().hex
+        token = request_id.set(rid)
 
         async def sending(message: MutableMapping[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
+            request_id.reset(token)
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
@@ -158,6 +171,21 @@ class RequestMetrics:
             if timer is None:
                 timer = self.timed[template] = self.metrics.latency.labels(template)
             timer.observe(elapsed)
+            if access.isEnabledFor(logging.INFO):
+                access.info(
+                    "%s %s %d %.1f ms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    elapsed * 1e3,
+                    extra={
+                        "request_id": rid,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1e3, 3),
+                    },
+                )
 
 
 async def exposition(request: Request) -> Response:

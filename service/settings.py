@@ -119,6 +119,13 @@ SETTINGS: tuple[Setting[Any], ...] = (
     Setting("MIGRATE_ON_START", True, "Apply schema migrations when the API server starts.", _bool),
     Setting("LOG_LEVEL", "info", "Log level: debug, info, warning or error.", str),
     Setting(
+        "LOG_FORMAT",
+        "auto",
+        "Log lines as `json` (one object per line, with the request id) or `text`; `auto`: "
+        "text on a terminal, JSON otherwise.",
+        str,
+    ),
+    Setting(
         "RUN_SCHEDULER",
         True,
         "Run the periodic jobs (rollup refresh, retention) inside the API server; false when "
@@ -323,6 +330,7 @@ class Settings:
     query_max_raw_rows: int
     migrate_on_start: bool
     log_level: str
+    log_format: str
     run_scheduler: bool
     schedule_rollups_s: int
     schedule_track_s: int
@@ -386,6 +394,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingError(
             f"LOG_LEVEL={values['LOG_LEVEL']!r} is not valid: expected debug, "
             "info, warning or error"
+        )
+    if values["LOG_FORMAT"] not in {"auto", "json", "text"}:
+        raise SettingError(
+            f"LOG_FORMAT={values['LOG_FORMAT']!r} is not valid: expected auto, json or text"
         )
     url = values.pop("DATABASE_URL")
     ingest = IngestSettings(

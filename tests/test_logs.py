@@ -1,0 +1,65 @@
+"""Structured logs and request ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+from starlette.testclient import TestClient
+
+from service.logs import JsonFormatter, RequestIdFilter, request_id
+
+
+def test_every_response_carries_a_request_id(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="astraeus.access"):
+        given = client.get("/healthz", headers={"X-Request-ID": "trace-42"})
+        fresh = client.get("/healthz")
+        hostile = client.get("/healthz", headers={"X-Request-ID": 'a b"{}'})
+
+    assert given.headers["x-request-id"] == "trace-42"
+    assert len(fresh.headers["x-request-id"]) == 32
+    assert hostile.headers["x-request-id"] != 'a b"{}'  # not echoed: a new id instead
+    first = next(r for r in caplog.records if r.name == "astraeus.access")
+    assert (first.request_id, first.status, first.path) == ("trace-42", 200, "/healthz")  # type: ignore[attr-defined]
+
+
+def test_json_lines_hold_the_request_id_and_the_exception() -> None:
+    record = logging.LogRecord(
+        "astraeus.x", logging.ERROR, __file__, 1, "failed %s", ("here",), None
+    )
+    token = request_id.set("r-1")
+    try:
+        RequestIdFilter().filter(record)
+    finally:
+        request_id.reset(token)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert (line["level"], line["logger"], line["message"], line["request_id"]) == (
+        "error",
+        "astraeus.x",
+        "failed here",
+        "r-1",
+    )
+    assert "ValueError: boom" in line["exception"]
+
+
+def test_the_server_logs_json_when_not_on_a_terminal() -> None:
+    code = (
+        "import logging; from service import logs; logs.configure('info'); "
+        "logging.getLogger('astraeus.t').info('hello')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert json.loads(done.stderr.strip())["message"] == "hello"
