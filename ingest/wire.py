@@ -50,8 +50,9 @@ class MetricEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fa
     value: float
     metric_type: MetricType
     unit: Annotated[str, msgspec.Meta(max_length=32)] | None = None
-    # Raw JSON text: parsed and checked once per distinct text (ingest/tagsets.py).
-    tags: msgspec.Raw = NO_TAGS
+    # Raw JSON text: parsed and checked once per distinct text (ingest/tagsets.py). A factory,
+    # not a default: msgspec's JSON Schema (service/openapi.py) cannot encode a Raw default.
+    tags: msgspec.Raw = msgspec.field(default_factory=lambda: NO_TAGS)
     source: str | None = None
     timestamp: Timestamp | None = None
 

@@ -23,6 +23,7 @@ import query.dashboard
 import query.entities
 import query.routes
 import service.metrics
+import service.openapi
 from ingest.committer import GroupCommitter
 from ingest.events import EventWriter
 from ingest.series import SeriesRegistry
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         routes=[
             *health.routes,
             *service.metrics.routes,
+            *service.openapi.routes,
             *ingest.routes.routes,
             *ingest.events.routes,
             *query.routes.routes,

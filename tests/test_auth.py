@@ -16,7 +16,7 @@ from tests.conftest import make_client
 from tests.test_jobs import jobs_cli
 
 KEYS = "/api/v1/analytics/keys"
-PUBLIC = {"/healthz", "/readyz", "/metrics"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
 
 
 def endpoints() -> list[tuple[str, str]]:

@@ -1,0 +1,387 @@
+"""GET /openapi.json (OpenAPI 3.1) and GET /docs.
+
+Request bodies are described by the msgspec structs that decode and validate them
+(`msgspec.json.schema_components`), so the contract cannot drift from the code; each operation
+below names its struct. Errors share one schema (ErrorBody). A test checks that every route of
+the app is described here and nothing else is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from alerts.channels import ChannelIn
+from alerts.incidents import Action
+from alerts.rules import RuleIn
+from alerts.silences import SilenceIn
+from ingest.events import PlatformEvent
+from ingest.wire import MetricEvent
+from jobs.routes import BatchTrackIn, KeyIn
+from monitoring.services import ServiceIn
+from service.http import JSON
+
+API = "/api/v1/analytics"
+NDJSON = ("application/x-ndjson", "application/jsonl")
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error answer (4xx, 5xx)."""
+
+    error: str
+    message: str
+    details: list[dict[str, Any]]
+
+
+# Batch bodies: a JSON array of these, {"events": [...]}, or NDJSON lines of them.
+BATCH_ITEMS: dict[str, Any] = {"batch:metric": MetricEvent, "batch:platform": PlatformEvent}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    path: str
+    summary: str
+    scope: str | None  # what service/auth.py asks for; None: no key
+    ok: int = 200
+    body: Any = None  # a msgspec type, or a key of BATCH_ITEMS for the batch bodies
+    body_required: bool = True
+    query: tuple[Param, ...] = ()
+    ok_media: str = "application/json"
+
+
+WINDOW = (
+    Param("hours", "Window: this many hours back from now (default 24).", {"type": "number"}),
+    Param("start", "Window start, RFC 3339 (instead of hours).", {"type": "string"}),
+    Param("end", "Window end, RFC 3339 (default now).", {"type": "string"}),
+)
+SELECTION = (
+    Param("group_by", "A tag key: one result per value."),
+    Param("tag.region", "A tag filter, repeatable: tag.<key>=<value> for any tag key."),
+)
+PERIOD = (
+    Param("period_type", "hour, day (default), week (ISO) or month, UTC."),
+    Param("period_start", "Any moment in the wanted period, RFC 3339 (default now)."),
+)
+TRENDS = (
+    Param("days", "Days back from now (default 30).", {"type": "number"}),
+    Param("period_type", "hour, day (default), week or month."),
+)
+
+OPERATIONS: tuple[Op, ...] = (
+    Op("GET", "/healthz", "The process serves HTTP", None),
+    Op("GET", "/readyz", "The database answers and every migration is applied", None),
+    Op("GET", "/metrics", "The service's own metrics (Prometheus)", None, ok_media="text/plain"),
+    Op("POST", f"{API}/metrics/record", "Record one metric event", "ingest", body=MetricEvent),
+    Op(
+        "POST",
+        f"{API}/metrics/batch",
+        "Record a batch of metric events",
+        "ingest",
+        body="batch:metric",
+    ),
+    Op(
+        "POST",
+        f"{API}/events",
+        "Record a batch of platform events",
+        "ingest",
+        body="batch:platform",
+    ),
+    Op("GET", f"{API}/performance", "Performance summary", "read", query=WINDOW),
+    Op("GET", f"{API}/metrics", "Every metric", "read"),
+    Op("GET", f"{API}/metrics/{{name}}/tags", "A metric's tag keys and values", "read"),
+    Op(
+        "GET",
+        f"{API}/metrics/{{name}}/statistics",
+        "Statistics of a metric",
+        "read",
+        query=(*WINDOW, *SELECTION, Param("exact", "true: exact percentiles from raw events.")),
+    ),
+    Op(
+        "GET",
+        f"{API}/metrics/{{name}}/time-series",
+        "Time series of a metric",
+        "read",
+        query=(
+            *WINDOW,
+            *SELECTION,
+            Param("interval", "1m ... 1mo (default 1h)."),
+            Param("agg", "avg (default), sum, min, max, count, p50, p95, p99, rate."),
+        ),
+    ),
+    Op("GET", f"{API}/platform/trends", "Platform figures per period", "read", query=TRENDS),
+    Op("GET", f"{API}/user/{{id}}", "A user's figures for a period", "read", query=PERIOD),
+    Op("GET", f"{API}/user/{{id}}/trends", "A user's figures per period", "read", query=TRENDS),
+    Op("GET", f"{API}/agent/{{id}}", "An agent's figures for a period", "read", query=PERIOD),
+    Op("GET", f"{API}/agent/{{id}}/trends", "An agent's figures per period", "read", query=TRENDS),
+    Op(
+        "GET",
+        f"{API}/dashboard",
+        "The dashboard",
+        "read",
+        query=(Param("days", "1 to 366 (default 7).", {"type": "integer"}),),
+    ),
+    Op("GET", f"{API}/alerts/rules", "Alert rules", "admin"),
+    Op("POST", f"{API}/alerts/rules", "Create an alert rule", "admin", ok=201, body=RuleIn),
+    Op("GET", f"{API}/alerts/rules/{{rule_id}}", "One alert rule", "admin"),
+    Op("PUT", f"{API}/alerts/rules/{{rule_id}}", "Replace an alert rule", "admin", body=RuleIn),
+    Op(
+        "PATCH",
+        f"{API}/alerts/rules/{{rule_id}}",
+        "Change some fields of a rule",
+        "admin",
+        body=dict[str, Any],
+    ),
+    Op("DELETE", f"{API}/alerts/rules/{{rule_id}}", "Delete an alert rule", "admin", ok=204),
+    Op("GET", f"{API}/alerts/channels", "Notification channels", "admin"),
+    Op("POST", f"{API}/alerts/channels", "Create a channel", "admin", ok=201, body=ChannelIn),
+    Op("GET", f"{API}/alerts/channels/{{channel_id}}", "One channel", "admin"),
+    Op(
+        "PUT", f"{API}/alerts/channels/{{channel_id}}", "Replace a channel", "admin", body=ChannelIn
+    ),
+    Op("DELETE", f"{API}/alerts/channels/{{channel_id}}", "Delete a channel", "admin", ok=204),
+    Op(
+        "GET",
+        f"{API}/alerts/silences",
+        "Silences in force",
+        "admin",
+        query=(Param("all", "true: ended ones too."),),
+    ),
+    Op("POST", f"{API}/alerts/silences", "Create a silence", "admin", ok=201, body=SilenceIn),
+    Op("DELETE", f"{API}/alerts/silences/{{silence_id}}", "End a silence", "admin", ok=204),
+    Op(
+        "GET",
+        f"{API}/alerts/incidents",
+        "Incidents (open and acknowledged by default)",
+        "admin",
+        query=(
+            Param("status", "open, acknowledged or resolved."),
+            Param("severity", "info, warning, error or critical."),
+            Param("since", "Opened at or after, RFC 3339."),
+        ),
+    ),
+    Op("GET", f"{API}/alerts/incidents/{{incident_id}}", "One incident with its timeline", "admin"),
+    Op(
+        "POST",
+        f"{API}/alerts/incidents/{{incident_id}}/acknowledge",
+        "Acknowledge",
+        "admin",
+        body=Action,
+        body_required=False,
+    ),
+    Op(
+        "POST",
+        f"{API}/alerts/incidents/{{incident_id}}/resolve",
+        "Resolve",
+        "admin",
+        body=Action,
+        body_required=False,
+    ),
+    Op("GET", f"{API}/monitoring/services", "Monitored services", "admin"),
+    Op("POST", f"{API}/monitoring/services", "Register a service", "admin", ok=201, body=ServiceIn),
+    Op("GET", f"{API}/monitoring/services/{{name}}", "One service", "admin"),
+    Op("PUT", f"{API}/monitoring/services/{{name}}", "Replace a service", "admin", body=ServiceIn),
+    Op("DELETE", f"{API}/monitoring/services/{{name}}", "Remove a service", "admin", ok=204),
+    Op("GET", f"{API}/monitoring/health", "Health summary", "read"),
+    Op(
+        "GET",
+        f"{API}/monitoring/health/{{service}}",
+        "One service's health and history",
+        "read",
+        query=(Param("limit", "History rows (default 100).", {"type": "number"}),),
+    ),
+    Op(
+        "GET",
+        f"{API}/monitoring/sla/{{service}}",
+        "SLA figures of a service",
+        "read",
+        query=(Param("days", "Days back (default 30).", {"type": "number"}),),
+    ),
+    Op("POST", f"{API}/keys", "Create an API key (shown once)", "admin", ok=201, body=KeyIn),
+    Op("GET", f"{API}/keys", "API keys (never the keys themselves)", "admin"),
+    Op("DELETE", f"{API}/keys/{{key}}", "Revoke an API key by id or name", "admin"),
+    Op(
+        "GET",
+        f"{API}/jobs",
+        "Periodic jobs and their recent runs",
+        "read",
+        query=(
+            Param("job", "Only this job."),
+            Param("limit", "Runs listed, 1 to 1000 (default 50).", {"type": "integer"}),
+        ),
+    ),
+    Op(
+        "POST",
+        f"{API}/batch-track",
+        "Materialise analytics for a range of periods",
+        "admin",
+        body=BatchTrackIn,
+    ),
+)
+
+
+def _path_params(path: str) -> list[dict[str, Any]]:
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    return [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for n in names
+    ]
+
+
+def operation_id(op: Op) -> str:
+    words = re.sub(r"[^a-z0-9]+", "_", op.path.lower()).strip("_")
+    return f"{op.method.lower()}_{words}"
+
+
+@cache
+def document() -> dict[str, Any]:
+    types: list[Any] = [ErrorBody]
+    for op in OPERATIONS:
+        body = BATCH_ITEMS[op.body] if isinstance(op.body, str) else op.body
+        if body is not None and repr(body) not in map(repr, types):
+            types.append(body)
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    by_type = dict(zip(map(repr, types), schemas, strict=True))
+    error = {
+        "description": "An error",
+        "content": {"application/json": {"schema": by_type[repr(ErrorBody)]}},
+    }
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        operation: dict[str, Any] = {
+            "summary": op.summary,
+            "operationId": operation_id(op),
+            "parameters": [
+                *_path_params(op.path),
+                *(
+                    {
+                        "name": p.name,
+                        "in": "query",
+                        "description": p.description,
+                        "schema": p.schema,
+                    }
+                    for p in op.query
+                ),
+            ],
+            "responses": {
+                str(op.ok): {"description": "Done"}
+                if op.ok == 204
+                else {
+                    "description": "Done",
+                    "content": {
+                        op.ok_media: {
+                            "schema": {"type": "string"}
+                            if op.ok_media != "application/json"
+                            else {"type": "object"}
+                        }
+                    },
+                },
+                "default": error,
+            },
+        }
+        if op.scope is not None:
+            operation["security"] = [{"apiKey": []}]
+            operation["description"] = f"Needs an API key with the `{op.scope}` scope."
+        else:
+            operation["security"] = []
+        if isinstance(op.body, str):
+            item = by_type[repr(BATCH_ITEMS[op.body])]
+            array = {"type": "array", "items": item}
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                array,
+                                {
+                                    "type": "object",
+                                    "properties": {"events": array},
+                                    "required": ["events"],
+                                    "additionalProperties": False,
+                                },
+                            ]
+                        }
+                    },
+                    **{media: {"schema": {"type": "string"}} for media in NDJSON},
+                },
+            }
+        elif op.body is not None:
+            operation["requestBody"] = {
+                "required": op.body_required,
+                "content": {"application/json": {"schema": by_type[repr(op.body)]}},
+            }
+        paths.setdefault(op.path, {})[op.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "astraeus-analytics",
+            "version": "1",
+            "description": "Metrics ingest, statistics, analytics, alerting and health. "
+            "Every error answers with ErrorBody.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"apiKey": []}],
+    }
+
+
+async def openapi(request: Request) -> JSON:
+    return JSON(document())
+
+
+DOCS = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>astraeus-analytics API</title>
+<style>body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
+h2{font-size:1rem;margin:1.4rem 0 .2rem}code{background:#f3f3f3;padding:0 .25rem}
+.m{display:inline-block;width:4.5rem;font-weight:600}small{color:#555}</style></head>
+<body><h1>astraeus-analytics API</h1>
+<p>The contract is <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Send
+<code>Authorization: Bearer &lt;key&gt;</code>; errors answer <code>{"error", "message",
+"details"}</code>.</p><div id="ops">Loading...</div>
+<script>
+fetch('/openapi.json').then(r => r.json()).then(doc => {
+  const out = [];
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const params = (op.parameters || []).map(p => `<code>${p.name}</code>`).join(' ');
+      const body = op.requestBody ? Object.keys(op.requestBody.content).join(', ') : '';
+      out.push(`<h2><span class="m">${method.toUpperCase()}</span><code>${path}</code></h2>` +
+        `<div>${op.summary}. <small>${op.description || 'No key needed.'}</small></div>` +
+        (params ? `<div><small>parameters:</small> ${params}</div>` : '') +
+        (body ? `<div><small>body:</small> ${body}</div>` : ''));
+    }
+  }
+  document.getElementById('ops').innerHTML = out.join('');
+});
+</script></body></html>
+"""
+
+
+async def docs(request: Request) -> HTMLResponse:
+    return HTMLResponse(DOCS)
+
+
+routes = [
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/docs", docs, methods=["GET"]),
+]
