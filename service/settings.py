@@ -399,6 +399,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingError(
             f"LOG_FORMAT={values['LOG_FORMAT']!r} is not valid: expected auto, json or text"
         )
+    if values["SMTP_USERNAME"] and not values["SMTP_PASSWORD"]:
+        raise SettingError(
+            "SMTP_USERNAME is set but SMTP_PASSWORD is empty: e-mail channels would fail to log "
+            "in; set the password, or clear SMTP_USERNAME for a server that needs no login"
+        )
     url = values.pop("DATABASE_URL")
     ingest = IngestSettings(
         retention_days=values["RETENTION_DAYS"],
