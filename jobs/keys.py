@@ -82,6 +82,8 @@ def listing(url: str) -> list[ApiKey]:
 
 def revoke(url: str, key: str) -> ApiKey:
     """Revoke the live key with this id or name."""
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise KeyRefused(f"no live key has the id or name {key[:200]!r}")
     with connect_sync(url, "astraeus-keys", autocommit=True) as conn:
         row = conn.execute(sql.query("api_key_revoke"), {"key": key}).fetchone()
     if row is None:
