@@ -53,6 +53,8 @@ def digest(key: str) -> bytes:
 def check(name: str, scopes: list[str]) -> list[str]:
     if not 1 <= len(name) <= 200 or not name.isprintable():
         raise KeyRefused("name: 1 to 200 printable characters")
+    if name.isdigit():
+        raise KeyRefused("name: not all digits (a number names a key by its id)")
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
         raise KeyRefused(f"scopes: expected some of {', '.join(SCOPES)}")

@@ -151,6 +151,7 @@ async def create_key(request: Request) -> JSON:
         raise _refused(exc) from None
     except psycopg.OperationalError:
         raise DatabaseUnavailable() from None
+    await request.app.state.keys.reload(request.app.state.pool)  # usable here at once
     return JSON({**record.body(), "key": key}, 201)
 
 
@@ -173,6 +174,7 @@ async def revoke_key(request: Request) -> JSON:
         raise NotFound(str(exc)) from None
     except psycopg.OperationalError:
         raise DatabaseUnavailable() from None
+    await request.app.state.keys.reload(request.app.state.pool)  # refused here at once
     return JSON(record.body())
 
 

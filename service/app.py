@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import asyncpg
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -35,7 +36,7 @@ from jobs.scheduler import Scheduler, start_in_thread
 from monitoring.services import load_services_file
 from query.entities import LiveFigures
 from service import db, health
-from service.auth import ApiKeys, KeyCache
+from service.auth import ApiKeys, KeyTable
 from service.errors import ApiError
 from service.http import JSON
 from service.metrics import Metrics, RequestMetrics
@@ -64,6 +65,15 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
         return await api_error(request, translated)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return await api_error(request, ApiError())
+
+
+DATABASE_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def create_app(settings: Settings | None = None, *, migrate_first: bool | None = None) -> Starlette:
@@ -96,6 +106,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             concurrency=max(1, settings.db_pool_max - settings.ingest.writers - 1),
         )
         app.state.live_figures = LiveFigures(settings.dashboard_cache_s)
+        await app.state.keys.reload(app.state.pool)
         app.state.scheduler = None
         if settings.run_scheduler:
             # Jobs run in a thread of their own (they are synchronous psycopg code), claiming
@@ -131,6 +142,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             await app.state.pool.close()
 
     metrics = Metrics()
+    keys_table = KeyTable(settings.auth_cache_s)
     app = Starlette(
         routes=[
             *health.routes,
@@ -150,7 +162,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             Middleware(RequestMetrics, metrics=metrics),
             Middleware(
                 ApiKeys,
-                cache=KeyCache(settings.auth_cache_s),
+                cache=keys_table,
                 disabled=settings.auth_disabled,
                 metrics_need_key=settings.metrics_require_key,
             ),
@@ -158,8 +170,12 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         exception_handlers={
             ApiError: api_error,
             HTTPException: http_error,
+            # Database failures by class: handled inside the middleware (request id, metrics,
+            # the connection kept alive), unlike the catch-all below.
+            **dict.fromkeys(DATABASE_ERRORS, unexpected_error),
             Exception: unexpected_error,
         },
     )
     app.state.metrics = metrics
+    app.state.keys = keys_table
     return app

@@ -17,6 +17,8 @@ that long to reach every server, and the hot ingest path does not query for ever
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from collections.abc import MutableMapping
@@ -24,7 +26,7 @@ from typing import Any
 
 import sql
 from jobs.keys import digest
-from service.db import connection, translate
+from service.db import connection
 from service.errors import ApiError
 from service.http import JSON
 from service.metrics import ASGIApp, Receive, Scope, Send
@@ -33,21 +35,30 @@ API = "/api/v1/analytics"
 PUBLIC = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
 INGEST = re.compile(rf"^{API}/(metrics/record|metrics/batch|events)$")
 ADMIN = re.compile(rf"^{API}/(alerts|monitoring/services|batch-track|keys)(/|$)")
-BEARER = re.compile(r"^Bearer ([A-Za-z0-9_\-]{16,200})$")
-CACHE_ENTRIES = 10_000
+BEARER = re.compile(r"^Bearer (ak_[A-Za-z0-9_\-]{43})$")  # what jobs/keys.py makes
+MISS_RELOAD_S = 1.0
+log = logging.getLogger("astraeus.auth")
 
 
 def required_scope(method: str, path: str, metrics_need_key: bool = False) -> str | None:
-    """The scope a request needs (None: none)."""
+    """The scope a request needs (None: none). Reads need `read`; any write that is not event
+    ingest needs `admin`, whatever routes are added later."""
     if path in PUBLIC:
         return None
     if path == "/metrics":
         return "read" if metrics_need_key else None
     if method == "POST" and INGEST.match(path):
         return "ingest"
-    if ADMIN.match(path):
+    if ADMIN.match(path) or method not in {"GET", "HEAD"}:
         return "admin"
     return "read"
+
+
+def route_path(scope: MutableMapping[str, Any]) -> str:
+    """The path the router matches: without the root path a proxy or a mount puts in front."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 class Unauthorized(ApiError):
@@ -70,36 +81,55 @@ class Forbidden(ApiError):
         )
 
 
-class KeyCache:
-    """Key hash -> (checked at, scopes or None for refused), for `ttl` seconds."""
+class KeyTable:
+    """Every live key's hash and scopes, in memory: no request waits on the database.
+
+    Reloaded every `ttl` seconds (AUTH_CACHE_S) by whichever request finds it stale, and on a
+    miss at most once a second (a key created on another server is found at once; random
+    tokens cost one shared query a second at most). A reload that fails keeps the table it has.
+    Keys created or revoked through this server reload it at once.
+    """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self.entries: dict[bytes, tuple[float, frozenset[str] | None]] = {}
+        self.keys: dict[bytes, frozenset[str]] = {}
+        self.loaded_at = -1e9
+        self.flight: asyncio.Task[None] | None = None
+
+    async def load(self, pool: Any) -> None:
+        async with connection(pool) as conn:
+            rows = await asyncio.wait_for(conn.fetch(sql.query("api_keys_live")), 5)
+        self.keys = {bytes(row["key_sha256"]): frozenset(row["scopes"]) for row in rows}
+        self.loaded_at = time.monotonic()
+
+    async def reload(self, pool: Any) -> None:
+        """One reload at a time; concurrent callers wait for the same one."""
+        if self.flight is None:
+            self.flight = asyncio.ensure_future(self._reload(pool))
+        await asyncio.shield(self.flight)
+
+    async def _reload(self, pool: Any) -> None:
+        try:
+            await asyncio.wait_for(self.load(pool), 5)
+        except Exception as exc:  # keep serving the keys known so far
+            log.warning("API keys could not be reloaded: %s", exc)
+            self.loaded_at = time.monotonic()  # try again after the interval, not at once
+        finally:
+            self.flight = None
 
     async def scopes(self, pool: Any, key: str) -> frozenset[str] | None:
         sha = digest(key)
-        now = time.monotonic()
-        hit = self.entries.get(sha)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
-        async with connection(pool) as conn:
-            row = await conn.fetchrow(sql.query("api_key_scopes"), sha)
-        found = frozenset(row["scopes"]) if row is not None else None
-        if self.ttl > 0:
-            if len(self.entries) >= CACHE_ENTRIES:
-                self.entries = {k: v for k, v in self.entries.items() if now - v[0] < self.ttl}
-                if len(self.entries) >= CACHE_ENTRIES:
-                    self.entries.clear()
-            self.entries[sha] = (now, found)
-        return found
+        age = time.monotonic() - self.loaded_at
+        if age >= self.ttl or (sha not in self.keys and age >= min(self.ttl, MISS_RELOAD_S)):
+            await self.reload(pool)
+        return self.keys.get(sha)
 
 
 class ApiKeys:
     """ASGI middleware: refuses a request whose key does not carry the scope its path needs."""
 
     def __init__(
-        self, app: ASGIApp, cache: KeyCache, disabled: bool, metrics_need_key: bool
+        self, app: ASGIApp, cache: KeyTable, disabled: bool, metrics_need_key: bool
     ) -> None:
         self.app = app
         self.cache = cache
@@ -107,8 +137,11 @@ class ApiKeys:
         self.metrics_need_key = metrics_need_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # none are served: refuse before anything runs
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] == "http" and not self.disabled:
-            needed = required_scope(scope["method"], scope["path"], self.metrics_need_key)
+            needed = required_scope(scope["method"], route_path(scope), self.metrics_need_key)
             if needed is not None:
                 refusal = await self._refusal(scope, needed)
                 if refusal is not None:
@@ -128,15 +161,7 @@ class ApiKeys:
         match = BEARER.match(header)
         if match is None:
             return Unauthorized()
-        try:
-            scopes = await self.cache.scopes(scope["app"].state.pool, match.group(1))
-        except ApiError as exc:  # the database cannot be reached: 503, not 401
-            return exc
-        except Exception as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            return translated
+        scopes = await self.cache.scopes(scope["app"].state.pool, match.group(1))
         if scopes is None:
             return Unauthorized()
         if needed not in scopes:

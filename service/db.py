@@ -86,10 +86,14 @@ def translate(exc: BaseException) -> ApiError | None:
     return None
 
 
+# Waiting longer than this for a pooled connection (all busy) is a 503, not a hung request.
+ACQUIRE_TIMEOUT_S = 10.0
+
+
 async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
     """A connection from the pool; failing to get one is a 503, whatever the reason."""
     try:
-        return await pool.acquire()
+        return await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise DatabaseUnavailable() from exc
 

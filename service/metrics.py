@@ -8,6 +8,7 @@ right whichever process ran the jobs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -17,7 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import sql
@@ -25,18 +26,23 @@ from service.db import connection
 from service.logs import SANE_ID, request_id
 
 access = logging.getLogger("astraeus.access")
+log = logging.getLogger("astraeus.http")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+SCRAPE_DB_TIMEOUT_S = 2.0
+SCRAPE_DB_EVERY_S = 5.0
 BATCH_BUCKETS = (1, 10, 100, 500, 1000, 5000, 10_000, 50_000)
 
 
 class Metrics:
     def __init__(self) -> None:
+        self.db_read_at = -1e9
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "astraeus_http_requests",
@@ -53,7 +59,8 @@ class Metrics:
         )
         self.refused = Counter(
             "astraeus_refused_requests",
-            "Requests answered with an error, by its code (validation_failed, queue_full, ...).",
+            "Requests answered with an error, by its code (validation_failed, ingest_queue_full,"
+            " unauthorized, ...).",
             ["reason"],
             registry=r,
         )
@@ -65,7 +72,7 @@ class Metrics:
         )
         self.bytes = Counter(
             "astraeus_ingest_bytes",
-            "Request body bytes of stored batches, as received (before decompression).",
+            "Request body bytes of stored batches, decompressed.",
             ["kind"],
             registry=r,
         )
@@ -110,6 +117,12 @@ class Metrics:
             ["job"],
             registry=r,
         )
+        self.db_ok = Gauge(
+            "astraeus_self_metrics_db_ok",
+            "1 when this scrape read the database-kept figures, 0 when it could not (they keep "
+            "their last values).",
+            registry=r,
+        )
         self.notification_failures = Gauge(
             "astraeus_notification_failures_24h",
             "Failed notification delivery attempts in the last 24 hours.",
@@ -145,26 +158,41 @@ class RequestMetrics:
         )
         rid = given if SANE_ID.match(given) else uuid.uuid4().hex
         token = request_id.set(rid)
+        started_response = False
 
         async def sending(message: MutableMapping[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
+        except Exception:
+            if started_response:
+                raise
+            # A bug: answered here, with the request id, rather than by the server's catch-all.
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            self.metrics.refused.labels("internal_error").inc()
+            body = {
+                "error": "internal_error",
+                "message": "The server failed to handle the request.",
+                "details": [],
+            }
+            await JSONResponse(body, 500)(scope, receive, sending)
         finally:
             request_id.reset(token)
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
-            key = (scope["method"], template, status)
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            key = (method, template, status)
             counter = self.counted.get(key)
             if counter is None:
                 counter = self.counted[key] = self.metrics.requests.labels(
-                    key[0], template, str(status)
+                    method, template, str(status)
                 )
             counter.inc()
             timer = self.timed.get(template)
@@ -174,18 +202,34 @@ class RequestMetrics:
             if access.isEnabledFor(logging.INFO):
                 access.info(
                     "%s %s %d %.1f ms",
-                    scope["method"],
-                    scope["path"],
+                    method,
+                    scope["path"].encode("unicode_escape").decode("ascii"),  # one line, always
                     status,
                     elapsed * 1e3,
                     extra={
                         "request_id": rid,
-                        "method": scope["method"],
+                        "method": method,
                         "path": scope["path"],
                         "status": status,
                         "duration_ms": round(elapsed * 1e3, 3),
                     },
                 )
+
+
+async def _from_database(metrics: Metrics, pool: Any) -> None:
+    async with connection(pool) as conn:
+        lag = await conn.fetchrow(sql.query("self_metrics_lag"))
+        jobs = await conn.fetch(sql.query("self_metrics_jobs"))
+        failed = await conn.fetchval(sql.query("self_metrics_notifications"))
+    for job in ("rollups", "track"):
+        metrics.lag.labels(job).set(float(lag[job] or 0))
+    metrics.job_seconds.clear()
+    metrics.job_failures.clear()
+    for row in jobs:
+        if row["last_duration_s"] is not None:
+            metrics.job_seconds.labels(row["job"]).set(float(row["last_duration_s"]))
+        metrics.job_failures.labels(row["job"]).set(row["failures"])
+    metrics.notification_failures.set(failed)
 
 
 async def exposition(request: Request) -> Response:
@@ -200,17 +244,15 @@ async def exposition(request: Request) -> Response:
         committer = getattr(state, "committer", None)
         if committer is not None:
             metrics.queue_events.set(committer.queued_events)
-        async with connection(pool) as conn:
-            lag = await conn.fetchrow(sql.query("self_metrics_lag"))
-            jobs = await conn.fetch(sql.query("self_metrics_jobs"))
-            failed = await conn.fetchval(sql.query("self_metrics_notifications"))
-        for job in ("rollups", "track"):
-            metrics.lag.labels(job).set(float(lag[job] or 0))
-        for row in jobs:
-            if row["last_duration_s"] is not None:
-                metrics.job_seconds.labels(row["job"]).set(float(row["last_duration_s"]))
-            metrics.job_failures.labels(row["job"]).set(row["failures"])
-        metrics.notification_failures.set(failed)
+        # At most one database read per SCRAPE_DB_EVERY_S, however often /metrics is called.
+        if time.monotonic() - metrics.db_read_at >= SCRAPE_DB_EVERY_S:
+            metrics.db_read_at = time.monotonic()
+            try:
+                await asyncio.wait_for(_from_database(metrics, pool), SCRAPE_DB_TIMEOUT_S)
+                metrics.db_ok.set(1)
+            except Exception as exc:  # keep the last figures; in-process ones still go out
+                log.warning("/metrics could not read the database: %s", exc)
+                metrics.db_ok.set(0)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -318,5 +318,6 @@ ORDER BY id;
 -- name: api_key_revoke
 -- By id or by name (the live key of that name); no row back: no such live key.
 UPDATE analytics.api_keys SET revoked_at = now()
-WHERE revoked_at IS NULL AND (id::text = %(key)s OR name = %(key)s)
+WHERE revoked_at IS NULL
+  AND CASE WHEN %(key)s ~ '^[0-9]{1,9}$' THEN id = %(key)s::integer ELSE name = %(key)s END
 RETURNING id, name, prefix, scopes, created_at, revoked_at;

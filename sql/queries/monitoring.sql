@@ -104,6 +104,5 @@ GROUP BY job;
 SELECT count(*) FROM analytics.notification_attempts
 WHERE NOT ok AND at > now() - interval '1 day';
 
--- name: api_key_scopes
--- The scopes of a live key, by its hash (no row: unknown or revoked).
-SELECT id, scopes FROM analytics.api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL;
+-- name: api_keys_live
+SELECT key_sha256, scopes FROM analytics.api_keys WHERE revoked_at IS NULL;
