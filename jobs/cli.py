@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 the job failed (one line on stderr says why), 2 bad usage.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -28,6 +29,7 @@ from jobs.periodic import own_api_url, periodic_jobs, repeat_interval, retention
 from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
 from jobs.scheduler import Scheduler, one_line
 from jobs.track import batch_track, track_invalidated
+from service import logs
 from service.db import connect_sync
 from service.periods import PERIODS, previous_start, spanning
 from service.settings import SettingError, Settings, load, redact_url
@@ -59,7 +61,7 @@ def database_errors(url: str) -> Iterator[None]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Jobs of astraeus-analytics: migrations, rollups, retention, compression, the scheduler."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logs.configure(os.environ.get("LOG_LEVEL") or "info", os.environ.get("LOG_FORMAT") or "auto")
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per health check
 
 

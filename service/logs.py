@@ -25,8 +25,9 @@ class RequestIdFilter(logging.Filter):
     """Puts the current request id (or None) on every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "request_id", None) is None:
-            record.request_id = request_id.get()
+        rid = getattr(record, "request_id", None) or request_id.get()
+        record.request_id = rid
+        record.request_tag = f" [{rid}]" if rid else ""
         return True
 
 
@@ -57,7 +58,7 @@ def configure(level: str, log_format: str = "auto") -> None:
     handler.setFormatter(
         JsonFormatter()
         if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

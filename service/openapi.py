@@ -23,13 +23,14 @@ from alerts.incidents import Action
 from alerts.rules import RuleIn
 from alerts.silences import SilenceIn
 from ingest.events import PlatformEvent
+from ingest.routes import NDJSON_TYPES
 from ingest.wire import MetricEvent
 from jobs.routes import BatchTrackIn, KeyIn
 from monitoring.services import ServiceIn
 from service.http import JSON
 
 API = "/api/v1/analytics"
-NDJSON = ("application/x-ndjson", "application/jsonl")
+NDJSON = NDJSON_TYPES
 
 
 class ErrorBody(msgspec.Struct):
@@ -242,6 +243,18 @@ def _path_params(path: str) -> list[dict[str, Any]]:
     ]
 
 
+# The error statuses the service answers with (ErrorBody each): what a client must handle.
+ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 503)
+
+
+def op_errors(op: Op) -> tuple[int, ...]:
+    if op.path in ("/healthz", "/readyz"):
+        return (503,)
+    if op.path == "/metrics":
+        return (401,)  # with METRICS_REQUIRE_KEY=true
+    return ERRORS
+
+
 def operation_id(op: Op) -> str:
     words = re.sub(r"[^a-z0-9]+", "_", op.path.lower()).strip("_")
     return f"{op.method.lower()}_{words}"
@@ -292,7 +305,7 @@ def document() -> dict[str, Any]:
                         }
                     },
                 },
-                "default": error,
+                **dict.fromkeys(map(str, op_errors(op)), error),
             },
         }
         if op.scope is not None:

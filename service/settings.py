@@ -143,8 +143,9 @@ SETTINGS: tuple[Setting[Any], ...] = (
     Setting(
         "AUTH_CACHE_S",
         30,
-        "Seconds a server remembers a checked API key (and a refused one): a revoked key "
-        "works at most this long on a server that saw it.",
+        "Seconds between reloads of the live API keys each server keeps in memory (and at most "
+        "one reload a second on an unknown key): a key revoked on another server stops working "
+        "here within this time.",
         _non_negative_int,
     ),
     Setting(

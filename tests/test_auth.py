@@ -9,6 +9,7 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from jobs import keys
 from service.app import create_app
 from service.auth import required_scope
 from service.settings import load
@@ -47,6 +48,23 @@ def test_the_scope_table_covers_every_route() -> None:
     assert needs[("GET", "/api/v1/analytics/alerts/incidents")] == "admin"
     assert needs[("POST", "/api/v1/analytics/batch-track")] == "admin"
     assert needs[("DELETE", "/api/v1/analytics/keys/1")] == "admin"
+    assert required_scope("POST", "/api/v1/analytics/some-future-route") == "admin"
+    assert required_scope("GET", "/api/v1/analytics/some-future-route") == "read"
+
+
+def test_the_scope_is_decided_on_the_routed_path(db_url: str) -> None:
+    _, key = keys.create(db_url, "reader", ["read"])
+    settings = load({"DATABASE_URL": db_url, "MIGRATE_ON_START": "false", "RUN_SCHEDULER": "false"})
+    with TestClient(create_app(settings), root_path="/behind/proxy") as client:
+        answer = client.get(
+            "/behind/proxy/api/v1/analytics/keys", headers={"Authorization": f"Bearer {key}"}
+        )
+        read = client.get(
+            "/behind/proxy/api/v1/analytics/metrics", headers={"Authorization": f"Bearer {key}"}
+        )
+
+    assert answer.status_code == 403
+    assert read.status_code == 200
 
 
 def test_every_endpoint_refuses_no_key_and_the_wrong_scope(db_url: str) -> None:
@@ -107,6 +125,7 @@ def test_keys_are_created_shown_once_listed_and_revoked(db_url: str) -> None:
         created = admin.post(KEYS, json={"name": "collector", "scopes": ["ingest"]})
         duplicate = admin.post(KEYS, json={"name": "collector", "scopes": ["read"]})
         bad = admin.post(KEYS, json={"name": "x", "scopes": ["root"]})
+        digits = admin.post(KEYS, json={"name": "123", "scopes": ["read"]})
         key = created.json()["key"]
         as_collector = {"Authorization": f"Bearer {key}"}
         sent = admin.post(
@@ -127,6 +146,7 @@ def test_keys_are_created_shown_once_listed_and_revoked(db_url: str) -> None:
     assert created.json()["prefix"] == key[:10]
     assert duplicate.status_code == 409 and duplicate.json()["details"][0]["field"] == "name"
     assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "scopes"
+    assert digits.status_code == 422 and digits.json()["details"][0]["field"] == "name"
     assert sent.status_code == 200
     assert [k["name"] for k in listed if k["name"] == "collector"] == ["collector"]
     assert all("key" not in k for k in listed)

@@ -56,6 +56,7 @@ def test_a_long_query_is_cut_while_ingest_carries_on(
     assert [a.status_code for a in answers] == [422, 422, 422]
     assert answers[0].json()["error"] == "query_too_expensive"
     assert "statement timeout" in answers[0].json()["message"]
+    assert len(answers[0].headers["x-request-id"]) == 32  # handled inside the middleware
     assert [s.status_code for s in stored] == [200] * 20
 
 
