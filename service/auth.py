@@ -85,8 +85,9 @@ class KeyTable:
     """Every live key's hash and scopes, in memory: no request waits on the database.
 
     Reloaded every `ttl` seconds (AUTH_CACHE_S) by whichever request finds it stale, and on a
-    miss at most once a second (a key created on another server is found at once; random
-    tokens cost one shared query a second at most). A reload that fails keeps the table it has.
+    miss at most once a second: a request with an unknown key waits for that reload (a key just
+    created on another server works at once, after up to a second), and random tokens cost one
+    shared query a second at most. A reload that fails keeps the table it has.
     Keys created or revoked through this server reload it at once.
     """
 
@@ -120,8 +121,16 @@ class KeyTable:
     async def scopes(self, pool: Any, key: str) -> frozenset[str] | None:
         sha = digest(key)
         age = time.monotonic() - self.loaded_at
-        if age >= self.ttl or (sha not in self.keys and age >= min(self.ttl, MISS_RELOAD_S)):
+        if age >= self.ttl:
             await self.reload(pool)
+        elif sha not in self.keys:
+            # Maybe a key created a moment ago elsewhere: wait for the next allowed reload
+            # (shared by every request waiting) rather than refuse it.
+            seen = self.loaded_at
+            if age < MISS_RELOAD_S:
+                await asyncio.sleep(MISS_RELOAD_S - age)
+            if self.loaded_at == seen:  # nobody reloaded since this request looked
+                await self.reload(pool)
         return self.keys.get(sha)
 
 

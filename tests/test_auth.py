@@ -180,3 +180,12 @@ def test_metrics_can_be_put_behind_a_key(db_url: str) -> None:
     with make_client(db_url, scopes=None, METRICS_REQUIRE_KEY="true") as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_key_created_elsewhere_works_at_once(db_url: str) -> None:
+    with make_client(db_url, scopes=None) as client:
+        assert client.get("/healthz").status_code == 200  # the server has loaded its keys
+        _, key = keys.create(db_url, "made by the CLI", ["read"])
+        answer = client.get("/api/v1/analytics/metrics", headers={"Authorization": f"Bearer {key}"})
+
+    assert answer.status_code == 200
