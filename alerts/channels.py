@@ -14,7 +14,7 @@ from starlette.responses import Response
 import sql
 from alerts.rules import BODY_LIMIT, decode
 from service.db import connection, save
-from service.errors import NotFound, ValidationFailed, field_error
+from service.errors import NotFound, ValidationFailed
 from service.http import JSON, read_body, require_media_type
 
 _EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
@@ -30,26 +30,27 @@ class ChannelIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = True
 
     def config(self) -> dict[str, Any]:
-        def refuse(field: str, reason: str) -> ValidationFailed:
-            return ValidationFailed(f"{field}: {reason}", details=[field_error(field, reason)])
-
         if self.type == "email":
             if not self.to:
-                raise refuse("to", "an email channel needs at least one address")
+                raise ValidationFailed.of("to", "an email channel needs at least one address")
             for index, address in enumerate(self.to):
                 if not _EMAIL.match(address):
-                    raise refuse(f"to[{index}]", f"{address!r} is not an e-mail address")
+                    raise ValidationFailed.of(
+                        f"to[{index}]", f"{address!r} is not an e-mail address"
+                    )
             if self.url or self.secret:
-                raise refuse("url", "an email channel takes `to` only")
+                raise ValidationFailed.of("url", "an email channel takes `to` only")
             return {"to": self.to}
         if not self.url or not _URL.match(self.url) or not _parses(self.url):
-            raise refuse("url", f"a {self.type} channel needs a valid http(s) URL")
+            raise ValidationFailed.of("url", f"a {self.type} channel needs a valid http(s) URL")
         if self.to:
-            raise refuse("to", f"a {self.type} channel takes no `to`")
+            raise ValidationFailed.of("to", f"a {self.type} channel takes no `to`")
         if self.type == "slack":
             return {"url": self.url}
         if not self.secret or len(self.secret) < 16:
-            raise refuse("secret", "a webhook channel needs a secret of 16 characters or more")
+            raise ValidationFailed.of(
+                "secret", "a webhook channel needs a secret of 16 characters or more"
+            )
         return {"url": self.url, "secret": self.secret}
 
 

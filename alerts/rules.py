@@ -12,7 +12,7 @@ from starlette.responses import Response
 import sql
 from ingest.wire import NAME_PATTERN, describe
 from service.db import connection, save
-from service.errors import BadRequest, NotFound, ValidationFailed, field_error
+from service.errors import BadRequest, NotFound, ValidationFailed
 from service.http import JSON, read_body, require_media_type
 
 BODY_LIMIT = 64 * 1024
@@ -63,30 +63,35 @@ def decode(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
 async def check(conn: asyncpg.Connection, rule: RuleIn) -> None:
     """What the wire types cannot say: hysteresis direction, the metric, rate on counters."""
 
-    def refuse(field: str, reason: str) -> ValidationFailed:
-        return ValidationFailed(f"{field}: {reason}", details=[field_error(field, reason)])
-
     recovery, op = rule.recovery_threshold, rule.condition_operator
     if recovery is not None:
         if op == "eq":
-            raise refuse("recovery_threshold", "has no meaning with condition_operator eq")
+            raise ValidationFailed.of(
+                "recovery_threshold", "has no meaning with condition_operator eq"
+            )
         if op in ("gt", "gte") and recovery > rule.threshold:
-            raise refuse("recovery_threshold", "must not be above threshold for gt/gte")
+            raise ValidationFailed.of(
+                "recovery_threshold", "must not be above threshold for gt/gte"
+            )
         if op in ("lt", "lte") and recovery < rule.threshold:
-            raise refuse("recovery_threshold", "must not be below threshold for lt/lte")
+            raise ValidationFailed.of(
+                "recovery_threshold", "must not be below threshold for lt/lte"
+            )
     for key, values in rule.filters().items():
         if not key or not values:
-            raise refuse(f"tags.{key}", "a tag filter needs a key and at least one value")
+            raise ValidationFailed.of(
+                f"tags.{key}", "a tag filter needs a key and at least one value"
+            )
     await require_channels(conn, rule.channels)
     metric = await conn.fetchrow(sql.query("metric_by_name"), rule.metric_name)
     if metric is None and not rule.allow_unknown_metric:
-        raise refuse(
+        raise ValidationFailed.of(
             "metric_name",
             f"no metric named {rule.metric_name!r} has been recorded; "
             "send allow_unknown_metric: true to create the rule anyway",
         )
     if rule.aggregation == "rate" and metric is not None and metric["metric_type"] != "counter":
-        raise refuse(
+        raise ValidationFailed.of(
             "aggregation",
             f"rate applies to counters; {rule.metric_name!r} is a {metric['metric_type']}",
         )
@@ -97,8 +102,7 @@ async def require_channels(conn: asyncpg.Connection, channels: list[int]) -> Non
     found = {r["id"] for r in await conn.fetch(sql.query("channels_existing"), channels)}
     missing = sorted(set(channels) - found)
     if missing:
-        reason = f"no channel with id {', '.join(map(str, missing))}"
-        raise ValidationFailed(f"channels: {reason}", details=[field_error("channels", reason)])
+        raise ValidationFailed.of("channels", f"no channel with id {', '.join(map(str, missing))}")
 
 
 def columns(rule: RuleIn) -> tuple[Any, ...]:

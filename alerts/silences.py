@@ -13,7 +13,7 @@ from starlette.responses import Response
 import sql
 from alerts.rules import BODY_LIMIT, decode
 from service.db import connection
-from service.errors import NotFound, ValidationFailed, field_error
+from service.errors import NotFound, ValidationFailed
 from service.http import JSON, read_body, require_media_type
 
 
@@ -30,10 +30,6 @@ class SilenceIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 _silence = msgspec.json.Decoder(SilenceIn)
 
 
-def refuse(field: str, reason: str) -> ValidationFailed:
-    return ValidationFailed(f"{field}: {reason}", details=[field_error(field, reason)])
-
-
 def present(row: asyncpg.Record) -> dict[str, Any]:
     body = dict(row)
     body["matchers"] = msgspec.json.decode(row["matchers"])
@@ -44,21 +40,21 @@ async def create(request: Request) -> JSON:
     require_media_type(request, "application/json")
     silence: SilenceIn = decode(await read_body(request, BODY_LIMIT), _silence)
     if silence.rule_id is None and not silence.matchers:
-        raise refuse("rule_id", "name a rule_id or give matchers")
+        raise ValidationFailed.of("rule_id", "name a rule_id or give matchers")
     if (silence.ends_at is None) == (silence.duration_seconds is None):
-        raise refuse("ends_at", "give ends_at or duration_seconds, one of them")
+        raise ValidationFailed.of("ends_at", "give ends_at or duration_seconds, one of them")
     starts = silence.starts_at or datetime.now(UTC)
     try:
         ends = silence.ends_at or starts + timedelta(seconds=silence.duration_seconds or 0)
     except OverflowError:
-        raise refuse("duration_seconds", "ends past the year 9999") from None
+        raise ValidationFailed.of("duration_seconds", "ends past the year 9999") from None
     if ends <= starts:
-        raise refuse("ends_at", "must be later than starts_at")
+        raise ValidationFailed.of("ends_at", "must be later than starts_at")
     async with connection(request.app.state.pool) as conn:
         if silence.rule_id is not None and not await conn.fetchval(
             sql.query("rule_exists"), silence.rule_id
         ):
-            raise refuse("rule_id", f"no alert rule with id {silence.rule_id}")
+            raise ValidationFailed.of("rule_id", f"no alert rule with id {silence.rule_id}")
         new_id = await conn.fetchval(
             sql.query("silence_insert"),
             silence.rule_id,

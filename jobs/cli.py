@@ -250,7 +250,7 @@ def keys_revoke(database_url: str, key: str) -> None:
     with database_errors(database_url):
         try:
             record = keys.revoke(database_url, key)
-        except keys.KeyRefused as exc:
+        except keys.NoSuchKey as exc:
             fail(str(exc))
     click.echo(f"key {record.id} {record.name!r} revoked")
 

@@ -23,7 +23,19 @@ PREFIX_CHARS = 10
 
 
 class KeyRefused(ValueError):
-    """A key cannot be created or revoked as asked (the message says why)."""
+    """A key cannot be created or revoked as asked: `field: reason`."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+class KeyTaken(KeyRefused):
+    """A live key already has the name."""
+
+
+class NoSuchKey(LookupError):
+    """No live key has the id or name given."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +64,12 @@ def digest(key: str) -> bytes:
 
 def check(name: str, scopes: list[str]) -> list[str]:
     if not 1 <= len(name) <= 200 or not name.isprintable():
-        raise KeyRefused("name: 1 to 200 printable characters")
+        raise KeyRefused("name", "1 to 200 printable characters")
     if name.isdigit():
-        raise KeyRefused("name: not all digits (a number names a key by its id)")
+        raise KeyRefused("name", "not all digits (a number names a key by its id)")
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
-        raise KeyRefused(f"scopes: expected some of {', '.join(SCOPES)}")
+        raise KeyRefused("scopes", f"expected some of {', '.join(SCOPES)}")
     return sorted(set(scopes), key=SCOPES.index)
 
 
@@ -72,7 +84,7 @@ def create(url: str, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
                 {"name": name, "prefix": key[:PREFIX_CHARS], "sha": digest(key), "scopes": scopes},
             ).fetchone()
         except psycopg.errors.UniqueViolation:
-            raise KeyRefused(f"name: a live key is already named {name!r}") from None
+            raise KeyTaken("name", f"a live key is already named {name!r}") from None
     assert row is not None
     return ApiKey(*row), key
 
@@ -85,9 +97,9 @@ def listing(url: str) -> list[ApiKey]:
 def revoke(url: str, key: str) -> ApiKey:
     """Revoke the live key with this id or name."""
     if not 1 <= len(key) <= 200 or not key.isprintable():
-        raise KeyRefused(f"no live key has the id or name {key[:200]!r}")
+        raise NoSuchKey(f"no live key has the id or name {key[:200]!r}")
     with connect_sync(url, "astraeus-keys", autocommit=True) as conn:
         row = conn.execute(sql.query("api_key_revoke"), {"key": key}).fetchone()
     if row is None:
-        raise KeyRefused(f"no live key has the id or name {key!r}")
+        raise NoSuchKey(f"no live key has the id or name {key!r}")
     return ApiKey(*row)

@@ -89,8 +89,7 @@ async def post_batch_track(request: Request) -> JSON:
     require_media_type(request, "application/json")
     wanted: BatchTrackIn = decode(await read_body(request, 4096), _batch_track)
     if wanted.period_end <= wanted.period_start:
-        reason = "must be later than period_start"
-        raise ValidationFailed(f"period_end: {reason}", details=[field_error("period_end", reason)])
+        raise ValidationFailed.of("period_end", "must be later than period_start")
     try:
         # At least this many periods: past the limit without walking a huge range.
         count = (wanted.period_end - wanted.period_start) // LONGEST[wanted.period_type]
@@ -98,16 +97,15 @@ async def post_batch_track(request: Request) -> JSON:
             count = len(spanning(wanted.period_type, wanted.period_start, wanted.period_end))
             previous_start(wanted.period_type, wanted.period_start)  # churn reads it
     except OverflowError:
-        reason = "the range reaches past the years 1 to 9999"
-        raise ValidationFailed(
-            f"period_end: {reason}", details=[field_error("period_end", reason)]
+        raise ValidationFailed.of(
+            "period_end", "the range reaches past the years 1 to 9999"
         ) from None
     if count > MAX_BATCH_PERIODS:
-        reason = (
+        raise ValidationFailed.of(
+            "period_end",
             f"the range spans {count} periods of a {wanted.period_type}; at most "
-            f"{MAX_BATCH_PERIODS} per request (use `python -m jobs track` for more)"
+            f"{MAX_BATCH_PERIODS} per request (use `python -m jobs track` for more)",
         )
-        raise ValidationFailed(f"period_end: {reason}", details=[field_error("period_end", reason)])
     url = request.app.state.settings.require_database_url()
     try:
         report = await asyncio.to_thread(
@@ -133,11 +131,6 @@ class KeyIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 _key_in = msgspec.json.Decoder(KeyIn)
 
 
-def _refused(exc: keys.KeyRefused) -> ValidationFailed:
-    field, _, reason = str(exc).partition(": ")
-    return ValidationFailed(str(exc), details=[field_error(field, reason)])
-
-
 async def create_key(request: Request) -> JSON:
     """POST /api/v1/analytics/keys: a new key, shown in this answer only."""
     require_media_type(request, "application/json")
@@ -145,10 +138,10 @@ async def create_key(request: Request) -> JSON:
     url = request.app.state.settings.require_database_url()
     try:
         record, key = await asyncio.to_thread(keys.create, url, wanted.name, wanted.scopes)
+    except keys.KeyTaken as exc:
+        raise Conflict(str(exc), details=[field_error("name", "already in use")]) from None
     except keys.KeyRefused as exc:
-        if "already named" in str(exc):
-            raise Conflict(str(exc), details=[field_error("name", "already in use")]) from None
-        raise _refused(exc) from None
+        raise ValidationFailed.of(exc.field, exc.reason) from None
     except psycopg.OperationalError:
         raise DatabaseUnavailable() from None
     await request.app.state.keys.reload(request.app.state.pool)  # usable here at once
@@ -170,7 +163,7 @@ async def revoke_key(request: Request) -> JSON:
     url = request.app.state.settings.require_database_url()
     try:
         record = await asyncio.to_thread(keys.revoke, url, request.path_params["key"])
-    except keys.KeyRefused as exc:
+    except keys.NoSuchKey as exc:
         raise NotFound(str(exc)) from None
     except psycopg.OperationalError:
         raise DatabaseUnavailable() from None

@@ -13,7 +13,7 @@ from starlette.responses import Response
 import sql
 from alerts.rules import BODY_LIMIT, decode, require_channels
 from service.db import connection, save
-from service.errors import NotFound, ValidationFailed, field_error
+from service.errors import NotFound, ValidationFailed
 from service.http import JSON, read_body, require_media_type
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
@@ -78,17 +78,14 @@ def present(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def _columns(service: ServiceIn) -> tuple[Any, ...]:
-    def refuse(field: str, reason: str) -> ValidationFailed:
-        return ValidationFailed(f"{field}: {reason}", details=[field_error(field, reason)])
-
     if service.timeout_ms <= service.degraded_ms:
-        raise refuse("timeout_ms", "must be above degraded_ms")
+        raise ValidationFailed.of("timeout_ms", "must be above degraded_ms")
     check = service.check
     if isinstance(check, HttpCheck):
         if check.expect_status[0] > check.expect_status[1]:
-            raise refuse("check.expect_status", "expected [low, high]")
+            raise ValidationFailed.of("check.expect_status", "expected [low, high]")
         if check.method == "HEAD" and check.body_contains:
-            raise refuse("check.body_contains", "a HEAD answer has no body")
+            raise ValidationFailed.of("check.body_contains", "a HEAD answer has no body")
     return (
         service.name,
         service.service_type,

@@ -69,6 +69,11 @@ class ValidationFailed(ApiError):
     code = "validation_failed"
     default_message = "The request did not pass validation."
 
+    @classmethod
+    def of(cls, field: str, reason: str) -> ValidationFailed:
+        """A refusal naming one field: `field: reason`, with the detail."""
+        return cls(f"{field}: {reason}", details=[field_error(field, reason)])
+
     def for_single_item(self) -> ValidationFailed:
         """The same refusal for a one-item request: no batch index, the field up front."""
         details = [{k: v for k, v in d.items() if k != "index"} for d in self.details]
