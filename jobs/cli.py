@@ -10,34 +10,28 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-import psycopg
 
 import sql
-from jobs import compress, keys, retention
+from jobs import compress, retention
 from jobs.alerts import evaluate
+from jobs.cli_common import database_errors, database_url, fail
+from jobs.cli_keys import keys_group
 from jobs.health import check_services
 from jobs.migrate import MigrationError, migrate
 from jobs.notify import deliver
 from jobs.periodic import own_api_url, periodic_jobs, repeat_interval, retention_policy
 from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
-from jobs.scheduler import Scheduler, one_line
+from jobs.scheduler import Scheduler
 from jobs.track import batch_track, track_invalidated
 from service import logs
 from service.db import connect_sync
 from service.periods import PERIODS, previous_start, spanning
 from service.settings import SettingError, Settings, load, redact_url
-
-
-def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 def settings() -> Settings:
@@ -47,31 +41,11 @@ def settings() -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
-@contextmanager
-def database_errors(url: str) -> Iterator[None]:
-    """A database that cannot be reached, or refuses, is one line and exit 1, not a traceback."""
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        fail(f"cannot reach the database {redact_url(url)}: {one_line(exc)}")
-    except psycopg.Error as exc:
-        fail(f"the database refused: {one_line(exc)}")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Jobs of astraeus-analytics: migrations, rollups, retention, compression, the scheduler."""
     logs.configure(os.environ.get("LOG_LEVEL") or "info", os.environ.get("LOG_FORMAT") or "auto")
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per health check
-
-
-database_url = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    required=True,
-    show_envvar=True,
-    help="PostgreSQL URL of the database (with TimescaleDB).",
-)
 
 
 def _moment(value: str | None, option: str) -> datetime | None:
@@ -199,60 +173,6 @@ def track_command(database_url: str, start: str | None, end: str | None, period_
         f"{report.rows['user']} user row(s), {report.rows['agent']} agent row(s), "
         f"{report.rows['platform']} platform row(s); {report.rows_changed} changed"
     )
-
-
-@main.group("keys")
-def keys_group() -> None:
-    """API keys: create, list, revoke. A key is shown once, when it is created."""
-
-
-@keys_group.command("create")
-@database_url
-@click.option("--name", required=True, help="What the key is for (unique among live keys).")
-@click.option(
-    "--scopes",
-    required=True,
-    help="Comma-separated: ingest (write events), read (queries), admin (everything else).",
-)
-def keys_create(database_url: str, name: str, scopes: str) -> None:
-    """Create a key; the key itself is printed alone on the last line."""
-    with database_errors(database_url):
-        try:
-            record, key = keys.create(database_url, name, [s.strip() for s in scopes.split(",")])
-        except keys.KeyRefused as exc:
-            raise click.UsageError(str(exc)) from None
-    click.echo(f"key {record.id} {record.name!r}, scopes {','.join(record.scopes)}:")
-    click.echo(key)
-
-
-@keys_group.command("list")
-@database_url
-def keys_list(database_url: str) -> None:
-    """Every key (revoked ones too) by id, name, prefix and scopes; never the keys."""
-    with database_errors(database_url):
-        found = keys.listing(database_url)
-    click.echo(
-        f"{'id':>4}  {'name':<24} {'prefix':<12} {'scopes':<18} {'created (UTC)':<19}  revoked"
-    )
-    for k in found:
-        revoked = f"{k.revoked_at:%Y-%m-%d %H:%M:%S}" if k.revoked_at else ""
-        click.echo(
-            f"{k.id:>4}  {k.name:<24} {k.prefix:<12} {','.join(k.scopes):<18} "
-            f"{k.created_at:%Y-%m-%d %H:%M:%S}  {revoked}"
-        )
-
-
-@keys_group.command("revoke")
-@database_url
-@click.argument("key")
-def keys_revoke(database_url: str, key: str) -> None:
-    """Revoke the live key with this id or name (servers stop taking it within AUTH_CACHE_S)."""
-    with database_errors(database_url):
-        try:
-            record = keys.revoke(database_url, key)
-        except keys.NoSuchKey as exc:
-            fail(str(exc))
-    click.echo(f"key {record.id} {record.name!r} revoked")
 
 
 @main.command("retention")
@@ -422,3 +342,6 @@ def status_command(database_url: str, job: str | None, limit: int) -> None:
             f"{rows_affected if rows_affected is not None else '-':>8}  {outcome:<11} "
             f"{error or detail or ''}"
         )
+
+
+main.add_command(keys_group)
