@@ -97,12 +97,6 @@ class KeyTable:
         self.loaded_at = -1e9
         self.flight: asyncio.Task[None] | None = None
 
-    async def load(self, pool: Any) -> None:
-        async with connection(pool) as conn:
-            rows = await asyncio.wait_for(conn.fetch(sql.query("api_keys_live")), 5)
-        self.keys = {bytes(row["key_sha256"]): frozenset(row["scopes"]) for row in rows}
-        self.loaded_at = time.monotonic()
-
     async def reload(self, pool: Any) -> None:
         """One reload at a time; concurrent callers wait for the same one."""
         if self.flight is None:
@@ -111,7 +105,10 @@ class KeyTable:
 
     async def _reload(self, pool: Any) -> None:
         try:
-            await asyncio.wait_for(self.load(pool), 5)
+            async with asyncio.timeout(5), connection(pool) as conn:
+                rows = await conn.fetch(sql.query("api_keys_live"))
+            self.keys = {bytes(row["key_sha256"]): frozenset(row["scopes"]) for row in rows}
+            self.loaded_at = time.monotonic()
         except Exception as exc:  # keep serving the keys known so far
             log.warning("API keys could not be reloaded: %s", exc)
             self.loaded_at = time.monotonic()  # try again after the interval, not at once

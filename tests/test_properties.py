@@ -14,6 +14,7 @@ from starlette.datastructures import QueryParams
 from ingest import events, wire
 from ingest.tagsets import TagSets
 from ingest.validate import validate
+from ingest.wire import MetricEvent
 from query import params
 from service.errors import ApiError
 from service.settings import load
@@ -33,22 +34,8 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-FIELDS = ("metric_name", "value", "metric_type", "unit", "tags", "timestamp", "source")
-EVENT_FIELDS = (
-    "event_type",
-    "timestamp",
-    "user_id",
-    "agent_id",
-    "contract_id",
-    "amount",
-    "fee",
-    "duration_ms",
-    "success",
-    "value",
-    "endpoint",
-    "method",
-    "status",
-)
+FIELDS = MetricEvent.__struct_fields__
+EVENT_FIELDS = events.PlatformEvent.__struct_fields__
 event_like = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=7)
 platform_like = st.dictionaries(st.sampled_from(EVENT_FIELDS), json_values, max_size=8)
 
