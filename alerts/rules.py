@@ -98,12 +98,18 @@ async def check(conn: asyncpg.Connection, rule: RuleIn) -> list[str]:
     await require_channels(conn, rule.channels)
     metric = await conn.fetchrow(sql.query("metric_by_name"), rule.metric_name)
     if metric is None:
-        if rule.allow_unknown_metric:
-            return []
-        return [
-            f"No metric named {rule.metric_name!r} has been recorded yet: until its events "
-            f"arrive the rule is evaluated as having no data (no_data: {rule.no_data})."
-        ]
+        warnings = []
+        if not rule.allow_unknown_metric:
+            warnings.append(
+                f"No metric named {rule.metric_name!r} has been recorded yet: until its events "
+                f"arrive the rule is evaluated as having no data (no_data: {rule.no_data})."
+            )
+        if rule.aggregation == "rate":
+            warnings.append(
+                f"rate applies to counters: record {rule.metric_name!r} as a counter, "
+                "or its rate means nothing."
+            )
+        return warnings
     if rule.aggregation == "rate" and metric["metric_type"] != "counter":
         raise ValidationFailed.of(
             "aggregation",

@@ -115,6 +115,15 @@ def test_allow_unknown_metric_silences_the_warning(client: TestClient) -> None:
     assert created["warnings"] == []
 
 
+def test_a_rate_rule_on_an_unrecorded_metric_warns_it_must_be_a_counter(
+    client: TestClient,
+) -> None:
+    created = rule(client, aggregation="rate", allow_unknown_metric=True)
+
+    [warning] = created["warnings"]
+    assert "counter" in warning and "'api.error_rate'" in warning
+
+
 def test_changing_a_rule_to_an_unrecorded_metric_warns(client: TestClient) -> None:
     record(client, 1.0, BASE)
     path = f"{RULES}/{rule(client)['id']}"
