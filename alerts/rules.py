@@ -1,4 +1,10 @@
-"""Alert rules: the seed's body, validated at the edge, and their CRUD endpoints."""
+"""Alert rules: the seed's body, validated at the edge, and their CRUD endpoints.
+
+A rule may name a metric no event has recorded yet (rules are often provisioned before the
+metrics flow): it is accepted, and the write answers a `warnings` list saying so; until events
+arrive the rule's `no_data` setting governs its evaluation. `allow_unknown_metric: true` (kept
+for clients that send it) says the client knows, and silences that warning.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +46,13 @@ class RuleIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     no_data: NoData = "keep_state"
     enabled: bool = True
     channels: list[Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]] = []
-    allow_unknown_metric: bool = False
+    # Kept for clients written when a metric not recorded yet was refused without it.
+    allow_unknown_metric: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Silences the warning that no event has recorded metric_name yet."
+        ),
+    ] = False
 
     def filters(self) -> dict[str, list[str]]:
         return {k: [v] if isinstance(v, str) else v for k, v in self.tags.items()}
@@ -60,8 +72,9 @@ def decode(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
         raise BadRequest(f"The body is not valid JSON: {exc}") from None
 
 
-async def check(conn: asyncpg.Connection, rule: RuleIn) -> None:
-    """What the wire types cannot say: hysteresis direction, the metric, rate on counters."""
+async def check(conn: asyncpg.Connection, rule: RuleIn) -> list[str]:
+    """What the wire types cannot say: hysteresis direction, the channels, rate on counters.
+    Returns the warnings of the write: a metric not recorded yet."""
 
     recovery, op = rule.recovery_threshold, rule.condition_operator
     if recovery is not None:
@@ -84,17 +97,25 @@ async def check(conn: asyncpg.Connection, rule: RuleIn) -> None:
             )
     await require_channels(conn, rule.channels)
     metric = await conn.fetchrow(sql.query("metric_by_name"), rule.metric_name)
-    if metric is None and not rule.allow_unknown_metric:
-        raise ValidationFailed.of(
-            "metric_name",
-            f"no metric named {rule.metric_name!r} has been recorded; "
-            "send allow_unknown_metric: true to create the rule anyway",
-        )
-    if rule.aggregation == "rate" and metric is not None and metric["metric_type"] != "counter":
+    if metric is None:
+        warnings = []
+        if not rule.allow_unknown_metric:
+            warnings.append(
+                f"No metric named {rule.metric_name!r} has been recorded yet: until its events "
+                f"arrive the rule is evaluated as having no data (no_data: {rule.no_data})."
+            )
+        if rule.aggregation == "rate":
+            warnings.append(
+                f"rate applies to counters: record {rule.metric_name!r} as a counter, "
+                "or its rate means nothing."
+            )
+        return warnings
+    if rule.aggregation == "rate" and metric["metric_type"] != "counter":
         raise ValidationFailed.of(
             "aggregation",
             f"rate applies to counters; {rule.metric_name!r} is a {metric['metric_type']}",
         )
+    return []
 
 
 async def require_channels(conn: asyncpg.Connection, channels: list[int]) -> None:
@@ -163,11 +184,11 @@ async def create(request: Request) -> JSON:
     require_media_type(request, "application/json")
     rule = decode(await read_body(request, BODY_LIMIT), _rule)
     async with connection(request.app.state.pool) as conn:
-        await check(conn, rule)
+        warnings = await check(conn, rule)
         async with conn.transaction():
             new_id = await _save(conn, "rule_insert", *columns(rule))
             await conn.execute(sql.query("rule_set_channels"), new_id, rule.channels)
-        return JSON(await fetch(conn, new_id), status_code=201)
+        return JSON({**await fetch(conn, new_id), "warnings": warnings}, status_code=201)
 
 
 async def replace(request: Request) -> JSON:
@@ -176,13 +197,13 @@ async def replace(request: Request) -> JSON:
     rule = decode(await read_body(request, BODY_LIMIT), _rule)
     async with connection(request.app.state.pool) as conn:
         await fetch(conn, target)
-        await check(conn, rule)
+        warnings = await check(conn, rule)
         async with conn.transaction():
             await _save(conn, "rule_update", target, *columns(rule))
             await conn.execute(sql.query("rule_set_channels"), target, rule.channels)
             if not rule.enabled:
                 await conn.execute(sql.query("rule_close_incidents"), target, None, "rule disabled")
-        return JSON(await fetch(conn, target))
+        return JSON({**await fetch(conn, target), "warnings": warnings})
 
 
 async def patch(request: Request) -> JSON:
@@ -194,16 +215,14 @@ async def patch(request: Request) -> JSON:
         fields = set(RuleIn.__struct_fields__) - {"allow_unknown_metric"}
         merged = {k: v for k, v in current.items() if k in fields}
         merged.update(changes)
-        # A rule created on a metric not recorded yet stays editable as long as it keeps it.
-        merged.setdefault("allow_unknown_metric", "metric_name" not in changes)
         rule = decode(msgspec.json.encode(merged), _rule)
-        await check(conn, rule)
+        warnings = await check(conn, rule)
         async with conn.transaction():
             await _save(conn, "rule_update", target, *columns(rule))
             await conn.execute(sql.query("rule_set_channels"), target, rule.channels)
             if not rule.enabled:
                 await conn.execute(sql.query("rule_close_incidents"), target, None, "rule disabled")
-        return JSON(await fetch(conn, target))
+        return JSON({**await fetch(conn, target), "warnings": warnings})
 
 
 async def remove(request: Request) -> Response:

@@ -10,9 +10,10 @@ Then, per rule, the state machine:
 A firing rule clears when the value no longer meets the condition against
 `recovery_threshold` when one is set (hysteresis: `gt 90` with `recovery_threshold 80` stays
 firing until the value is 80 or below), against `threshold` otherwise. With no data in the
-window, `no_data` decides: `ok` (the condition is false), `alerting` (it is true) or
-`keep_state`. States live in analytics.alert_rule_state, so pending and firing survive restarts;
-a transaction-scoped advisory lock keeps two evaluators from interleaving.
+window (or on a metric not recorded yet), `no_data` decides: `ok` (the condition is false),
+`alerting` (it is true) or `keep_state`. States live in analytics.alert_rule_state, so pending
+and firing survive restarts; a transaction-scoped advisory lock keeps two evaluators from
+interleaving.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def evaluate(
             for row in cur.execute(sql.query("alert_values"), {"now": moment}).fetchall()
         }
         for rule in rules:
-            found = values.get(rule["id"], {"count": 0, "value": None})
+            found = values.get(rule["id"], {"recorded": False, "count": 0, "value": None})
             _step(cur, rule, found, moment, report, repeat)
         report.rules = len(rules)
     return report
@@ -118,10 +119,12 @@ def _step(
     report: EvaluationReport,
     repeat: timedelta | None = None,
 ) -> None:
-    value = found["value"]
+    # A metric no event has recorded yet has no data, whatever the aggregation; once it has,
+    # an empty window is data for count, sum and rate (zero), not an absence of it.
+    recorded = found["recorded"]
+    value = found["value"] if recorded else None
     value = float(value) if value is not None else None
-    # An empty window is data for count, sum and rate (zero), not an absence of it.
-    has_data = found["count"] > 0 or rule["aggregation"] in ("count", "sum", "rate")
+    has_data = recorded and (found["count"] > 0 or rule["aggregation"] in ("count", "sum", "rate"))
     holds = condition(rule, value, has_data)
     state, since = rule["state"], rule["since"]
     new_state, new_since = state, since

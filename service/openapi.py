@@ -63,6 +63,7 @@ class Op:
     body_required: bool = True
     query: tuple[Param, ...] = ()
     ok_media: str = "application/json"
+    note: str = ""  # what the answer holds beyond the obvious, appended to the description
 
 
 WINDOW = (
@@ -81,6 +82,12 @@ PERIOD = (
 TRENDS = (
     Param("days", "Days back from now (default 30).", {"type": "number"}),
     Param("period_type", "hour, day (default), week or month."),
+)
+
+RULE_WRITTEN = (
+    "Answers the rule with `warnings`, a list of sentences: a metric no event has recorded yet "
+    "is accepted, named there, and the rule's no_data setting governs it until events arrive "
+    "(`allow_unknown_metric: true` silences that warning)."
 )
 
 OPERATIONS: tuple[Op, ...] = (
@@ -137,15 +144,31 @@ OPERATIONS: tuple[Op, ...] = (
         query=(Param("days", "1 to 366 (default 7).", {"type": "integer"}),),
     ),
     Op("GET", f"{API}/alerts/rules", "Alert rules", "admin"),
-    Op("POST", f"{API}/alerts/rules", "Create an alert rule", "admin", ok=201, body=RuleIn),
+    Op(
+        "POST",
+        f"{API}/alerts/rules",
+        "Create an alert rule",
+        "admin",
+        ok=201,
+        body=RuleIn,
+        note=RULE_WRITTEN,
+    ),
     Op("GET", f"{API}/alerts/rules/{{rule_id}}", "One alert rule", "admin"),
-    Op("PUT", f"{API}/alerts/rules/{{rule_id}}", "Replace an alert rule", "admin", body=RuleIn),
+    Op(
+        "PUT",
+        f"{API}/alerts/rules/{{rule_id}}",
+        "Replace an alert rule",
+        "admin",
+        body=RuleIn,
+        note=RULE_WRITTEN,
+    ),
     Op(
         "PATCH",
         f"{API}/alerts/rules/{{rule_id}}",
         "Change some fields of a rule",
         "admin",
         body=dict[str, Any],
+        note=RULE_WRITTEN,
     ),
     Op("DELETE", f"{API}/alerts/rules/{{rule_id}}", "Delete an alert rule", "admin", ok=204),
     Op("GET", f"{API}/alerts/channels", "Notification channels", "admin"),
@@ -313,6 +336,8 @@ def document() -> dict[str, Any]:
             operation["description"] = f"Needs an API key with the `{op.scope}` scope."
         else:
             operation["security"] = []
+        if op.note:
+            operation["description"] = f"{operation.get('description', '')} {op.note}".strip()
         if isinstance(op.body, str):
             item = by_type[repr(BATCH_ITEMS[op.body])]
             array = {"type": "array", "items": item}

@@ -62,6 +62,7 @@ def test_the_seed_rule_is_created_with_defaults(client: TestClient) -> None:
     )
     assert created["enabled"] is True and created["trigger_count"] == 0
     assert created["state"]["state"] == "ok"
+    assert created.pop("warnings") == []
     assert client.get(f"{RULES}/{created['id']}").json() == created
 
 
@@ -79,7 +80,7 @@ def test_the_seed_rule_is_created_with_defaults(client: TestClient) -> None:
         ({"condition_operator": "lt", "recovery_threshold": 1.0}, "recovery_threshold"),
         ({"aggregation": "rate"}, "aggregation"),
         ({"colour": "red"}, "colour"),
-        ({"metric_name": "never.seen"}, "metric_name"),
+        ({"metric_name": "bad name"}, "metric_name"),
         ({"name": ""}, "name"),
     ],
 )
@@ -95,10 +96,76 @@ def test_invalid_rules_are_refused_naming_the_field(
     assert client.get(RULES).json()["rules"] == []
 
 
-def test_a_rule_on_an_unknown_metric_needs_the_flag(client: TestClient) -> None:
+def test_the_seed_rule_is_accepted_before_its_metric_is_recorded_with_a_warning(
+    client: TestClient,
+) -> None:
+    created = client.post(RULES, json=SEED_RULE)
+
+    assert created.status_code == 201, created.text
+    assert created.json()["metric_name"] == "api.error_rate"
+    [warning] = created.json()["warnings"]
+    assert "'api.error_rate'" in warning and "no_data: keep_state" in warning
+    assert client.get(RULES).json()["rules"][0]["id"] == created.json()["id"]
+
+
+def test_allow_unknown_metric_silences_the_warning(client: TestClient) -> None:
     created = rule(client, metric_name="not.yet", allow_unknown_metric=True)
 
     assert created["metric_name"] == "not.yet"
+    assert created["warnings"] == []
+
+
+def test_a_rate_rule_on_an_unrecorded_metric_warns_it_must_be_a_counter(
+    client: TestClient,
+) -> None:
+    created = rule(client, aggregation="rate", allow_unknown_metric=True)
+
+    [warning] = created["warnings"]
+    assert "counter" in warning and "'api.error_rate'" in warning
+
+
+def test_changing_a_rule_to_an_unrecorded_metric_warns(client: TestClient) -> None:
+    record(client, 1.0, BASE)
+    path = f"{RULES}/{rule(client)['id']}"
+
+    put = client.put(path, json={**SEED_RULE, "metric_name": "queue.depth"})
+    patched = client.patch(path, json={"threshold": 9.0})
+    back = client.patch(path, json={"metric_name": "api.error_rate"})
+    quiet = client.patch(path, json={"metric_name": "other", "allow_unknown_metric": True})
+
+    assert put.status_code == 200 and put.json()["metric_name"] == "queue.depth"
+    assert any("'queue.depth'" in w for w in put.json()["warnings"])
+    assert any("'queue.depth'" in w for w in patched.json()["warnings"])
+    assert back.json()["warnings"] == []
+    assert quiet.status_code == 200 and quiet.json()["warnings"] == []
+
+
+@pytest.mark.parametrize("aggregation", ["avg", "count"])
+@pytest.mark.parametrize(
+    ("policy", "state"), [("ok", "ok"), ("alerting", "pending"), ("keep_state", "ok")]
+)
+def test_a_rule_on_an_unrecorded_metric_follows_no_data_until_events_arrive(
+    client: TestClient, db_url: str, aggregation: str, policy: str, state: str
+) -> None:
+    # count < 1 would hold on an empty window of a recorded metric: here, until the metric
+    # exists, only no_data decides.
+    created = rule(
+        client, condition_operator="lt", threshold=1.0, aggregation=aggregation, no_data=policy
+    )
+    path = f"{RULES}/{created['id']}"
+
+    before = evaluate(db_url, now=BASE)
+    after_a_while = evaluate(db_url, now=BASE + timedelta(minutes=1))
+    still = client.get(path).json()["state"]
+    record(client, 0.0, BASE + timedelta(minutes=2))
+    evaluate(db_url, now=BASE + timedelta(minutes=2, seconds=5))
+
+    assert before.rules == after_a_while.rules == 1
+    assert (still["state"], still["last_value"]) == (state, None)
+    assert incidents(client) == []
+    # Evidence now: avg 0 < 1 holds (pending), a count of 1 does not (ok).
+    expected = "pending" if aggregation == "avg" else "ok"
+    assert client.get(path).json()["state"]["state"] == expected
 
 
 def test_rules_can_be_replaced_patched_and_deleted(client: TestClient) -> None:

@@ -48,7 +48,7 @@ DELETE FROM _analytics.idempotency_keys WHERE created_at < now() - %(ttl)s::inte
 -- One value per enabled rule over its own window (%(now)s - window, %(now)s], in one statement
 -- for all rules: each rule's series are found by its tag filters, and each series' events in
 -- the window by an index probe on (series_id, time). Rules on a metric not recorded yet get
--- no data (count 0).
+-- `recorded` false: no data, whatever the aggregation (their no_data setting decides).
 WITH rules AS (
     SELECT r.id, r.aggregation, r.window_seconds, r.tags, m.id AS metric_id
     FROM analytics.alert_rules AS r
@@ -73,6 +73,7 @@ WITH rules AS (
     ) AS e
 )
 SELECT r.id AS rule_id,
+       r.metric_id IS NOT NULL AS recorded,
        count(v.value) AS count,
        CASE r.aggregation
            WHEN 'avg' THEN avg(v.value)
@@ -87,7 +88,7 @@ SELECT r.id AS rule_id,
        END AS value
 FROM rules AS r
 LEFT JOIN vals AS v ON v.rule_id = r.id
-GROUP BY r.id, r.aggregation, r.window_seconds;
+GROUP BY r.id, r.metric_id, r.aggregation, r.window_seconds;
 
 -- name: alert_rules_for_evaluation
 -- Locked for the pass: state changes and incidents of one rule never interleave.
