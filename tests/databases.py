@@ -62,8 +62,12 @@ def server() -> Iterator[str]:
             yield container.get_connection_url()
     else:
         name = f"test-{os.getpid()}"
+        # Throwaway: deleted afterwards, so it runs without fsync (see bin/localdb).
         started = subprocess.run(
-            [ROOT / "bin" / "localdb", "start", name], capture_output=True, text=True, check=False
+            [ROOT / "bin" / "localdb", "start", "--throwaway", name],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if started.returncode != 0:
             raise RuntimeError(f"bin/localdb start failed:\n{started.stderr}")
