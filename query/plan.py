@@ -37,7 +37,7 @@ class Plan:
     def arguments(
         self, ids: list[int], groups: list[str | None], whole_metric: int | None
     ) -> tuple[object, ...]:
-        """$1..$12 of statistics_merged, timeseries_merged and timeseries_percentile."""
+        """$1..$12 of statistics_merged and timeseries_merged."""
         return (
             ids,
             self.start,

@@ -65,18 +65,17 @@ async def time_series(
         r["bucket"] for r in await conn.fetch(sql.query("stale_hours"), window.start, window.end)
     ]
     parts = parts_for(window, width.resolution, stale)
-    args = (*parts.arguments(ids, groups, whole), width.text)
-    rows = await conn.fetch(sql.query("timeseries_merged"), *args)
-    percentiles: dict[tuple[str | None, Any], float] = {}
-    if agg in PERCENTILES:
-        for row in await conn.fetch(sql.query("timeseries_percentile"), *args, PERCENTILES[agg]):
-            percentiles[(row["grp"], row["bucket"])] = row["value"]
+    # A percentile comes with the figures of its bucket, clamped to their min and max.
+    rows = await conn.fetch(
+        sql.query("timeseries_merged"),
+        *parts.arguments(ids, groups, whole),
+        width.text,
+        PERCENTILES.get(agg),
+    )
 
     by_group: dict[str | None, list[dict[str, Any]]] = {}
     for row in rows:
-        point = (
-            percentiles.get((row["grp"], row["bucket"])) if agg in PERCENTILES else value(agg, row)
-        )
+        point = row["percentile"] if agg in PERCENTILES else value(agg, row)
         by_group.setdefault(row["grp"], []).append({"time": row["bucket"], "value": point})
     answer: dict[str, Any] = {
         "metric_name": found["name"],

@@ -374,6 +374,20 @@ def test_a_count_rule_fires_on_an_empty_window(client: TestClient, db_url: str) 
     assert client.get(f"{RULES}/{created['id']}").json()["state"]["state"] == "firing"
 
 
+@pytest.mark.parametrize("aggregation", ["p50", "p95", "p99"])
+def test_a_percentile_rule_sees_the_value_recorded(
+    client: TestClient, db_url: str, aggregation: str
+) -> None:
+    # A percentile never lies outside the data: one 125.5 is not above 125.55.
+    record(client, 125.5, BASE - timedelta(seconds=5))
+    created = rule(client, aggregation=aggregation, threshold=125.55, duration_seconds=0)
+
+    evaluate(db_url, now=BASE)
+
+    state = client.get(f"{RULES}/{created['id']}").json()["state"]
+    assert (state["state"], state["last_value"]) == ("ok", 125.5)
+
+
 def test_disabling_a_firing_rule_closes_its_incident(client: TestClient, db_url: str) -> None:
     record(client, 1.0, BASE - timedelta(minutes=5))
     created = rule(client, duration_seconds=0)

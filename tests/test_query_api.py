@@ -95,6 +95,28 @@ def test_the_performance_summary_reads_the_built_in_metrics(client: TestClient) 
     assert orchestrations["avg_agent_count"] == 4
 
 
+def test_the_performance_summary_percentiles_of_one_call_are_that_call(
+    client: TestClient,
+) -> None:
+    # 125.5 ms keys to a sketch bucket whose representative is 125.598 ms.
+    client.post(
+        BATCH,
+        json=[
+            ev("api.response_time", 125.5, endpoint="/api/agents", method="GET", status="200"),
+            ev("contract.execution_time", 125.5, agent="a1", success="true"),
+            ev("orchestration.duration", 125.5, pattern="fan-out"),
+        ],
+    )
+
+    summary = client.get("/api/v1/analytics/performance?hours=1").json()
+
+    api, contracts, runs = summary["api"], summary["contracts"], summary["orchestrations"]
+    assert (api["p50_ms"], api["p95_ms"], api["p99_ms"]) == (125.5, 125.5, 125.5)
+    assert [e["p95_ms"] for e in api["by_endpoint"] + api["by_method"]] == [125.5, 125.5]
+    assert contracts["p95_ms"] == contracts["by_agent"][0]["p95_ms"] == 125.5
+    assert runs["p95_duration_ms"] == runs["by_pattern"][0]["p95_ms"] == 125.5
+
+
 def test_the_performance_summary_of_nothing_is_zeros(client: TestClient) -> None:
     summary = client.get("/api/v1/analytics/performance").json()
 

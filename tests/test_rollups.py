@@ -3,6 +3,7 @@ within 1% of percentile_disc. These run against whichever edition the test serve
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -322,3 +323,90 @@ def test_the_job_leaves_an_hour_alone_until_its_grace_has_passed(
     assert report.ranges == [(hour, hour + timedelta(hours=1))]
     left = db.execute("SELECT DISTINCT bucket FROM _analytics.rollup_invalidations").fetchall()
     assert left == [(hour + timedelta(hours=3),)]
+
+
+def test_one_value_is_its_own_percentile_on_every_path(client: TestClient, db_url: str) -> None:
+    # 125.5 keys to a sketch bucket whose representative is 125.598: outside [min, max].
+    when = hour_ago(50) + timedelta(minutes=20)
+    post(client, [ev(125.5, when, host="a")])
+    hourly = {"start": hour_ago(52).isoformat(), "end": hour_ago(48).isoformat()}
+    daily = {"start": hour_ago(24 * 5).isoformat(), "end": datetime.now(UTC).isoformat()}
+    selections: list[dict[str, Any]] = [{}, {"tag.host": "a"}]
+
+    def answers() -> list[dict[str, Any]]:
+        found = []
+        for window in (hourly, daily):
+            for selection in selections:
+                found.append(stats(client, **window, **selection))
+                found.append(stats(client, exact="true", **window, **selection))
+            grouped = stats(client, group_by="host", **window)
+            found.extend(grouped["groups"])
+        return found
+
+    before_refresh = answers()  # the hour is listed as invalidated: read from raw events
+    refresh_invalidated(db_url, grace=timedelta(0))
+    after_refresh = answers()  # hourly and daily rollups
+
+    for figures in before_refresh + after_refresh:
+        assert figures["count"] == 1
+        assert [figures[k] for k in ("min", "max", "p50", "p95", "p99")] == [125.5] * 5
+
+
+def ordered(figures: dict[str, Any], where: Any) -> None:
+    """min <= p50 <= p95 <= p99 <= max, as percentiles of the same selection must be."""
+    chain = [figures[k] for k in ("min", "p50", "p95", "p99", "max")]
+    assert all(a <= b for a, b in itertools.pairwise(chain)), (where, chain)
+
+
+def test_percentiles_lie_between_min_and_max_per_group_and_bucket(
+    client: TestClient, db_url: str
+) -> None:
+    # A few values per group-hour, so each percentile often falls in the sketch bucket of the
+    # group's min or max, where the bucket's representative can lie outside the data.
+    rng = random.Random(13)
+    start = hour_ago(30)
+    events = [
+        ev(
+            rng.choice([1, -1, 1, 1]) * 10 ** rng.uniform(-2, 4),
+            start + timedelta(seconds=rng.uniform(0, 28 * 3600)),
+            host=f"h{rng.randrange(3)}",
+        )
+        for _ in range(240)
+    ]
+    post(client, events)
+    window = {
+        "start": (start - timedelta(days=1)).isoformat(),
+        "end": datetime.now(UTC).isoformat(),
+    }
+    timeseries = "/api/v1/analytics/metrics/m/time-series"
+
+    def check(path: str) -> None:
+        for exact in ("false", "true"):
+            answer = stats(client, group_by="host", exact=exact, **window)
+            for group in answer["groups"]:
+                ordered(group, (path, exact, group["value"]))
+            ordered(stats(client, exact=exact, **window), (path, exact))
+        for interval in ("15m", "1h", "6h", "1d"):
+            points: dict[tuple[Any, str], dict[str, Any]] = {}
+            for agg in ("min", "p50", "p95", "p99", "max"):
+                for grouped in ({"group_by": "host"}, {}):
+                    response = client.get(
+                        timeseries, params={"interval": interval, "agg": agg, **window, **grouped}
+                    )
+                    assert response.status_code == 200, response.text
+                    body = response.json()
+                    for line in body.get(
+                        "series", [{"value": "all", "points": body.get("points")}]
+                    ):
+                        for point in line["points"]:
+                            key = (line["value"], point["time"])
+                            points.setdefault(key, {})[agg] = point["value"]
+            checked = [f for f in points.values() if f["min"] is not None]
+            assert checked
+            for key, figures in points.items():
+                if figures["min"] is not None:
+                    ordered(figures, (path, interval, key))
+
+    check("raw")
+    refresh_invalidated(db_url, grace=timedelta(0))
+    check("rollups")

@@ -209,3 +209,30 @@ def test_bad_parameters_are_a_400_naming_them(
 
     assert response.status_code == 400
     assert response.json()["details"][0]["field"] == parameter
+
+
+def test_a_bucket_of_one_value_has_that_value_as_every_percentile(
+    client: TestClient, db_url: str
+) -> None:
+    # Each value keys to a sketch bucket whose representative lies outside the value itself;
+    # one a day, so that each is alone in its 15-minute, hourly and daily bucket.
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=30)
+    values = {hour: 125.5, hour - timedelta(days=1): 0.3, hour - timedelta(days=2): -7.1}
+    post(client, [ev(v, t + timedelta(minutes=10), region="eu") for t, v in values.items()])
+    window = {"start": (hour - timedelta(days=3)).isoformat(), "end": datetime.now(UTC).isoformat()}
+
+    def buckets(interval: str, agg: str, **params: str) -> dict[str, float]:
+        answer = series(client, interval=interval, agg=agg, **window, **params)
+        points = answer["series"][0]["points"] if "group_by" in params else answer["points"]
+        return {p["time"]: p["value"] for p in points if p["value"] is not None}
+
+    def check() -> None:
+        for agg in ("p50", "p95", "p99"):
+            for params in ({}, {"group_by": "region"}):
+                for interval in ("15m", "1h", "1d"):
+                    found = buckets(interval, agg, **params)
+                    assert sorted(found.values()) == [-7.1, 0.3, 125.5], (agg, params, interval)
+
+    check()  # from raw events: the hours are listed as invalidated
+    refresh_invalidated(db_url, grace=timedelta(0))
+    check()  # from the hourly and daily rollups

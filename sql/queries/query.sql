@@ -49,7 +49,10 @@ ORDER BY g.grp;
 --                   days in $7 (an index lookup on the rollups' primary keys);
 --   daily rollups: the days $7, whole days inside the window with no stale hour.
 -- Percentiles merge the sketches of all three (raw values keyed on the fly) and read the value
--- at rank ceil(p * n), as percentile_disc does, with the same float8 arithmetic.
+-- at rank ceil(p * n), as percentile_disc does, with the same float8 arithmetic. That is the
+-- representative of a sketch bucket, which may lie just outside the data (one 125.5 keys to a
+-- bucket whose representative is 125.598): each is clamped to the min and max of the same
+-- selection, from the same rows, so a single value is its own p50, p95 and p99.
 -- $1 series ids, $8 the group of each (null without group_by). $9, when not null, is the
 -- metric id of a query over all of the metric's series: the per-metric rollups answer it
 -- (metric_totals_*), the per-series ones are skipped (a one-time filter), and the other way
@@ -142,7 +145,10 @@ WITH groups AS (
     FROM parts GROUP BY grp
 )
 SELECT t.grp, t.count, t.sum / nullif(t.count, 0) AS avg, t.sum, t.min, t.max,
-       ARRAY[p.p50, p.p95, p.p99] AS percentiles
+       CASE WHEN p.p50 IS NOT NULL THEN  -- (greatest would turn a missing one into the min)
+           ARRAY[least(greatest(p.p50, t.min), t.max), least(greatest(p.p95, t.min), t.max),
+                 least(greatest(p.p99, t.min), t.max)]
+       END AS percentiles
 FROM totals AS t
 LEFT JOIN percentiles AS p ON p.grp IS NOT DISTINCT FROM t.grp
 WHERE t.count > 0
@@ -157,6 +163,9 @@ SELECT version FROM _analytics.schema_migrations;
 -- so raw covers the window). The interval is a whole multiple of the source rollup's width,
 -- so every hourly or daily row falls into exactly one output bucket. Empty buckets come back
 -- with count 0 (gap filling). $1..$12 are those of statistics_merged.
+-- With $14, a fraction, each bucket also has that percentile, merged from the sketches of the
+-- same sources and clamped to the bucket's min and max, as in statistics_merged; the raw part
+-- is read once for both. Without it (null), no sketch is read.
 WITH groups AS (
     SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
 ), raw AS (
@@ -170,11 +179,19 @@ WITH groups AS (
     SELECT series_id, time, value FROM analytics.metric_events
     WHERE series_id = ANY ($1) AND time >= $10 AND time < $11
       AND time_bucket(INTERVAL '1 hour', time) = ANY ($6)
-), parts AS (
-    SELECT g.grp, time_bucket($13::text::interval, e.time) AS bucket, count(*)::numeric AS count,
-           sum(e.value) AS sum, min(e.value) AS min, max(e.value) AS max
+), raw_keys AS MATERIALIZED (
+    -- Raw figures per group, bucket and sketch key (one null key when no percentile is asked
+    -- for): the figures and the percentile's sketch both come from this one pass.
+    SELECT g.grp, time_bucket($13::text::interval, e.time) AS bucket,
+           CASE WHEN $14::float8 IS NOT NULL THEN analytics.sketch_key(e.value) END AS key,
+           count(*)::numeric AS count, sum(e.value) AS sum, min(e.value) AS min,
+           max(e.value) AS max
     FROM raw AS e
     JOIN groups AS g USING (series_id)
+    GROUP BY 1, 2, 3
+), parts AS (
+    SELECT grp, bucket, sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max
+    FROM raw_keys
     GROUP BY 1, 2
     UNION ALL
     SELECT g.grp, time_bucket($13::text::interval, r.bucket), sum(r.count), sum(r.sum),
@@ -206,6 +223,45 @@ WITH groups AS (
     SELECT grp, bucket, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min,
            max(max) AS max
     FROM parts GROUP BY 1, 2
+), keys AS (
+    SELECT grp, bucket, key, count AS n
+    FROM raw_keys
+    WHERE $14::float8 IS NOT NULL
+    UNION ALL
+    SELECT g.grp, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
+    FROM analytics.metric_sketch_1h AS s
+    JOIN groups AS g USING (series_id)
+    WHERE $14::float8 IS NOT NULL AND $9::integer IS NULL
+      AND s.series_id = ANY ($1) AND s.bucket = ANY ($12)
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT g.grp, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
+    FROM analytics.metric_sketch_1d AS s
+    JOIN groups AS g USING (series_id)
+    WHERE $14::float8 IS NOT NULL AND $9::integer IS NULL
+      AND s.series_id = ANY ($1) AND s.bucket = ANY ($7)
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT NULL, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
+    FROM analytics.metric_totals_sketch_1h AS s
+    WHERE $14::float8 IS NOT NULL AND s.metric_id = $9 AND s.bucket = ANY ($12)
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT NULL, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
+    FROM analytics.metric_totals_sketch_1d AS s
+    WHERE $14::float8 IS NOT NULL AND s.metric_id = $9 AND s.bucket = ANY ($7)
+    GROUP BY 1, 2, 3
+), ranked AS (
+    SELECT grp, bucket, key,
+           sum(n) OVER (PARTITION BY grp, bucket ORDER BY key) AS running,
+           sum(n) OVER (PARTITION BY grp, bucket) AS total
+    FROM (SELECT grp, bucket, key, sum(n) AS n FROM keys GROUP BY 1, 2, 3) AS merged
+), percentiles AS (
+    SELECT grp, bucket,
+           analytics.sketch_value(min(key) FILTER (
+               WHERE running >= ceil($14::float8 * total::float8))) AS value
+    FROM ranked
+    GROUP BY grp, bucket
 ), buckets AS (
     SELECT generate_series(time_bucket($13::text::interval, $2), $3 - INTERVAL '1 microsecond',
                            $13::text::interval) AS bucket
@@ -213,65 +269,13 @@ WITH groups AS (
     SELECT grp, bucket FROM (SELECT DISTINCT grp FROM groups) AS gs CROSS JOIN buckets
 )
 SELECT w.grp, w.bucket, coalesce(t.count, 0) AS count, t.sum, t.min, t.max,
-       t.sum / extract(epoch FROM (w.bucket + $13::text::interval) - w.bucket) AS rate
+       t.sum / extract(epoch FROM (w.bucket + $13::text::interval) - w.bucket) AS rate,
+       CASE WHEN p.value IS NOT NULL THEN least(greatest(p.value, t.min), t.max) END
+           AS percentile
 FROM wanted AS w
 LEFT JOIN totals AS t ON t.grp IS NOT DISTINCT FROM w.grp AND t.bucket = w.bucket
+LEFT JOIN percentiles AS p ON p.grp IS NOT DISTINCT FROM w.grp AND p.bucket = w.bucket
 ORDER BY w.grp NULLS LAST, w.bucket;
-
--- name: timeseries_percentile
--- The $14 percentile (a fraction) per output bucket, merging the sketches of the same three
--- sources as timeseries_merged. Buckets without data are absent (the caller fills them).
-WITH groups AS (
-    SELECT * FROM unnest($1::integer[], $8::text[]) AS g (series_id, grp)
-), raw AS (
-    SELECT series_id, time, value FROM analytics.metric_events
-    WHERE series_id = ANY ($1) AND time >= $2 AND time < $4
-    UNION ALL
-    SELECT series_id, time, value FROM analytics.metric_events
-    WHERE series_id = ANY ($1) AND time >= $5 AND time < $3
-    UNION ALL
-    SELECT series_id, time, value FROM analytics.metric_events
-    WHERE series_id = ANY ($1) AND time >= $10 AND time < $11
-      AND time_bucket(INTERVAL '1 hour', time) = ANY ($6)
-), keys AS (
-    SELECT g.grp, time_bucket($13::text::interval, e.time) AS bucket,
-           analytics.sketch_key(e.value) AS key, count(*)::numeric AS n
-    FROM raw AS e
-    JOIN groups AS g USING (series_id)
-    GROUP BY 1, 2, 3
-    UNION ALL
-    SELECT g.grp, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
-    FROM analytics.metric_sketch_1h AS s
-    JOIN groups AS g USING (series_id)
-    WHERE $9::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($12)
-    GROUP BY 1, 2, 3
-    UNION ALL
-    SELECT g.grp, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
-    FROM analytics.metric_sketch_1d AS s
-    JOIN groups AS g USING (series_id)
-    WHERE $9::integer IS NULL AND s.series_id = ANY ($1) AND s.bucket = ANY ($7)
-    GROUP BY 1, 2, 3
-    UNION ALL
-    SELECT NULL, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
-    FROM analytics.metric_totals_sketch_1h AS s
-    WHERE s.metric_id = $9 AND s.bucket = ANY ($12)
-    GROUP BY 1, 2, 3
-    UNION ALL
-    SELECT NULL, time_bucket($13::text::interval, s.bucket), s.key, sum(s.n)
-    FROM analytics.metric_totals_sketch_1d AS s
-    WHERE s.metric_id = $9 AND s.bucket = ANY ($7)
-    GROUP BY 1, 2, 3
-), ranked AS (
-    SELECT grp, bucket, key,
-           sum(n) OVER (PARTITION BY grp, bucket ORDER BY key) AS running,
-           sum(n) OVER (PARTITION BY grp, bucket) AS total
-    FROM (SELECT grp, bucket, key, sum(n) AS n FROM keys GROUP BY 1, 2, 3) AS merged
-)
-SELECT grp, bucket,
-       analytics.sketch_value(min(key) FILTER (
-           WHERE running >= ceil($14::float8 * total::float8))) AS value
-FROM ranked
-GROUP BY grp, bucket;
 
 -- name: metrics_list
 SELECT m.name, m.metric_type::text AS metric_type, m.unit, m.description,
