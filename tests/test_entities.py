@@ -384,8 +384,9 @@ def test_platform_figures_per_day(client: TestClient) -> None:
         "fraud_alerts",
         "security_events",
     )
-    assert [first[k] for k in keys] == [2, 3, 2, 0, 1, 1, 1, 2, 2, 0, 0, 100, 10, 50, 2, 0, 1, 0]
-    assert [second[k] for k in keys] == [3, 2, 1, 2, 1, 1, 0, 2, 0, 1, 1, 0, 0, 0, 0, 1, 0, 1]
+    # u3 never signed up: seen, so counted in the total and new on its first day.
+    assert [first[k] for k in keys] == [3, 3, 3, 0, 1, 1, 1, 2, 2, 0, 0, 100, 10, 50, 2, 0, 1, 0]
+    assert [second[k] for k in keys] == [4, 2, 1, 2, 1, 1, 0, 2, 0, 1, 1, 0, 0, 0, 0, 1, 0, 1]
     assert (first["response_time_avg_ms"], first["error_rate"]) == (200, 0.5)
     assert first["throughput_per_s"] == pytest.approx(2 / 86400)
     assert second["error_rate"] is None
