@@ -134,6 +134,64 @@ def test_a_retry_with_the_same_key_is_stored_once(
     assert stored(db) == [("page_view", "u1", None, None)]
 
 
+def test_the_users_and_agents_seen_are_kept_with_their_events(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
+
+    def send(*events: tuple[str, str, float]) -> None:
+        body = [
+            {
+                "event_type": kind,
+                **({"agent_id": who} if kind.startswith("agent") else {"user_id": who}),
+                "timestamp": (base + timedelta(hours=hours)).isoformat(),
+            }
+            for kind, who, hours in events
+        ]
+        response = client.post(EVENTS, json=body)
+        assert response.status_code == 200, response.text
+
+    def seen() -> list[tuple[Any, ...]]:
+        return db.execute(
+            "SELECT xmin::text, user_id, first_seen, signed_up_at FROM analytics.users_seen "
+            "UNION ALL SELECT xmin::text, agent_id, first_seen, registered_at "
+            "FROM analytics.agents_seen ORDER BY 2"
+        ).fetchall()
+
+    def hours(*values: float | None) -> list[datetime | None]:
+        return [None if v is None else base + timedelta(hours=v) for v in values]
+
+    send(
+        ("page_view", "u1", 10),
+        ("page_view", "u1", 8),
+        ("user_signup", "u2", 9),
+        ("agent_up", "a1", 12),
+        ("agent_registered", "a1", 13),
+    )
+    first = seen()
+    send(("page_view", "u1", 20), ("page_view", "u2", 30), ("agent_down", "a1", 14))  # no news
+    again = seen()
+    send(
+        ("user_signup", "u1", 11),
+        ("page_view", "u2", 1),
+        ("agent_up", "a1", 2),
+        ("page_view", "u3", 3),
+    )  # late
+
+    assert [row[1:] for row in first] == [
+        ("a1", *hours(12, 13)),
+        ("u1", *hours(8, None)),
+        ("u2", *hours(9, 9)),
+    ]
+    assert again == first  # not even rewritten
+    assert [row[1:] for row in seen()] == [
+        ("a1", *hours(2, 13)),
+        ("u1", *hours(8, 11)),
+        ("u2", *hours(1, 9)),
+        ("u3", *hours(3, None)),
+    ]
+
+
 @pytest.fixture
 def strict(db_url: str) -> Iterator[TestClient]:
     with make_client(db_url, INGEST_MAX_BATCH_EVENTS="2", INGEST_MAX_BODY_BYTES="2048") as c:
