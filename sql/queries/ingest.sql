@@ -81,10 +81,15 @@ WITH users AS (
     SELECT b.user_id, b.first_seen, b.signed_up_at
     FROM unnest($4::text[], $5::timestamptz[], $6::timestamptz[]) WITH ORDINALITY
         AS b (user_id, first_seen, signed_up_at, n)
-    WHERE NOT EXISTS (
-        SELECT 1 FROM analytics.users_seen o
-        WHERE o.user_id = b.user_id AND o.first_seen <= b.first_seen
-          AND (b.signed_up_at IS NULL OR o.signed_up_at <= b.signed_up_at))
+    LEFT JOIN LATERAL (
+        -- An index probe per entity, whatever the table's size (as a plain join, the planner
+        -- hashed the whole table for a batch of a few thousand).
+        SELECT o.first_seen, o.signed_up_at FROM analytics.users_seen o
+        WHERE o.user_id = b.user_id
+        LIMIT 1
+    ) o ON true
+    WHERE o.first_seen IS NULL OR b.first_seen < o.first_seen
+       OR b.signed_up_at < coalesce(o.signed_up_at, 'infinity')
     ORDER BY b.n
     ON CONFLICT (user_id) DO UPDATE
         SET first_seen = least(s.first_seen, excluded.first_seen),
@@ -97,10 +102,13 @@ WITH users AS (
     SELECT b.agent_id, b.first_seen, b.registered_at
     FROM unnest($7::text[], $8::timestamptz[], $9::timestamptz[]) WITH ORDINALITY
         AS b (agent_id, first_seen, registered_at, n)
-    WHERE NOT EXISTS (
-        SELECT 1 FROM analytics.agents_seen o
-        WHERE o.agent_id = b.agent_id AND o.first_seen <= b.first_seen
-          AND (b.registered_at IS NULL OR o.registered_at <= b.registered_at))
+    LEFT JOIN LATERAL (
+        SELECT o.first_seen, o.registered_at FROM analytics.agents_seen o
+        WHERE o.agent_id = b.agent_id
+        LIMIT 1
+    ) o ON true
+    WHERE o.first_seen IS NULL OR b.first_seen < o.first_seen
+       OR b.registered_at < coalesce(o.registered_at, 'infinity')
     ORDER BY b.n
     ON CONFLICT (agent_id) DO UPDATE
         SET first_seen = least(s.first_seen, excluded.first_seen),
