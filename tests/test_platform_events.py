@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import asyncio
 import gzip
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from ingest.events import REQUIRED
+from ingest.events import COLUMNS, REQUIRED, EventWriter
 from tests.conftest import make_client
 
 EVENTS = "/api/v1/analytics/events"
@@ -213,3 +216,43 @@ def test_limits_and_bad_bodies(strict: TestClient, db: psycopg.Connection[Any]) 
         wrong_type.status_code,
     ) == (413, 413, 400, 415)
     assert stored(db) == []
+
+
+def test_concurrent_batches_keep_the_entities_seen_exact(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    """Batches naming the same new users in different orders, 8 transactions at once: no
+    deadlock (each batch locks its users in one order), and the rows are exact."""
+    base = datetime.now(UTC) - timedelta(days=2)
+    rng = random.Random(7)
+
+    def batch() -> list[tuple[Any, ...]]:
+        users = [f"u{n}" for n in range(300)]
+        rng.shuffle(users)
+        return [
+            (
+                base + timedelta(minutes=rng.randrange(2000)),
+                rng.choice(["page_view", "user_signup"]),
+                user,
+                *[None] * (len(COLUMNS) - 3),
+            )
+            for user in users
+        ]
+
+    async def run() -> None:
+        async with asyncpg.create_pool(db_url, min_size=8, max_size=8) as pool:
+            writer = EventWriter(pool, timedelta(hours=1), 8)
+            for _ in range(3):
+                await asyncio.gather(*(writer.store(batch(), None) for _ in range(8)))
+
+    asyncio.run(run())
+
+    assert (
+        db.execute(
+            "SELECT user_id, first_seen, signed_up_at FROM analytics.users_seen ORDER BY 1"
+        ).fetchall()
+        == db.execute(
+            "SELECT user_id, min(time), min(time) FILTER (WHERE event_type = 'user_signup') "
+            "FROM analytics.platform_events GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    )
