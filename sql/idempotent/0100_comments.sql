@@ -25,3 +25,6 @@ COMMENT ON TABLE analytics.agents_seen IS
     'Every agent a platform event names: first seen and registered (the earliest '
     'agent_registered, or null); kept by ingest, rebuilt by '
     'analytics.refresh_entities_seen(). Platform agent totals count it by first_seen.';
+COMMENT ON COLUMN _analytics.event_invalidations.totals IS
+    'Every later platform period depends on this hour: the batch had contract events, or moved '
+    'a user''s or agent''s first_seen into the hour (a new entity, or one seen earlier than before).';
