@@ -204,12 +204,11 @@ def validate(items: list[Any], now: datetime, limits: Any) -> list[tuple[Any, ..
     return rows
 
 
-# Events that later periods' figures depend on: platform totals count them up to each
-# period's end; an agent's last state carries into the following periods.
+# Events that later periods' figures depend on: contract totals count them up to each
+# period's end (user and agent totals move only with an entity's first_seen, see `seen`); an
+# agent's last state carries into the following periods.
 TOTALS_TYPES = frozenset(
     {
-        "user_signup",
-        "agent_registered",
         "contract_created",
         "contract_completed",
         "contract_cancelled",
@@ -224,6 +223,29 @@ def hours(rows: list[tuple[Any, ...]]) -> list[datetime]:
     return sorted(
         {row[0].astimezone(UTC).replace(minute=0, second=0, microsecond=0) for row in rows}
     )
+
+
+def seen(
+    rows: list[tuple[Any, ...]], column: int, marker: str
+) -> tuple[list[str], list[datetime], list[datetime | None]]:
+    """Each entity the rows name in `column` (2: user_id, 3: agent_id), sorted, with its
+    earliest time and the earliest time of its `marker` event (signup, registration; None)."""
+    first: dict[str, tuple[datetime, datetime | None]] = {}
+    for row in rows:
+        entity = row[column]
+        if entity is None:
+            continue
+        when = row[0]
+        marked = when if row[1] == marker else None
+        known = first.get(entity)
+        if known is not None:
+            if known[0] < when:
+                when = known[0]
+            if known[1] is not None and (marked is None or known[1] < marked):
+                marked = known[1]
+        first[entity] = (when, marked)
+    ids = sorted(first)
+    return ids, [first[i][0] for i in ids], [first[i][1] for i in ids]
 
 
 class EventWriter:
@@ -263,6 +285,8 @@ class EventWriter:
                 hours(rows),
                 not types.isdisjoint(TOTALS_TYPES),
                 not types.isdisjoint(STATE_TYPES),
+                *seen(rows, 2, "user_signup"),
+                *seen(rows, 3, "agent_registered"),
             )
         return Accepted(len(rows))
 

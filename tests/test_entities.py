@@ -384,8 +384,51 @@ def test_platform_figures_per_day(client: TestClient) -> None:
         "fraud_alerts",
         "security_events",
     )
-    assert [first[k] for k in keys] == [2, 3, 2, 0, 1, 1, 1, 2, 2, 0, 0, 100, 10, 50, 2, 0, 1, 0]
-    assert [second[k] for k in keys] == [3, 2, 1, 2, 1, 1, 0, 2, 0, 1, 1, 0, 0, 0, 0, 1, 0, 1]
+    # u3 never signed up: seen, so counted in the total and new on its first day.
+    assert [first[k] for k in keys] == [3, 3, 3, 0, 1, 1, 1, 2, 2, 0, 0, 100, 10, 50, 2, 0, 1, 0]
+    assert [second[k] for k in keys] == [4, 2, 1, 2, 1, 1, 0, 2, 0, 1, 1, 0, 0, 0, 0, 1, 0, 1]
     assert (first["response_time_avg_ms"], first["error_rate"]) == (200, 0.5)
     assert first["throughput_per_s"] == pytest.approx(2 / 86400)
     assert second["error_rate"] is None
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", ()) for node in plan_nodes(child))]
+
+
+def test_platform_totals_read_the_first_seen_indexes(client: TestClient, db: Any) -> None:
+    """A user or agent total is an index range over users_seen / agents_seen, not a pass over
+    every event before the period."""
+    first = TODAY - timedelta(days=30)
+    post(
+        client,
+        [
+            {
+                "event_type": "agent_call",
+                "user_id": f"u{n}",
+                "agent_id": f"a{n}",
+                "success": True,
+                "duration_ms": 1,
+                "timestamp": at(first, n * 30 * 24 / 20_000),
+            }
+            for n in range(20_000)
+        ],
+    )
+    db.execute("VACUUM ANALYZE analytics.users_seen, analytics.agents_seen")
+    day = TODAY - timedelta(days=27)
+
+    (plan,) = db.execute(
+        "EXPLAIN (FORMAT JSON) SELECT * FROM analytics.platform_figures(%s, %s, %s)",
+        (day, day + timedelta(days=1), day - timedelta(days=1)),
+    ).fetchone()
+
+    nodes = plan_nodes(plan[0]["Plan"])
+    indexes = {node["Index Name"] for node in nodes if "Index Name" in node}
+    assert {"users_seen_first_seen_idx", "agents_seen_first_seen_idx"} <= indexes
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and "_seen" in n["Relation Name"]]
+    # The events are read over the period and the one before (active, churned, the period's
+    # sums); only contract totals still read the events before them.
+    for node in nodes:
+        if node.get("Relation Name", "").startswith(("_hyper_", "platform_events")):
+            condition = node.get("Index Cond", "") + node.get("Filter", "")
+            assert '"time" >=' in condition or "contract" in condition, node

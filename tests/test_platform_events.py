@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import asyncio
 import gzip
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from ingest.events import REQUIRED
+from ingest.events import COLUMNS, REQUIRED, EventWriter
 from tests.conftest import make_client
 
 EVENTS = "/api/v1/analytics/events"
@@ -134,6 +137,64 @@ def test_a_retry_with_the_same_key_is_stored_once(
     assert stored(db) == [("page_view", "u1", None, None)]
 
 
+def test_the_users_and_agents_seen_are_kept_with_their_events(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
+
+    def send(*events: tuple[str, str, float]) -> None:
+        body = [
+            {
+                "event_type": kind,
+                **({"agent_id": who} if kind.startswith("agent") else {"user_id": who}),
+                "timestamp": (base + timedelta(hours=hours)).isoformat(),
+            }
+            for kind, who, hours in events
+        ]
+        response = client.post(EVENTS, json=body)
+        assert response.status_code == 200, response.text
+
+    def seen() -> list[tuple[Any, ...]]:
+        return db.execute(
+            "SELECT xmin::text, user_id, first_seen, signed_up_at FROM analytics.users_seen "
+            "UNION ALL SELECT xmin::text, agent_id, first_seen, registered_at "
+            "FROM analytics.agents_seen ORDER BY 2"
+        ).fetchall()
+
+    def hours(*values: float | None) -> list[datetime | None]:
+        return [None if v is None else base + timedelta(hours=v) for v in values]
+
+    send(
+        ("page_view", "u1", 10),
+        ("page_view", "u1", 8),
+        ("user_signup", "u2", 9),
+        ("agent_up", "a1", 12),
+        ("agent_registered", "a1", 13),
+    )
+    first = seen()
+    send(("page_view", "u1", 20), ("page_view", "u2", 30), ("agent_down", "a1", 14))  # no news
+    again = seen()
+    send(
+        ("user_signup", "u1", 11),
+        ("page_view", "u2", 1),
+        ("agent_up", "a1", 2),
+        ("page_view", "u3", 3),
+    )  # late
+
+    assert [row[1:] for row in first] == [
+        ("a1", *hours(12, 13)),
+        ("u1", *hours(8, None)),
+        ("u2", *hours(9, 9)),
+    ]
+    assert again == first  # not even rewritten
+    assert [row[1:] for row in seen()] == [
+        ("a1", *hours(2, 13)),
+        ("u1", *hours(8, 11)),
+        ("u2", *hours(1, 9)),
+        ("u3", *hours(3, None)),
+    ]
+
+
 @pytest.fixture
 def strict(db_url: str) -> Iterator[TestClient]:
     with make_client(db_url, INGEST_MAX_BATCH_EVENTS="2", INGEST_MAX_BODY_BYTES="2048") as c:
@@ -155,3 +216,43 @@ def test_limits_and_bad_bodies(strict: TestClient, db: psycopg.Connection[Any]) 
         wrong_type.status_code,
     ) == (413, 413, 400, 415)
     assert stored(db) == []
+
+
+def test_concurrent_batches_keep_the_entities_seen_exact(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    """Batches naming the same new users in different orders, 8 transactions at once: no
+    deadlock (each batch locks its users in one order), and the rows are exact."""
+    base = datetime.now(UTC) - timedelta(days=2)
+    rng = random.Random(7)
+
+    def batch() -> list[tuple[Any, ...]]:
+        users = [f"u{n}" for n in range(300)]
+        rng.shuffle(users)
+        return [
+            (
+                base + timedelta(minutes=rng.randrange(2000)),
+                rng.choice(["page_view", "user_signup"]),
+                user,
+                *[None] * (len(COLUMNS) - 3),
+            )
+            for user in users
+        ]
+
+    async def run() -> None:
+        async with asyncpg.create_pool(db_url, min_size=8, max_size=8) as pool:
+            writer = EventWriter(pool, timedelta(hours=1), 8)
+            for _ in range(3):
+                await asyncio.gather(*(writer.store(batch(), None) for _ in range(8)))
+
+    asyncio.run(run())
+
+    assert (
+        db.execute(
+            "SELECT user_id, first_seen, signed_up_at FROM analytics.users_seen ORDER BY 1"
+        ).fetchall()
+        == db.execute(
+            "SELECT user_id, min(time), min(time) FILTER (WHERE event_type = 'user_signup') "
+            "FROM analytics.platform_events GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    )

@@ -3,6 +3,8 @@ dashboard."""
 
 from __future__ import annotations
 
+import itertools
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -391,7 +393,7 @@ def test_late_events_correct_the_periods_that_depend_on_them(
         return next(p for p in trends["periods"] if p["period_start"] == iso(moment))
 
     assert (day(d3)["users_total"], day(d2)["users_churned"]) == (1, 0)
-    # Late: u2 signed up on d1 (every later total), u3 was active on d1 only (d2 churn).
+    # Late: u2 signed up on d1, u3 was active on d1 only (every later total; d2 churn).
     post(
         client,
         [
@@ -400,14 +402,14 @@ def test_late_events_correct_the_periods_that_depend_on_them(
         ],
     )
 
-    assert (day(d3)["users_total"], day(d2)["users_churned"]) == (2, 2)  # at once, from raw
+    assert (day(d3)["users_total"], day(d2)["users_churned"]) == (3, 2)  # at once, from raw
     track_invalidated(db_url)
-    assert (day(d3)["users_total"], day(d2)["users_churned"]) == (2, 2)
+    assert (day(d3)["users_total"], day(d2)["users_churned"]) == (3, 2)
     assert db.execute(
         "SELECT period_start, users_total, users_churned FROM analytics.platform_metrics "
         "WHERE period_type = 'day' AND period_start >= %s ORDER BY 1",
         (d2,),
-    ).fetchall() == [(d2, 2, 2), (d3, 2, 0)]
+    ).fetchall() == [(d2, 3, 2), (d3, 3, 0)]
 
 
 def test_the_dashboard_over_one_day_and_odd_ranges(client: TestClient) -> None:
@@ -420,3 +422,194 @@ def test_the_dashboard_over_one_day_and_odd_ranges(client: TestClient) -> None:
     assert one.status_code == 200 and len(one.json()["trends"]) == 1
     assert fraction.status_code == 400 and fraction.json()["details"][0]["field"] == "days"
     assert year_one.status_code == 422 and year_one.json()["details"][0]["field"] == "period_end"
+
+
+def platform_day(client: TestClient, moment: datetime, days: int = 7) -> dict[str, Any]:
+    trends = client.get("/api/v1/analytics/platform/trends", params={"days": days}).json()
+    return next(p for p in trends["periods"] if p["period_start"] == iso(moment))
+
+
+def entity_figures(period: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(
+        period[f"{kind}_{figure}"]
+        for kind in ("users", "agents")
+        for figure in ("total", "active", "new")
+    )
+
+
+def test_users_and_agents_without_a_signup_are_counted(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    """Issue 13: a user's sessions, page views and contracts with no user_signup made the
+    dashboard say users {"total": 0, "active": 1}."""
+    yesterday = TODAY - timedelta(days=1)
+    now = iso(datetime.now(UTC))
+    u1 = {"user_id": "u1"}
+    post(
+        client,
+        [
+            {"event_type": "session_start", **u1, "timestamp": at(yesterday, 9)},
+            {"event_type": "page_view", **u1, "timestamp": at(yesterday, 9.5)},
+            {
+                "event_type": "contract_created",
+                **u1,
+                "contract_id": "c1",
+                "timestamp": at(yesterday, 10),
+            },
+            {
+                "event_type": "agent_call",
+                "agent_id": "a1",
+                "success": True,
+                "duration_ms": 5,
+                "timestamp": at(yesterday, 11),
+            },
+            {"event_type": "session_start", **u1, "timestamp": now},
+            {"event_type": "page_view", "user_id": "u2", "timestamp": now},
+        ],
+    )
+    # Yesterday: u1 and a1 first seen; today: u1 again and u2 first seen, no agent.
+    expected_yesterday = (1, 1, 1, 1, 1, 1)
+    expected_today = (2, 2, 1, 1, 0, 0)
+
+    def answers() -> tuple[tuple[int, ...], ...]:
+        board = client.get("/api/v1/analytics/dashboard", params={"days": 2}).json()
+        current = board["current_metrics"]
+        return (
+            tuple(current[k][f] for k in ("users", "agents") for f in ("total", "active", "new")),
+            entity_figures(board["trends"][0]),
+            entity_figures(platform_day(client, yesterday, days=2)),
+            entity_figures(platform_day(client, TODAY, days=2)),
+        )
+
+    live = answers()
+    track(client, yesterday, TODAY)
+    tracked = answers()
+
+    expected = (expected_today, expected_yesterday, expected_yesterday, expected_today)
+    assert live == expected
+    assert tracked == expected
+    assert db.execute(
+        "SELECT users_total, users_active, users_new, agents_total, agents_active, agents_new "
+        "FROM analytics.platform_metrics WHERE period_type = 'day' AND period_start = %s",
+        (yesterday,),
+    ).fetchone() == (1, 1, 1, 1, 1, 1)
+
+
+def test_a_total_is_never_below_the_actives(client: TestClient) -> None:
+    first = TODAY - timedelta(days=5)
+    rng = random.Random(13)
+    events: list[dict[str, Any]] = []
+    for n in range(300):
+        when = at(first, rng.uniform(0, 24 * 5))
+        user, agent = f"u{rng.randrange(40)}", f"a{rng.randrange(15)}"
+        kind = rng.choice(["page_view", "session_start", "user_signup", "agent_up", "agent_call"])
+        if kind == "agent_call":
+            events.append(
+                {
+                    "event_type": kind,
+                    "agent_id": agent,
+                    "user_id": user,
+                    "success": True,
+                    "duration_ms": 3,
+                    "timestamp": when,
+                }
+            )
+        elif kind == "agent_up":
+            events.append({"event_type": kind, "agent_id": agent, "timestamp": when})
+        else:
+            events.append({"event_type": kind, "user_id": user, "timestamp": when})
+        if n % 7 == 0:  # some signups and registrations come after the entity's first events
+            events.append({"event_type": "agent_registered", "agent_id": agent, "timestamp": when})
+    post(client, events)
+
+    def check(period_type: str) -> None:
+        trends = client.get(
+            "/api/v1/analytics/platform/trends", params={"days": 6, "period_type": period_type}
+        ).json()["periods"]
+        for before, period in itertools.pairwise(trends):
+            for kind in ("users", "agents"):
+                total, active, new = (period[f"{kind}_{f}"] for f in ("total", "active", "new"))
+                assert total >= active >= new, (period_type, period)
+                assert total == before[f"{kind}_total"] + new, (period_type, period)
+        assert trends[-1]["users_total"] == len({e["user_id"] for e in events if "user_id" in e})
+        assert trends[-1]["agents_total"] == len({e["agent_id"] for e in events if "agent_id" in e})
+
+    check("day")
+    check("hour")
+    track(client, first - timedelta(days=1), TODAY)
+    track(client, first - timedelta(days=1), TODAY, "hour")
+    check("day")
+    check("hour")
+
+
+def test_a_late_event_for_a_new_user_raises_the_later_totals(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    d1, d2, d3 = (TODAY - timedelta(days=n) for n in (4, 3, 2))
+    post(
+        client,
+        [
+            *[
+                {"event_type": "page_view", "user_id": "u1", "timestamp": at(d, 12)}
+                for d in (d1, d2, d3)
+            ],
+            {"event_type": "agent_up", "agent_id": "a1", "timestamp": at(d1, 12)},
+        ],
+    )
+    track_invalidated(db_url)
+    assert entity_figures(platform_day(client, d3)) == (1, 1, 0, 1, 0, 0)
+
+    # Late, and no signup, registration or contract event among them: u9 and a9 first seen
+    # on d1, u1 seen again on d1 (no news). Only d1 and d2 (churn) depend on d1's events as such.
+    post(
+        client,
+        [
+            {"event_type": "page_view", "user_id": "u9", "timestamp": at(d1, 1)},
+            {"event_type": "agent_down", "agent_id": "a9", "timestamp": at(d1, 2)},
+            {"event_type": "page_view", "user_id": "u1", "timestamp": at(d1, 13)},
+        ],
+    )
+
+    assert entity_figures(platform_day(client, d3)) == (2, 1, 0, 2, 0, 0)  # at once, from raw
+    track_invalidated(db_url)
+    assert entity_figures(platform_day(client, d3)) == (2, 1, 0, 2, 0, 0)
+    assert db.execute(
+        "SELECT period_start, users_total, users_new, agents_total, agents_new "
+        "FROM analytics.platform_metrics WHERE period_type = 'day' AND period_start >= %s "
+        "AND period_start <= %s ORDER BY 1",
+        (d1, d3),
+    ).fetchall() == [(d1, 2, 2, 2, 2), (d2, 2, 0, 2, 0), (d3, 2, 0, 2, 0)]
+    assert db.execute(
+        "SELECT count(*) FROM analytics.tracked_periods WHERE dirty AND period_end < now()"
+    ).fetchone() == (0,)
+
+
+def test_refreshing_the_entities_seen_after_deleting_events(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    d1, d2 = TODAY - timedelta(days=3), TODAY - timedelta(days=2)
+    post(
+        client,
+        [
+            {"event_type": "page_view", "user_id": "u1", "timestamp": at(d1, 1)},
+            {"event_type": "user_signup", "user_id": "u2", "timestamp": at(d1, 2)},
+            {"event_type": "page_view", "user_id": "u2", "timestamp": at(d2, 3)},
+        ],
+    )
+    track_invalidated(db_url)
+    assert platform_day(client, d2)["users_total"] == 2
+    db.execute("DELETE FROM analytics.platform_events WHERE user_id = 'u1'")
+    db.execute("DELETE FROM analytics.platform_events WHERE event_type = 'user_signup'")
+
+    assert db.execute("SELECT analytics.refresh_entities_seen()").fetchone() == (2,)
+    assert db.execute("SELECT analytics.refresh_entities_seen()").fetchone() == (0,)
+    track_invalidated(db_url)
+
+    assert db.execute(
+        "SELECT user_id, first_seen, signed_up_at FROM analytics.users_seen"
+    ).fetchall() == [("u2", d2 + timedelta(hours=3), None)]
+    assert db.execute(
+        "SELECT period_start, users_total, users_new FROM analytics.platform_metrics "
+        "WHERE period_type = 'day' AND period_start IN (%s, %s) ORDER BY 1",
+        (d1, d2),
+    ).fetchall() == [(d1, 0, 0), (d2, 1, 1)]

@@ -17,3 +17,14 @@ COMMENT ON TABLE _analytics.rollup_invalidations IS
     'Append-only: the hours touched by each committed batch, consumed by the rollup job.';
 COMMENT ON TABLE _analytics.job_runs IS
     'One row per run of a periodic job (rollup refresh, retention, ...): outcome and figures.';
+COMMENT ON TABLE analytics.users_seen IS
+    'Every user a platform event names: first seen (the earliest such event) and signed up '
+    '(the earliest user_signup, or null); kept by ingest, rebuilt by '
+    'analytics.refresh_entities_seen(). Platform user totals count it by first_seen.';
+COMMENT ON TABLE analytics.agents_seen IS
+    'Every agent a platform event names: first seen and registered (the earliest '
+    'agent_registered, or null); kept by ingest, rebuilt by '
+    'analytics.refresh_entities_seen(). Platform agent totals count it by first_seen.';
+COMMENT ON COLUMN _analytics.event_invalidations.totals IS
+    'Every later platform period depends on this hour: the batch had contract events, or moved '
+    'a user''s or agent''s first_seen into the hour (a new entity, or one seen earlier than before).';

@@ -144,11 +144,15 @@ LEFT JOIN (
 $$;
 
 -- Platform-wide figures over the period; p_before is the start of the period before (for
--- churn). "Total" figures count everything up to the period's end; "active" means named by any
--- event in the period; churned users were active in the period before and are not in this one;
--- active contracts were created and not yet completed, cancelled or failed by the period's end.
+-- churn). "Total" figures count everything up to the period's end: users and agents first seen
+-- (named by any event) before it, so a total is never below the actives of the same period;
+-- "new" ones were first seen in the period (a period's total is the one before plus its new);
+-- "active" means named by any event in the period; churned users were active in the period
+-- before and are not in this one; active contracts were created and not yet completed,
+-- cancelled or failed by the period's end.
 -- Read in passes the indexes serve: the period's events once, users over both periods once
--- (grouped: active and churned together), agents once, and index-only counts for the totals.
+-- (grouped: active and churned together), agents once, index ranges of users_seen and
+-- agents_seen (on first_seen) for the user and agent totals, index-only counts for contracts.
 CREATE OR REPLACE FUNCTION analytics.platform_figures(
     p_start timestamptz, p_end timestamptz, p_before timestamptz)
 RETURNS TABLE (
@@ -162,9 +166,7 @@ RETURNS TABLE (
     fraud_alerts bigint, security_events bigint)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 WITH period AS (
-    SELECT count(*) FILTER (WHERE e.event_type = 'user_signup') AS users_new,
-           count(*) FILTER (WHERE e.event_type = 'agent_registered') AS agents_new,
-           count(*) FILTER (WHERE e.event_type = 'contract_completed') AS contracts_completed,
+    SELECT count(*) FILTER (WHERE e.event_type = 'contract_completed') AS contracts_completed,
            count(*) FILTER (WHERE e.event_type = 'contract_failed') AS contracts_failed,
            coalesce(sum(e.amount::numeric) FILTER (WHERE e.event_type = 'payment'), 0)::float8 AS revenue,
            coalesce(sum(e.fee::numeric) FILTER (WHERE e.event_type = 'payment'), 0)::float8 AS platform_fees,
@@ -194,22 +196,84 @@ WITH period AS (
           WHERE e.agent_id IS NOT NULL AND e.time >= p_start AND e.time < p_end
           GROUP BY e.agent_id) a
 ), totals AS (
-    SELECT (SELECT count(DISTINCT e.user_id) FROM analytics.platform_events e
-            WHERE e.event_type = 'user_signup' AND e.time < p_end) AS users,
-           (SELECT count(DISTINCT e.agent_id) FROM analytics.platform_events e
-            WHERE e.event_type = 'agent_registered' AND e.time < p_end) AS agents,
+    SELECT (SELECT count(*) FROM analytics.users_seen s WHERE s.first_seen < p_end) AS users,
+           (SELECT count(*) FROM analytics.users_seen s
+            WHERE s.first_seen >= p_start AND s.first_seen < p_end) AS users_new,
+           (SELECT count(*) FROM analytics.agents_seen s WHERE s.first_seen < p_end) AS agents,
+           (SELECT count(*) FROM analytics.agents_seen s
+            WHERE s.first_seen >= p_start AND s.first_seen < p_end) AS agents_new,
            (SELECT count(*) FROM analytics.platform_events e
             WHERE e.event_type = 'contract_created' AND e.time < p_end) AS contracts,
            (SELECT count(*) FROM analytics.platform_events e
             WHERE e.event_type IN ('contract_completed', 'contract_cancelled', 'contract_failed')
               AND e.time < p_end) AS contracts_ended
 )
-SELECT t.users, u.active, p.users_new, u.churned,
-       t.agents, a.active, p.agents_new,
+SELECT t.users, u.active, t.users_new, u.churned,
+       t.agents, a.active, t.agents_new,
        t.contracts, t.contracts - t.contracts_ended, p.contracts_completed, p.contracts_failed,
        p.revenue, p.platform_fees, p.credits_purchased, p.credits_spent,
        p.response_time_avg_ms, p.error_rate,
        p.api_calls::float8 / extract(epoch FROM p_end - p_start), p.api_calls,
        p.orchestrations, p.fraud_alerts, p.security_events
 FROM period p, users u, agents a, totals t
+$$;
+
+-- Rebuilds analytics.users_seen and agents_seen from the stored events, for after events were
+-- deleted (or written around the ingest path, as the benchmark's COPY does): entities no event
+-- names any more are removed, first-seen and signup times recomputed. Every hour an entity's
+-- first_seen moved from or to is logged for the track job with `totals`, so the platform
+-- periods after it are tracked again. Ingest waits meanwhile (the tables are locked against
+-- writes; reads go on); returns the number of entities added, changed or removed.
+CREATE OR REPLACE FUNCTION analytics.refresh_entities_seen() RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    changed bigint;
+BEGIN
+    LOCK TABLE analytics.users_seen, analytics.agents_seen IN SHARE ROW EXCLUSIVE MODE;
+    WITH users AS (
+        SELECT e.user_id, min(e.time) AS first_seen,
+               min(e.time) FILTER (WHERE e.event_type = 'user_signup') AS signed_up_at
+        FROM analytics.platform_events e WHERE e.user_id IS NOT NULL GROUP BY e.user_id
+    ), user_changes AS (
+        SELECT coalesce(n.user_id, o.user_id) AS user_id, n.first_seen, n.signed_up_at,
+               least(n.first_seen, o.first_seen) AS moved
+        FROM users n FULL JOIN analytics.users_seen o ON o.user_id = n.user_id
+        WHERE (n.first_seen, n.signed_up_at) IS DISTINCT FROM (o.first_seen, o.signed_up_at)
+    ), users_upserted AS (
+        INSERT INTO analytics.users_seen AS s (user_id, first_seen, signed_up_at)
+        SELECT c.user_id, c.first_seen, c.signed_up_at FROM user_changes c
+        WHERE c.first_seen IS NOT NULL
+        ON CONFLICT (user_id) DO UPDATE
+            SET first_seen = excluded.first_seen, signed_up_at = excluded.signed_up_at
+    ), users_deleted AS (
+        DELETE FROM analytics.users_seen s USING user_changes c
+        WHERE c.first_seen IS NULL AND s.user_id = c.user_id
+    ), agents AS (
+        SELECT e.agent_id, min(e.time) AS first_seen,
+               min(e.time) FILTER (WHERE e.event_type = 'agent_registered') AS registered_at
+        FROM analytics.platform_events e WHERE e.agent_id IS NOT NULL GROUP BY e.agent_id
+    ), agent_changes AS (
+        SELECT coalesce(n.agent_id, o.agent_id) AS agent_id, n.first_seen, n.registered_at,
+               least(n.first_seen, o.first_seen) AS moved
+        FROM agents n FULL JOIN analytics.agents_seen o ON o.agent_id = n.agent_id
+        WHERE (n.first_seen, n.registered_at) IS DISTINCT FROM (o.first_seen, o.registered_at)
+    ), agents_upserted AS (
+        INSERT INTO analytics.agents_seen AS s (agent_id, first_seen, registered_at)
+        SELECT c.agent_id, c.first_seen, c.registered_at FROM agent_changes c
+        WHERE c.first_seen IS NOT NULL
+        ON CONFLICT (agent_id) DO UPDATE
+            SET first_seen = excluded.first_seen, registered_at = excluded.registered_at
+    ), agents_deleted AS (
+        DELETE FROM analytics.agents_seen s USING agent_changes c
+        WHERE c.first_seen IS NULL AND s.agent_id = c.agent_id
+    ), moves AS (
+        SELECT c.moved FROM user_changes c UNION ALL SELECT c.moved FROM agent_changes c
+    ), logged AS (
+        INSERT INTO _analytics.event_invalidations (hour, totals)
+        SELECT DISTINCT date_trunc('hour', m.moved AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', true
+        FROM moves m
+    )
+    SELECT count(*) INTO changed FROM moves;
+    RETURN changed;
+END
 $$;

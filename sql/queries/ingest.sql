@@ -65,12 +65,72 @@ INSERT INTO _analytics.rollup_invalidations (bucket)
 SELECT unnest($1::timestamptz[]);
 
 -- name: record_event_invalidations
--- The hours a batch of platform events touched, for the track job. Any hour but the current
--- one (by the database's clock) gets its own row, committed with its events. The current hour
--- is listed once: a writer that finds it listed may commit after the track job consumed the
--- row, but the hour's periods are tracked only TRACK_GRACE after they close, long after.
--- $2 / $3: the batch has events later periods depend on (totals; agent states).
+-- What a batch of platform events changes besides its rows, in its transaction: the users
+-- ($4..$6) and agents ($7..$9) it names, each once (sorted, so concurrent batches lock them in
+-- one order) with its earliest time and signup / registration time (null: none), upserted into
+-- users_seen / agents_seen, writing (and locking) only the rows it moves earlier; and the hours
+-- it touched, for the track job. Any hour but the current one (by the database's clock) gets
+-- its own row, committed with its events. The current hour is listed once: a writer that finds
+-- it listed may commit after the track job consumed the row, but the hour's periods are
+-- tracked only TRACK_GRACE after they close, long after.
+-- `totals` (every later platform period depends on the hour): the batch has contract events
+-- ($2), or an entity's first_seen moved into that hour (an entity new, or seen earlier than
+-- before). $3 `states`: the batch has agent states.
+WITH users AS (
+    INSERT INTO analytics.users_seen AS s (user_id, first_seen, signed_up_at)
+    SELECT b.user_id, b.first_seen, b.signed_up_at
+    FROM unnest($4::text[], $5::timestamptz[], $6::timestamptz[]) WITH ORDINALITY
+        AS b (user_id, first_seen, signed_up_at, n)
+    LEFT JOIN LATERAL (
+        -- An index probe per entity, whatever the table's size (as a plain join, the planner
+        -- hashed the whole table for a batch of a few thousand).
+        SELECT o.first_seen, o.signed_up_at FROM analytics.users_seen o
+        WHERE o.user_id = b.user_id
+        LIMIT 1
+    ) o ON true
+    WHERE o.first_seen IS NULL OR b.first_seen < o.first_seen
+       OR b.signed_up_at < coalesce(o.signed_up_at, 'infinity')
+    ORDER BY b.n
+    ON CONFLICT (user_id) DO UPDATE
+        SET first_seen = least(s.first_seen, excluded.first_seen),
+            signed_up_at = least(s.signed_up_at, excluded.signed_up_at)
+        WHERE s.first_seen > excluded.first_seen
+           OR s.signed_up_at IS DISTINCT FROM least(s.signed_up_at, excluded.signed_up_at)
+    RETURNING s.user_id, s.first_seen
+), agents AS (
+    INSERT INTO analytics.agents_seen AS s (agent_id, first_seen, registered_at)
+    SELECT b.agent_id, b.first_seen, b.registered_at
+    FROM unnest($7::text[], $8::timestamptz[], $9::timestamptz[]) WITH ORDINALITY
+        AS b (agent_id, first_seen, registered_at, n)
+    LEFT JOIN LATERAL (
+        SELECT o.first_seen, o.registered_at FROM analytics.agents_seen o
+        WHERE o.agent_id = b.agent_id
+        LIMIT 1
+    ) o ON true
+    WHERE o.first_seen IS NULL OR b.first_seen < o.first_seen
+       OR b.registered_at < coalesce(o.registered_at, 'infinity')
+    ORDER BY b.n
+    ON CONFLICT (agent_id) DO UPDATE
+        SET first_seen = least(s.first_seen, excluded.first_seen),
+            registered_at = least(s.registered_at, excluded.registered_at)
+        WHERE s.first_seen > excluded.first_seen
+           OR s.registered_at IS DISTINCT FROM least(s.registered_at, excluded.registered_at)
+    RETURNING s.agent_id, s.first_seen
+), moved AS (
+    -- The row's first_seen is now this batch's time for it: it moved there (or was there, when
+    -- only the signup time moved: one needless re-track at worst).
+    SELECT u.first_seen FROM users u
+    JOIN unnest($4::text[], $5::timestamptz[]) AS b (user_id, first_seen)
+      ON b.user_id = u.user_id AND b.first_seen = u.first_seen
+    UNION
+    SELECT a.first_seen FROM agents a
+    JOIN unnest($7::text[], $8::timestamptz[]) AS b (agent_id, first_seen)
+      ON b.agent_id = a.agent_id AND b.first_seen = a.first_seen
+)
 INSERT INTO _analytics.event_invalidations (hour, totals, states)
-SELECT h, $2, $3 FROM unnest($1::timestamptz[]) AS h
+SELECT h, $2 OR h IN (SELECT date_trunc('hour', m.first_seen AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                      FROM moved m),
+       $3
+FROM unnest($1::timestamptz[]) AS h
 WHERE h <> date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
    OR NOT EXISTS (SELECT 1 FROM _analytics.event_invalidations i WHERE i.hour = h);
