@@ -17,3 +17,6 @@ COMMENT ON TABLE _analytics.rollup_invalidations IS
     'Append-only: the hours touched by each committed batch, consumed by the rollup job.';
 COMMENT ON TABLE _analytics.job_runs IS
     'One row per run of a periodic job (rollup refresh, retention, ...): outcome and figures.';
+COMMENT ON COLUMN _analytics.job_runs.trigger IS
+    'schedule: run by the scheduler; manual: by python -m jobs (only scheduled runs make a '
+    'job wait for its next interval).';
