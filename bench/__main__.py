@@ -141,6 +141,14 @@ def run_queries(url: str, events: int) -> dict[str, object]:
         server.stop()
 
 
+def run_range_refresh(url: str, events: int) -> dict[str, object]:
+    server = Server(url, RUN_SCHEDULER="false")  # only the DBA's refresh clears invalidations
+    try:
+        return queries.range_refresh(url, server.base, events)
+    finally:
+        server.stop()
+
+
 def run_analytics(url: str, events: int) -> dict[str, object]:
     server = Server(url)
     uncached = Server(url, DASHBOARD_CACHE_S="0")
@@ -155,7 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["ingest", "queries", "analytics", "alerts", "health"],
+        choices=["ingest", "queries", "refresh", "analytics", "alerts", "health"],
         help="run one suite",
     )
     parser.add_argument("--events", type=int, default=ingest.Workload.events)
@@ -168,6 +176,12 @@ def main() -> None:
         type=int,
         default=10_000_000,
         help="events loaded for the query suite (default 10 million)",
+    )
+    parser.add_argument(
+        "--refresh-events",
+        type=int,
+        default=300_000,
+        help="events sent through the API for the range refresh suite (default 300,000)",
     )
     parser.add_argument(
         "--analytics-events",
@@ -204,6 +218,11 @@ def main() -> None:
         with scratch_database(server_url, "queries") as url:
             results["queries"] = run_queries(url, args.query_events)
         print("targets: API p95 < 50 ms per query, >= 50x faster than raw at 30 days, errors <= 1%")
+    if args.only in (None, "refresh"):
+        print("== range refresh ==", flush=True)
+        with scratch_database(server_url, "refresh") as url:
+            results["refresh"] = run_range_refresh(url, args.refresh_events)
+        print("target: 30-day statistics after a range refresh as fast as after a plain refresh")
     if args.only in (None, "analytics"):
         print("== analytics ==", flush=True)
         with scratch_database(server_url, "analytics") as url:

@@ -4,6 +4,10 @@ Loads EVENTS events over 30 days into one metric with hundreds of series (binary
 from a generator), builds the rollups with the rollup job, then times each query repeatedly
 through the HTTP API and the equivalent raw SQL over analytics.metric_events, and measures the
 percentile errors against percentile_disc on raw.
+
+range_refresh (`--only refresh`): events sent through the API over 30 days (so every hour is
+listed as invalidated, as after a backfill), then 30-day statistics after a range refresh, after
+a plain refresh, and as a raw percentile_cont scan.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import asyncpg
 import httpx2
 
 from bench import HEADERS
-from jobs.rollups import refresh_range
+from bench.ingest import http_batches
+from jobs.rollups import refresh_invalidated, refresh_range
 
 METRIC = "bench.latency"
 ENDPOINTS = [
@@ -219,4 +224,89 @@ def run(url: str, base: str, events: int, repeat: int = 30, raw_repeat: int = 3)
         "load_events_per_s": events / load_s,
         "rollup_build_s": refresh_s,
         **figures,
+    }
+
+
+def _ingested(count: int, end: datetime) -> list[dict[str, Any]]:
+    """`count` events over the DAYS before `end`, as clients send them: each batch through the
+    API lists the hours it touched in the invalidation log."""
+    rng = random.Random(43)
+    tags = [
+        {"endpoint": e, "region": r, "host": f"h{h}"}
+        for e in ENDPOINTS
+        for r in REGIONS
+        for h in range(HOSTS)
+    ]
+    span = DAYS * 86_400
+    return [
+        {
+            "metric_name": METRIC,
+            "value": round(rng.lognormvariate(3.5, 0.8), 3),
+            "metric_type": "timer",
+            "tags": tags[rng.randrange(len(tags))],
+            "timestamp": (end - timedelta(seconds=rng.uniform(0, span))).isoformat(),
+        }
+        for _ in range(count)
+    ]
+
+
+async def _invalidations(url: str, start: datetime, end: datetime) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(DISTINCT bucket) FROM _analytics.rollup_invalidations "
+                "WHERE bucket >= $1 AND bucket < $2",
+                start,
+                end,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def range_refresh(url: str, base: str, events: int, repeat: int = 20, raw_repeat: int = 3) -> dict:
+    """30-day statistics after `python -m jobs refresh --start --end` over events loaded through
+    the API (no scheduler running), against the same after a plain refresh and a raw scan."""
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(days=DAYS)
+    print(f"sending {events:,} events over {DAYS} days (POST /metrics/batch) ...", flush=True)
+    rate = asyncio.run(http_batches(base, _ingested(events, end), 5_000, 2))
+    print(f"    {rate:,.0f} events/s; {asyncio.run(_invalidations(url, start, end))} hours listed")
+    params = {"start": start.isoformat(), "end": end.isoformat()}
+    path = f"/api/v1/analytics/metrics/{METRIC}/statistics"
+    print("range refresh (python -m jobs refresh --start ... --end ...) ...", flush=True)
+    started = time.perf_counter()
+    report = refresh_range(url, start - timedelta(hours=1), end, progress=lambda _: None)
+    refresh_s = time.perf_counter() - started
+    left = asyncio.run(_invalidations(url, start, end))
+    after_range, _ = asyncio.run(_time_api(base, path, params, repeat))
+    print(
+        f"    {refresh_s:.1f} s, {report.invalidations:,} invalidation(s) cleared, "
+        f"{left} hour(s) still listed",
+        flush=True,
+    )
+    refresh_invalidated(url, progress=lambda _: None)
+    after_plain, _ = asyncio.run(_time_api(base, path, params, repeat))
+    raw = asyncio.run(_time_sql(url, RAW_STATISTICS, (start, end, METRIC), raw_repeat))
+    for label, figures in (
+        ("after range refresh", after_range),
+        ("after plain refresh", after_plain),
+        ("raw percentile_cont", raw),
+    ):
+        print(
+            f"    statistics_30d {label:<20} p50 {figures['p50_ms']:8.1f} ms"
+            f"  p95 {figures['p95_ms']:8.1f} ms",
+            flush=True,
+        )
+    return {
+        "events": events,
+        "ingest_events_per_s": rate,
+        "refresh_s": refresh_s,
+        "invalidations_cleared": report.invalidations,
+        "hours_still_listed": left,
+        "statistics_30d_after_range_refresh": after_range,
+        "statistics_30d_after_plain_refresh": after_plain,
+        "statistics_30d_raw_sql": raw,
+        "range_to_plain_p50": after_range["p50_ms"] / after_plain["p50_ms"],
     }

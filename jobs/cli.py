@@ -1,6 +1,8 @@
 """`python -m jobs` (also `astraeus-jobs`): the command line for DBAs and for schedulers.
 
-Exit codes: 0 done, 1 the job failed (one line on stderr says why), 2 bad usage.
+Exit codes: 0 done, 1 the job failed (one line on stderr says why), 2 bad usage. The runs of
+periodic jobs started here (refresh, track, retention, alerts, health) are recorded in
+_analytics.job_runs as 'manual' runs, beside the scheduler's (see jobs/scheduler.py).
 """
 
 from __future__ import annotations
@@ -24,9 +26,19 @@ from jobs.cli_keys import keys_group
 from jobs.health import check_services
 from jobs.migrate import MigrationError, migrate
 from jobs.notify import deliver
-from jobs.periodic import own_api_url, periodic_jobs, repeat_interval, retention_policy
-from jobs.rollups import UnknownRollup, refresh_invalidated, refresh_range
-from jobs.scheduler import Scheduler
+from jobs.periodic import (
+    alerted,
+    checked,
+    own_api_url,
+    periodic_jobs,
+    refreshed,
+    repeat_interval,
+    retained,
+    retention_policy,
+    tracked,
+)
+from jobs.rollups import UnknownRollup, check_rollup, refresh_invalidated, refresh_range
+from jobs.scheduler import Scheduler, manual_run
 from jobs.track import batch_track, track_invalidated
 from service import logs
 from service.db import connect_sync
@@ -93,24 +105,40 @@ def refresh_command(
     Without --start/--end: recompute the hours that new or late events touched (listed by the
     ingest path), as the scheduled job does. With them: recompute the rollups over the range,
     a day at a time (Community edition: refresh_continuous_aggregate; Apache edition: the
-    rollup job), never before the oldest raw events. Safe to interrupt and re-run.
+    rollup job), never before the oldest raw events, and clear the range's invalidations (of
+    hours closed 15 minutes ago; not with --view), so that queries read the range from the
+    rollups at once. Safe to interrupt and re-run.
     """
     first, last = _moment(start, "--start"), _moment(end, "--end")
     if (first is None) != (last is None):
         raise click.UsageError("give both --start and --end, or neither")
     if view is not None and first is None:
         raise click.UsageError("--view goes with --start and --end")
+    if first is not None and last is not None and last <= first:
+        raise click.UsageError("--end must be later than --start")
     with database_errors(database_url):
-        if first is None or last is None:
-            report = refresh_invalidated(database_url, progress=click.echo)
-        else:
-            if last <= first:
-                raise click.UsageError("--end must be later than --start")
-            try:
+        if view is not None:
+            with connect_sync(database_url, "astraeus-jobs") as conn:
+                try:
+                    check_rollup(conn, view)
+                except UnknownRollup as exc:
+                    raise click.BadParameter(str(exc), param_hint="--view") from None
+        with manual_run(database_url, "rollups", waiting=_to_stderr) as run:
+            if first is None or last is None:
+                report = refresh_invalidated(database_url, progress=click.echo)
+                run.outcome = refreshed(report)
+            else:
                 report = _refresh_with_progress(database_url, first, last, view)
-            except UnknownRollup as exc:
-                raise click.BadParameter(str(exc), param_hint="--view") from None
-    click.echo(f"{report.hours} hour(s) in {len(report.ranges)} range(s) refreshed")
+                scope = f" from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
+                run.outcome = refreshed(report, scope + (f", {view} only" if view else ""))
+    click.echo(
+        f"{report.hours} hour(s) in {len(report.ranges)} range(s) refreshed, "
+        f"{report.invalidations} invalidation(s) cleared"
+    )
+
+
+def _to_stderr(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _refresh_with_progress(url: str, first: datetime, last: datetime, view: str | None) -> Any:
@@ -153,21 +181,24 @@ def track_command(database_url: str, start: str | None, end: str | None, period_
     first, last = _moment(start, "--start"), _moment(end, "--end")
     if (first is None) != (last is None):
         raise click.UsageError("give both --start and --end, or neither")
-    with database_errors(database_url):
+    total = 0
+    if first is not None and last is not None:
+        if last <= first:
+            raise click.UsageError("--end must be later than --start")
+        try:
+            total = len(spanning(period_type, first, last))
+            previous_start(period_type, first)
+        except OverflowError:
+            raise click.UsageError("the range reaches past the years 1 to 9999") from None
+    with database_errors(database_url), manual_run(database_url, "track", _to_stderr) as run:
         if first is None or last is None:
             report = track_invalidated(database_url)
         else:
-            if last <= first:
-                raise click.UsageError("--end must be later than --start")
-            try:
-                total = len(spanning(period_type, first, last))
-                previous_start(period_type, first)
-            except OverflowError:
-                raise click.UsageError("the range reaches past the years 1 to 9999") from None
             with click.progressbar(
                 length=total, label="tracking", show_pos=True, file=sys.stderr
             ) as bar:
                 report = batch_track(database_url, period_type, first, last, progress=bar.update)
+        run.outcome = tracked(report)
     click.echo(
         f"{report.periods} period(s) tracked ({report.open_periods_skipped} still open): "
         f"{report.rows['user']} user row(s), {report.rows['agent']} agent row(s), "
@@ -195,7 +226,12 @@ def retention_command(database_url: str, days: int | None, dry_run: bool) -> Non
             days, policy.hourly_days, policy.daily_days, policy.idempotency_ttl
         )
     with database_errors(database_url):
-        report = retention.apply(database_url, policy, dry_run=dry_run)
+        if dry_run:  # not a run of the job: it changes nothing
+            report = retention.apply(database_url, policy, dry_run=True)
+        else:
+            with manual_run(database_url, "retention", _to_stderr) as run:
+                report = retention.apply(database_url, policy)
+                run.outcome = retained(report)
     verb = "would drop" if dry_run else "dropped"
     for relation, chunk in report.chunks:
         click.echo(f"{verb} {chunk} ({relation})")
@@ -255,9 +291,10 @@ def alerts_command(database_url: str) -> None:
     same pass the scheduler runs every SCHEDULE_ALERTS_S.
     """
     config = settings()
-    with database_errors(database_url):
+    with database_errors(database_url), manual_run(database_url, "alerts", _to_stderr) as run:
         report = evaluate(database_url, repeat=repeat_interval(config))
         delivered = deliver(database_url, config)
+        run.outcome = alerted(report, delivered)
     for rule, before, after in report.transitions:
         click.echo(f"rule {rule}: {before} -> {after}")
     click.echo(
@@ -273,13 +310,14 @@ def health_command(database_url: str) -> None:
     """Check every enabled service once, record the results, open or resolve incidents, deliver
     the notifications that produced, and exit."""
     config = settings()
-    with database_errors(database_url):
+    with database_errors(database_url), manual_run(database_url, "health", _to_stderr) as run:
         report = check_services(
             database_url,
             failures_to_alert=config.health_failures_to_alert,
             api_url=own_api_url(config),
         )
         delivered = deliver(database_url, config)
+        run.outcome = checked(report, delivered)
     for result in report.results:
         took = f"{result.response_time_ms:.0f} ms" if result.response_time_ms is not None else "-"
         click.echo(f"{result.name:<24} {result.status:<10} {took:>9}  {result.error or ''}")
@@ -324,7 +362,8 @@ def run_command(database_url: str, tick: float) -> None:
 @click.option("--job", help="Only this job's runs.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 def status_command(database_url: str, job: str | None, limit: int) -> None:
-    """Recent runs of the periodic jobs: start, duration, rows affected, outcome, error."""
+    """Recent runs of the periodic jobs, scheduled and manual: trigger, start, duration, rows
+    affected, outcome, error."""
     with database_errors(database_url), connect_sync(database_url, "astraeus-jobs") as conn:
         rows = conn.execute(sql.query("job_runs_recent"), {"job": job, "limit": limit})
         runs = rows.fetchall()
@@ -332,13 +371,15 @@ def status_command(database_url: str, job: str | None, limit: int) -> None:
         click.echo("no job runs recorded yet")
         return
     click.echo(
-        f"{'job':<12} {'started (UTC)':<20} {'duration':>10} {'rows':>8}  {'outcome':<11} detail"
+        f"{'job':<12} {'trigger':<9} {'started (UTC)':<20} {'duration':>10} {'rows':>8}  "
+        f"{'outcome':<11} detail"
     )
     for run in runs:
         _, name, started, _, duration_ms, rows_affected, outcome, error, detail, *_ = run
+        trigger = run[-1]
         took = f"{duration_ms / 1000:.1f} s" if duration_ms is not None else "-"
         click.echo(
-            f"{name:<12} {started:%Y-%m-%d %H:%M:%S} {took:>10} "
+            f"{name:<12} {trigger:<9} {started:%Y-%m-%d %H:%M:%S} {took:>10} "
             f"{rows_affected if rows_affected is not None else '-':>8}  {outcome:<11} "
             f"{error or detail or ''}"
         )

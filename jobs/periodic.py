@@ -1,16 +1,17 @@
-"""The periodic jobs and their intervals, as the scheduler runs them."""
+"""The periodic jobs and their intervals, as the scheduler runs them, and the outcome each
+records (the same for a run started by hand, see jobs/cli.py)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from jobs import retention
-from jobs.alerts import evaluate
-from jobs.health import check_services
-from jobs.notify import deliver
-from jobs.rollups import refresh_invalidated
+from jobs.alerts import EvaluationReport, evaluate
+from jobs.health import HealthReport, check_services
+from jobs.notify import DeliveryReport, deliver
+from jobs.rollups import RefreshReport, refresh_invalidated
 from jobs.scheduler import Job, Outcome
-from jobs.track import track_invalidated
+from jobs.track import TrackReport, track_invalidated
 from service.settings import Settings
 
 
@@ -31,31 +32,52 @@ def own_api_url(settings: Settings) -> str:
     return settings.self_api_url or f"http://127.0.0.1:{settings.port}"
 
 
+def refreshed(report: RefreshReport, scope: str = "") -> Outcome:
+    return Outcome(report.invalidations, f"{report.hours} hour(s) refreshed{scope}")
+
+
+def tracked(report: TrackReport) -> Outcome:
+    return Outcome(
+        report.rows_changed,
+        f"{report.periods} period(s) tracked from {report.invalidations} invalidation(s)",
+    )
+
+
+def retained(report: retention.RetentionReport) -> Outcome:
+    return Outcome(len(report.chunks), f"{len(report.chunks)} chunk(s) dropped")
+
+
+def alerted(report: EvaluationReport, delivered: DeliveryReport) -> Outcome:
+    return Outcome(
+        report.rules,
+        f"{report.rules} rule(s): {len(report.opened)} incident(s) opened, "
+        f"{len(report.resolved)} resolved; {delivered.sent} notification(s) sent, "
+        f"{delivered.failed_attempts} failed attempt(s)",
+    )
+
+
+def checked(report: HealthReport, delivered: DeliveryReport) -> Outcome:
+    down = sum(1 for r in report.results if r.status == "unhealthy")
+    return Outcome(
+        len(report.results),
+        f"{len(report.results)} service(s) checked, {down} "
+        f"unhealthy; {delivered.sent} notification(s) sent",
+    )
+
+
 def periodic_jobs(settings: Settings) -> list[Job]:
     def rollups(url: str) -> Outcome:
-        report = refresh_invalidated(url, progress=lambda _: None)
-        return Outcome(report.invalidations, f"{report.hours} hour(s) refreshed")
+        return refreshed(refresh_invalidated(url, progress=lambda _: None))
 
     def track(url: str) -> Outcome:
-        report = track_invalidated(url)
-        return Outcome(
-            report.rows_changed,
-            f"{report.periods} period(s) tracked from {report.invalidations} invalidation(s)",
-        )
+        return tracked(track_invalidated(url))
 
     def retain(url: str) -> Outcome:
-        report = retention.apply(url, retention_policy(settings))
-        return Outcome(len(report.chunks), f"{len(report.chunks)} chunk(s) dropped")
+        return retained(retention.apply(url, retention_policy(settings)))
 
     def alerts(url: str) -> Outcome:
         report = evaluate(url, repeat=repeat_interval(settings))
-        delivered = deliver(url, settings)
-        return Outcome(
-            report.rules,
-            f"{report.rules} rule(s): {len(report.opened)} incident(s) opened, "
-            f"{len(report.resolved)} resolved; {delivered.sent} notification(s) sent, "
-            f"{delivered.failed_attempts} failed attempt(s)",
-        )
+        return alerted(report, deliver(url, settings))
 
     def health(url: str) -> Outcome:
         report = check_services(
@@ -64,13 +86,7 @@ def periodic_jobs(settings: Settings) -> list[Job]:
             only_due=True,
             api_url=own_api_url(settings),
         )
-        delivered = deliver(url, settings)
-        down = sum(1 for r in report.results if r.status == "unhealthy")
-        return Outcome(
-            len(report.results),
-            f"{len(report.results)} service(s) checked, {down} "
-            f"unhealthy; {delivered.sent} notification(s) sent",
-        )
+        return checked(report, deliver(url, settings))
 
     return [
         Job("rollups", timedelta(seconds=settings.schedule_rollups_s), rollups),

@@ -14,6 +14,12 @@ for each range:
 Either way an invalidation is deleted only after its hours are recomputed, and only the rows
 the job saw: a batch committing meanwhile leaves its own rows for the next run. Late events days
 old are corrected like fresh ones, whatever a refresh policy's window is.
+
+A range refresh (refresh_range, `python -m jobs refresh --start --end`) consumes the
+invalidations of its range the same way, a day at a time: it reads the range's rows (of hours
+closed ROLLUP_GRACE ago) before recomputing and deletes exactly those after, so its hours are
+read from the rollups at once; invalidations outside the range stay for the periodic run. With
+`only` one rollup it consumes none: an invalidation stands for all of them.
 """
 
 from __future__ import annotations
@@ -178,26 +184,40 @@ def refresh_invalidated(
     return report
 
 
+def check_rollup(conn: psycopg.Connection, only: str | None) -> None:
+    names = [rollup.name for rollup in rollups(conn)]
+    if only is not None and only not in names:
+        raise UnknownRollup(f"no rollup named {only!r}; there are: {', '.join(names)}")
+
+
 def refresh_range(
     url: str,
     start: datetime,
     end: datetime,
     *,
     only: str | None = None,
+    now: datetime | None = None,
+    grace: timedelta = ROLLUP_GRACE,
     on_range: Callable[[datetime, datetime, int, int], None] | None = None,
     progress: Callable[[str], None] = log.info,
 ) -> RefreshReport:
-    """Recompute the rollups (or `only` one) over [start, end), a day per transaction.
+    """Recompute the rollups (or `only` one) over [start, end), a day per transaction, and
+    (all of them only) consume the range's invalidations of hours closed `grace` ago.
 
     Safe to interrupt and re-run. Clamped to where raw events begin (see oldest_raw).
     """
     report = RefreshReport()
     first, last = covering(start, end, HOUR)
+    window = {"now": now, "grace": grace}
     with connect_sync(url, "astraeus-rollups", autocommit=True) as conn:
-        names = [rollup.name for rollup in rollups(conn)]
-        if only is not None and only not in names:
-            raise UnknownRollup(f"no rollup named {only!r}; there are: {', '.join(names)}")
+        check_rollup(conn, only)
         apache = edition(conn) != "timescale"
+        if only is None:
+            moot = conn.execute(
+                sql.query("rollup_invalidations_moot_delete"),
+                {"start": first, "end": last, **window},
+            )
+            report.invalidations += moot.rowcount
         oldest = oldest_raw(conn)
         if oldest is None:
             return report
@@ -208,11 +228,25 @@ def refresh_range(
             steps.append((cursor, min(cursor + MAX_RANGE, last)))
             cursor = steps[-1][1]
         for done, (lo, hi) in enumerate(steps, start=1):
+            ids = (
+                [
+                    row[0]
+                    for row in conn.execute(
+                        sql.query("rollup_invalidations_in_range"),
+                        {"start": lo, "end": hi, **window},
+                    )
+                ]
+                if only is None
+                else []
+            )
             if apache:
                 with conn.transaction():
                     materialise(conn, lo, hi, only)
+                    _forget(conn, ids)
             else:
                 materialise(conn, lo, hi, only)
+                _forget(conn, ids)
+            report.invalidations += len(ids)
             report.ranges.append((lo, hi))
             report.hours += int((hi - lo) / HOUR)
             if on_range is not None:

@@ -60,6 +60,7 @@ async def job_runs(request: Request) -> JSON:
                     "detail": row["detail"],
                     "host": row["host"],
                     "pid": row["pid"],
+                    "trigger": row["trigger"],
                 }
                 for row in rows
             ],

@@ -8,6 +8,10 @@ clock, so replicas' clocks do not matter). Only then does it run the job, record
 A process that dies mid-job loses its session and so the lock; its run stays 'running' until
 the next process to claim the job marks it 'interrupted' and runs the job again. A failed job
 is recorded and tried again at its next interval; it does not stop the others.
+
+A run started by hand (`python -m jobs refresh`, ...) goes through manual_run: recorded the same
+way, marked 'manual', holding the same lock (waiting for a scheduled run in flight to finish).
+Only scheduled runs count for "due", so a manual one never postpones the periodic run.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -44,8 +48,13 @@ class Job:
 
     @property
     def lock_key(self) -> int:
-        digest = hashlib.sha256(f"astraeus-job:{self.name}".encode()).digest()
-        return int.from_bytes(digest[:8], "big", signed=True)
+        return lock_key(self.name)
+
+
+def lock_key(job: str) -> int:
+    """The job's advisory lock: held by whichever process runs it, scheduled or manual."""
+    digest = hashlib.sha256(f"astraeus-job:{job}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def one_line(exc: BaseException) -> str:
@@ -103,7 +112,8 @@ class Scheduler:
                 return False
             conn.execute(sql.query("job_mark_interrupted"), {"job": job.name})
             run = conn.execute(
-                sql.query("job_start"), {"job": job.name, "host": self.host, "pid": os.getpid()}
+                sql.query("job_start"),
+                {"job": job.name, "host": self.host, "pid": os.getpid(), "trigger": "schedule"},
             ).fetchone()
             assert run is not None
             self._execute(conn, job, run[0])
@@ -148,3 +158,60 @@ def start_in_thread(scheduler: Scheduler) -> threading.Thread:
     thread = threading.Thread(target=scheduler.serve, name="astraeus-scheduler", daemon=True)
     thread.start()
     return thread
+
+
+class ManualRun:
+    """A run started by hand; the caller sets `outcome` once the job is done."""
+
+    def __init__(self) -> None:
+        self.outcome = Outcome()
+
+
+@contextlib.contextmanager
+def manual_run(
+    url: str, job: str, waiting: Callable[[str], None] = log.info
+) -> Iterator[ManualRun]:
+    """Record the block as a manual run of `job` in _analytics.job_runs: 'ok' with the outcome
+    set on the ManualRun, 'failed' with the error if it raises, 'interrupted' on Ctrl-C.
+
+    Holds the job's advisory lock for the run, on a session of its own, as the scheduler does:
+    a scheduled run in flight is waited for (`waiting` says so), none starts meanwhile, and if
+    this process dies the next claimant marks its run 'interrupted'.
+    """
+    key = lock_key(job)
+    with connect_sync(url, "astraeus-jobs", autocommit=True) as conn:
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        if not locked or not locked[0]:
+            waiting(f"waiting for the run of {job} in flight to finish")
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            conn.execute(sql.query("job_mark_interrupted"), {"job": job})
+            started = conn.execute(
+                sql.query("job_start"),
+                {"job": job, "host": socket.gethostname(), "pid": os.getpid(), "trigger": "manual"},
+            ).fetchone()
+            assert started is not None
+            finish = {"id": started[0], "rows": None, "error": None, "detail": None}
+            run = ManualRun()
+            try:
+                yield run
+            except BaseException as exc:
+                failed = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(
+                        sql.query("job_finish"),
+                        {**finish, "outcome": failed, "error": one_line(exc)},
+                    )
+                raise
+            conn.execute(
+                sql.query("job_finish"),
+                {
+                    **finish,
+                    "outcome": "ok",
+                    "rows": run.outcome.rows,
+                    "detail": run.outcome.detail or None,
+                },
+            )
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))

@@ -241,7 +241,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "GET",
         f"{API}/jobs",
-        "Periodic jobs and their recent runs",
+        "Periodic jobs and their recent runs, scheduled and manual",
         "read",
         query=(
             Param("job", "Only this job."),

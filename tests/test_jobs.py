@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from jobs.scheduler import Job, Outcome, Scheduler
+from jobs.scheduler import Job, Outcome, Scheduler, manual_run
 from tests.conftest import make_client
 from tests.test_rollups import assert_rollups_equal_raw
 
@@ -320,3 +320,105 @@ def test_status_shows_recent_runs(db_url: str) -> None:
 
     assert result.returncode == 0
     assert "tiny" in result.stdout and "ok" in result.stdout and "seven" in result.stdout
+
+
+def test_a_manual_refresh_is_listed_right_after_it(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    insert_raw(db, [day + timedelta(hours=h, minutes=10) for h in range(30)])
+    refreshed = jobs_cli(
+        "refresh",
+        "--start",
+        day.isoformat(),
+        "--end",
+        (day + timedelta(days=2)).isoformat(),
+        url=db_url,
+    )
+    assert refreshed.returncode == 0, refreshed.stderr
+
+    status = jobs_cli("status", url=db_url)
+    with make_client(db_url) as client:
+        answer = client.get("/api/v1/analytics/jobs").json()
+
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].split()[:2] == ["job", "trigger"]
+    assert lines[1].split()[:2] == ["rollups", "manual"]
+    assert "ok" in lines[1] and "48 hour(s) refreshed from" in lines[1]
+    [run] = answer["runs"]
+    assert (run["job"], run["trigger"], run["outcome"]) == ("rollups", "manual", "ok")
+    assert run["finished_at"] is not None
+
+
+@pytest.mark.parametrize("command", [["refresh"], ["retention"], ["track"], ["alerts"], ["health"]])
+def test_every_manual_run_is_recorded(
+    command: list[str], db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    result = jobs_cli(*command, url=db_url)
+
+    assert result.returncode == 0, result.stderr
+    job = {"refresh": "rollups"}.get(command[0], command[0])
+    recorded = db.execute("SELECT job, trigger, outcome FROM _analytics.job_runs").fetchall()
+    assert recorded == [(job, "manual", "ok")]
+
+
+def test_a_failed_manual_run_is_recorded_as_failed(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    db.execute("ALTER TABLE _analytics.rollup_invalidations RENAME TO gone")
+
+    result = jobs_cli("refresh", url=db_url)
+
+    assert result.returncode == 1
+    [(outcome, error, trigger)] = db.execute(
+        "SELECT outcome, error, trigger FROM _analytics.job_runs WHERE job = 'rollups'"
+    ).fetchall()
+    assert (outcome, trigger) == ("failed", "manual")
+    assert "rollup_invalidations" in error
+
+
+def test_a_dry_run_is_not_a_run(db_url: str, db: psycopg.Connection[Any]) -> None:
+    assert jobs_cli("retention", "--dry-run", url=db_url).returncode == 0
+
+    assert runs(db) == []
+
+
+def test_a_manual_run_neither_runs_beside_nor_postpones_the_scheduled_one(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    calls: list[str] = []
+    scheduler = Scheduler(db_url, [slow(0, calls, "tiny")])
+    try:
+        with manual_run(db_url, "tiny") as run:
+            during = scheduler.run_due()  # the lock is held: not run, nothing marked interrupted
+            assert runs(db) == [("tiny", "running", None)]
+            run.outcome = Outcome(3, "by hand")
+        after = scheduler.run_due()  # due all the same: the manual run does not count
+    finally:
+        scheduler.close()
+
+    assert during == [] and after == ["tiny"] and calls == ["tiny"]
+    recorded = db.execute(
+        "SELECT trigger, outcome, rows_affected, detail FROM _analytics.job_runs ORDER BY id"
+    ).fetchall()
+    assert recorded == [("manual", "ok", 3, "by hand"), ("schedule", "ok", 1, "done")]
+
+
+def test_a_manual_run_waits_for_the_scheduled_one_in_flight(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    calls: list[str] = []
+    scheduler = Scheduler(db_url, [slow(1.0, calls, "tiny")])
+    scheduled = threading.Thread(target=scheduler.run_due)
+    scheduled.start()
+    while not calls:
+        time.sleep(0.01)
+    messages: list[str] = []
+    with manual_run(db_url, "tiny", waiting=messages.append):
+        during = runs(db)
+    scheduled.join()
+    scheduler.close()
+
+    assert messages == ["waiting for the run of tiny in flight to finish"]
+    assert during == [("tiny", "ok", None), ("tiny", "running", None)]

@@ -28,3 +28,6 @@ COMMENT ON TABLE analytics.agents_seen IS
 COMMENT ON COLUMN _analytics.event_invalidations.totals IS
     'Every later platform period depends on this hour: the batch had contract events, or moved '
     'a user''s or agent''s first_seen into the hour (a new entity, or one seen earlier than before).';
+COMMENT ON COLUMN _analytics.job_runs.trigger IS
+    'schedule: run by the scheduler; manual: by python -m jobs (only scheduled runs make a '
+    'job wait for its next interval).';

@@ -1,20 +1,24 @@
 -- Statements of the job scheduler (jobs/scheduler.py). Parameters are psycopg's %(name)s.
 
 -- name: job_due
--- By the database's clock, so that replicas' clocks do not matter.
+-- By the database's clock, so that replicas' clocks do not matter. Only the scheduler's own
+-- runs count: a manual one (a range refresh, a retention with other --days) does not stand for
+-- the periodic run.
 SELECT coalesce(max(started_at) <= now() - %(interval)s::interval, true) AS due
 FROM _analytics.job_runs
-WHERE job = %(job)s;
+WHERE job = %(job)s AND trigger = 'schedule';
 
 -- name: job_mark_interrupted
--- Called holding the job's advisory lock: a run still 'running' belongs to a dead process.
+-- Called holding the job's advisory lock: a run still 'running' belongs to a dead process
+-- (scheduled and manual runs alike hold the lock while they run).
 UPDATE _analytics.job_runs
 SET outcome = 'interrupted', finished_at = now(),
     error = 'the process running it stopped before it finished'
 WHERE job = %(job)s AND outcome = 'running';
 
 -- name: job_start
-INSERT INTO _analytics.job_runs (job, host, pid) VALUES (%(job)s, %(host)s, %(pid)s)
+INSERT INTO _analytics.job_runs (job, host, pid, trigger)
+VALUES (%(job)s, %(host)s, %(pid)s, %(trigger)s)
 RETURNING id, started_at;
 
 -- name: job_finish
@@ -26,7 +30,7 @@ WHERE id = %(id)s;
 -- name: job_runs_recent
 SELECT id, job, started_at, finished_at,
        extract(epoch FROM finished_at - started_at) * 1000 AS duration_ms,
-       rows_affected, outcome, error, detail, host, pid
+       rows_affected, outcome, error, detail, host, pid, trigger
 FROM _analytics.job_runs
 WHERE %(job)s::text IS NULL OR job = %(job)s
 ORDER BY started_at DESC, id DESC
@@ -40,6 +44,27 @@ DELETE FROM _analytics.job_runs WHERE started_at < now() - %(keep)s::interval;
 SELECT min(range_start) AS oldest
 FROM timescaledb_information.chunks
 WHERE hypertable_schema = 'analytics' AND hypertable_name = 'metric_events';
+
+-- name: rollup_invalidations_in_range
+-- What a range refresh consumes: the invalidations of its hours [%(start)s, %(end)s) that closed
+-- %(grace)s ago, the periodic run's own rule (ingest lists the current hour once per process:
+-- its mark must outlive every transaction that relied on it). Read before the hours are
+-- recomputed and deleted by id after, so that a batch committing meanwhile keeps its rows.
+SELECT id FROM _analytics.rollup_invalidations
+WHERE bucket >= %(start)s AND bucket < %(end)s
+  AND bucket < date_trunc('hour', coalesce(%(now)s, now()) - %(grace)s::interval);
+
+-- name: rollup_invalidations_moot_delete
+-- Invalidations of [%(start)s, %(end)s) older than the oldest raw events: retention dropped
+-- them, so the rollups there stay as they are. One statement, one snapshot: a batch that made
+-- an older chunk is seen with its chunk, never as moot.
+DELETE FROM _analytics.rollup_invalidations
+WHERE bucket >= %(start)s AND bucket < %(end)s
+  AND bucket < date_trunc('hour', coalesce(%(now)s, now()) - %(grace)s::interval)
+  AND bucket < coalesce(
+      (SELECT min(range_start) FROM timescaledb_information.chunks
+       WHERE hypertable_schema = 'analytics' AND hypertable_name = 'metric_events'),
+      'infinity');
 
 -- name: idempotency_keys_prune
 DELETE FROM _analytics.idempotency_keys WHERE created_at < now() - %(ttl)s::interval;

@@ -297,7 +297,7 @@ ORDER BY t.key, t.value;
 -- name: job_runs_api
 SELECT id, job, started_at, finished_at,
        extract(epoch FROM finished_at - started_at) * 1000 AS duration_ms,
-       rows_affected, outcome, error, detail, host, pid
+       rows_affected, outcome, error, detail, host, pid, trigger
 FROM _analytics.job_runs
 WHERE $1::text IS NULL OR job = $1
 ORDER BY started_at DESC, id DESC
