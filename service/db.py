@@ -263,8 +263,7 @@ class HeldConnection:
     async def connection(self, within: float) -> AsyncIterator[asyncpg.Connection]:
         """The held connection for a block that must end within `within` seconds (waiting for a
         connection included): past that, DatabaseTimeout."""
-        end = _end(within)
-        assert end is not None
+        end = asyncio.get_running_loop().time() + within
         if self.conn is None or _closed(self.conn):
             self.conn = None
             self.conn = await acquire(self.pool, end)  # 503 when none can be had

@@ -27,7 +27,13 @@ async def readyz(request: Request) -> JSON:
             applied = [row["version"] for row in await conn.fetch(sql.query("applied_migrations"))]
     except asyncpg.UndefinedTableError:
         return JSON({"status": "not_ready", "reason": "the schema has not been migrated"}, 503)
-    except (DatabaseUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except (
+        DatabaseUnavailable,
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    ):
         return JSON(
             {"status": "not_ready", "reason": "the database cannot be reached"},
             503,

@@ -149,7 +149,7 @@ def test_a_frozen_database_is_answered_503_within_each_bound_and_recovered_from(
             INGEST_COMMIT_TIMEOUT_S=str(COMMIT_TIMEOUT_S),
             STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_MS),
         ) as client,
-        ThreadPoolExecutor(max_workers=8) as pool,
+        ThreadPoolExecutor(max_workers=10) as pool,
     ):
         assert client.post(BATCH, json=events("frozen.warm", 3)).status_code == 200
         assert client.get(STATISTICS).status_code == 200
@@ -187,6 +187,7 @@ def test_a_frozen_database_is_answered_503_within_each_bound_and_recovered_from(
             ),
             "readyz": pool.submit(timed, lambda: client.get("/readyz")),
             "statistics": pool.submit(timed, lambda: client.get(STATISTICS)),
+            "dashboard": pool.submit(timed, lambda: client.get("/api/v1/analytics/dashboard")),
             "unknown key": pool.submit(timed, lambda: client.get(STATISTICS, headers=unknown_key)),
             "metrics": pool.submit(timed, lambda: client.get("/metrics")),
         }
@@ -199,6 +200,7 @@ def test_a_frozen_database_is_answered_503_within_each_bound_and_recovered_from(
             "platform events": COMMIT_TIMEOUT_S,
             "readyz": READY_BOUND_S,
             "statistics": READ_BOUND_S,
+            "dashboard": READ_BOUND_S,
             "unknown key": READ_BOUND_S,
             "metrics": METRICS_BOUND_S,
         }
@@ -213,6 +215,7 @@ def test_a_frozen_database_is_answered_503_within_each_bound_and_recovered_from(
             "platform events": 503,
             "readyz": 503,
             "statistics": 503,
+            "dashboard": 503,
             "unknown key": 401,  # the keys cannot be reloaded: the table it has says no
             "metrics": 200,  # the in-process figures, without those read from the database
         }, waited
@@ -243,3 +246,24 @@ def test_a_frozen_database_is_answered_503_within_each_bound_and_recovered_from(
     assert stored(db, "frozen.in_flight") == 5
     assert stored(db, "frozen.looked_up") == 4
     assert all(stored(db, f"frozen.after.{n}") == 2 for n in range(12))
+
+
+def test_writers_recover_when_the_database_drops_their_connections(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    name = urlsplit(db_url).path.lstrip("/")
+    with make_client(db_url, INGEST_WRITERS="1") as client:
+        assert client.post(BATCH, json=events("dropped.before", 2)).status_code == 200
+        # A database restart, or an operator's pg_terminate_backend: every connection goes.
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = 'astraeus-api'",
+            (name,),
+        )
+        answers = [client.post(BATCH, json=events("dropped.after", 2)) for _ in range(3)]
+
+    # The first may meet the dead connection before the server notices it is gone; the writer
+    # then takes a fresh one instead of failing every batch from then on.
+    statuses = [a.status_code for a in answers]
+    assert statuses[1:] == [200, 200], statuses
+    assert stored(db, "dropped.after") == 2 * statuses.count(200)
