@@ -12,6 +12,11 @@ larger batch goes alone), and commit it in one transaction:
 
 One refused batch never fails the others in its group. A data error the checks did not foresee
 makes the group retry each batch in a transaction of its own, so only the culprit fails.
+
+A group's transaction ends within INGEST_COMMIT_TIMEOUT_S, by when every request in it has been
+answered: past that its connection is terminated (a stopped database answers nothing, not even
+a cancel) and the writer goes on with a fresh one. A transaction cut off that way may still have
+committed, so its batches are answered `commit_timeout`, never as accepted.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from ingest.idempotency import IdempotencyKeys
 from ingest.pending import Accepted, IdempotencyKey, Pending
 from ingest.series import SeriesRegistry
 from ingest.validate import Batch
-from service.db import HeldConnection, translate
-from service.errors import ApiError, DatabaseUnavailable, ValidationFailed
+from service.db import HeldConnection, remaining, translate
+from service.errors import ApiError, DatabaseTimeout, DatabaseUnavailable, ValidationFailed
 from service.settings import IngestSettings
 
 log = logging.getLogger("astraeus.ingest")
@@ -115,8 +120,9 @@ class GroupCommitter:
         async with self._work:
             self._work.notify()
         try:
+            # Within the request's budget: an Idempotency-Key lookup may have used some of it.
             return await asyncio.wait_for(
-                asyncio.shield(pending.future), self.limits.commit_timeout_s
+                asyncio.shield(pending.future), remaining(self.limits.commit_timeout_s)
             )
         except TimeoutError:
             pending.abandoned = True
@@ -170,6 +176,11 @@ class GroupCommitter:
             for pending in group:  # find the culprit: each batch alone
                 await self._commit_group([pending], held)
             return
+        except DatabaseTimeout:  # cut off: committed or not, nobody knows
+            log.warning("group commit cut off after %d s", self.limits.commit_timeout_s)
+            for pending in group:
+                pending.settle(CommitTimeout(headers={"Retry-After": "5"}))
+            return
         except ApiError as exc:  # no connection could be had
             for pending in group:
                 pending.settle(exc)
@@ -185,10 +196,10 @@ class GroupCommitter:
         elapsed = time.monotonic() - started
         self.on_commit(elapsed)
         log.debug("committed %d batches in %.1f ms", len(group), elapsed * 1e3)
-        await self.keys.prune()
+        await self.keys.prune(self.limits.commit_timeout_s)
 
     async def _commit(self, group: list[Pending], held: HeldConnection) -> None:
-        async with held.connection() as conn, conn.transaction():
+        async with held.connection(self.limits.commit_timeout_s) as conn, conn.transaction():
             live, answers, followers = await self.keys.claim(conn, group)
             resolution = await self.registry.resolve(conn, [p.batch for p in live])
             writing: list[tuple[Pending, list[int]]] = []

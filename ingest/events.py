@@ -18,14 +18,14 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 import sql
-from ingest.committer import QueueFull
+from ingest.committer import CommitTimeout, QueueFull
 from ingest.idempotency import reused_key
 from ingest.pending import Accepted, IdempotencyKey
 from ingest.routes import JSON_TYPE, NDJSON_TYPES, idempotency_key
 from ingest.validate import from_epoch
 from ingest.wire import describe, refuse
 from service.db import connection
-from service.errors import BadRequest, PayloadTooLarge, field_error
+from service.errors import BadRequest, DatabaseTimeout, PayloadTooLarge, field_error
 from service.http import JSON, read_body, require_media_type
 from service.metrics import stored
 
@@ -259,6 +259,12 @@ class EventWriter:
     async def store(self, rows: list[tuple[Any, ...]], key: IdempotencyKey | None) -> Accepted:
         if self.slots.locked():
             raise QueueFull(headers={"Retry-After": "1"})
+        try:
+            return await self._store(rows, key)
+        except DatabaseTimeout:  # cut off at the request's deadline: committed or not
+            raise CommitTimeout(headers={"Retry-After": "5"}) from None
+
+    async def _store(self, rows: list[tuple[Any, ...]], key: IdempotencyKey | None) -> Accepted:
         async with self.slots, connection(self.pool) as conn, conn.transaction():
             if key is not None:
                 claimed = await conn.fetch(

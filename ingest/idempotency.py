@@ -36,7 +36,8 @@ class IdempotencyKeys:
         self._last_prune = 0.0
 
     async def previous_answer(self, key: IdempotencyKey) -> Accepted | None:
-        """The answer given to an earlier batch with this key, if it is still remembered."""
+        """The answer given to an earlier batch with this key, if it is still remembered. Looked
+        up within the request's budget, which its commit then shares."""
         async with connection(self.pool) as conn:
             row = await conn.fetchrow(
                 sql.query("idempotency_answers"), key.scope, [key.key], self.ttl
@@ -116,12 +117,14 @@ class IdempotencyKeys:
         for scope, keys in by_scope.items():
             await conn.execute(sql.query("release_idempotency_keys"), scope, keys)
 
-    async def prune(self) -> None:
-        """Deletes expired keys, at most every PRUNE_EVERY_S."""
+    async def prune(self, within: float) -> None:
+        """Deletes expired keys, at most every PRUNE_EVERY_S, giving up after `within` s."""
         now = time.monotonic()
         if now - self._last_prune < PRUNE_EVERY_S:
             return
         self._last_prune = now
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            async with self.pool.acquire() as conn:
+        with contextlib.suppress(
+            ApiError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError
+        ):
+            async with connection(self.pool, within) as conn:
                 await conn.execute(sql.query("prune_idempotency_keys"), self.ttl)

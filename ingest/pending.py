@@ -41,7 +41,9 @@ class Pending:
     def settle(self, outcome: Accepted | BaseException) -> None:
         if self.future.done():
             return
-        if isinstance(outcome, BaseException):
+        if self.abandoned:  # its request was answered already: nobody will read an exception
+            self.future.cancel()
+        elif isinstance(outcome, BaseException):
             self.future.set_exception(outcome)
         else:
             self.future.set_result(outcome)

@@ -20,8 +20,8 @@ from starlette.routing import Route
 
 import sql
 from query.params import bad, number, timestamp
-from service.db import connection
-from service.errors import NotFound
+from service.db import connection, deadline
+from service.errors import DatabaseTimeout, NotFound
 from service.http import JSON
 from service.periods import PERIODS, period_bounds, previous_start
 
@@ -224,7 +224,7 @@ class LiveFigures:
     """The platform figures of the periods still open, computed from raw events at most once
     per `ttl` seconds each (DASHBOARD_CACHE_S): concurrent requests share one computation (a
     failure reaches all of them and is not kept), and figures are at most `ttl` old. 0 computes
-    them on every request."""
+    them on every request. A request waits for a computation no longer than its own budget."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
@@ -244,7 +244,11 @@ class LiveFigures:
             flight = asyncio.ensure_future(self._fill(key, compute))
             flight.add_done_callback(lambda done: done.cancelled() or done.exception())
             self.flights[key] = flight
-        return await asyncio.shield(flight)
+        try:
+            async with asyncio.timeout_at(deadline()):
+                return await asyncio.shield(flight)
+        except TimeoutError:
+            raise DatabaseTimeout() from None
 
     async def _fill(
         self, key: tuple[str, datetime], compute: Callable[[], Awaitable[dict[str, Any]]]

@@ -37,6 +37,7 @@ from monitoring.services import load_services_file
 from query.entities import LiveFigures
 from service import db, health
 from service.auth import ApiKeys, KeyTable
+from service.deadlines import Deadlines
 from service.errors import ApiError
 from service.http import JSON
 from service.metrics import Metrics, RequestMetrics
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         lifespan=lifespan,
         middleware=[
             Middleware(RequestMetrics, metrics=metrics),
+            Middleware(Deadlines, settings=settings),  # the key check's reload has a budget too
             Middleware(
                 ApiKeys,
                 cache=keys_table,

@@ -18,6 +18,7 @@ that long to reach every server, and the hot ingest path does not query for ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ from typing import Any
 
 import sql
 from jobs.keys import digest
+from service import db
 from service.db import connection
 from service.errors import ApiError
 from service.http import JSON
@@ -87,7 +89,8 @@ class KeyTable:
     Reloaded every `ttl` seconds (AUTH_CACHE_S) by whichever request finds it stale, and on a
     miss at most once a second: a request with an unknown key waits for that reload (a key just
     created on another server works at once, after up to a second), and random tokens cost one
-    shared query a second at most. A reload that fails keeps the table it has.
+    shared query a second at most. A reload that fails keeps the table it has, and so does a
+    request whose database budget (service/deadlines.py) runs out waiting for one.
     Keys created or revoked through this server reload it at once.
     """
 
@@ -98,10 +101,13 @@ class KeyTable:
         self.flight: asyncio.Task[None] | None = None
 
     async def reload(self, pool: Any) -> None:
-        """One reload at a time; concurrent callers wait for the same one."""
+        """One reload at a time; concurrent callers wait for the same one, each no longer than
+        its own budget."""
         if self.flight is None:
             self.flight = asyncio.ensure_future(self._reload(pool))
-        await asyncio.shield(self.flight)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(db.deadline()):
+                await asyncio.shield(self.flight)
 
     async def _reload(self, pool: Any) -> None:
         try:
@@ -125,7 +131,7 @@ class KeyTable:
             # (shared by every request waiting) rather than refuse it.
             seen = self.loaded_at
             if age < MISS_RELOAD_S:
-                await asyncio.sleep(MISS_RELOAD_S - age)
+                await asyncio.sleep(min(MISS_RELOAD_S - age, db.remaining(MISS_RELOAD_S)))
             if self.loaded_at == seen:  # nobody reloaded since this request looked
                 await self.reload(pool)
         return self.keys.get(sha)

@@ -1,9 +1,18 @@
-"""The API server's connection pool, and database errors translated once for the HTTP layer."""
+"""The API server's connection pool, and database errors translated once for the HTTP layer.
+
+Every block of database work ends by a deadline, whatever the database does (stopped, behind a
+partition, slow): the request's budget (`Budget`, set per request by service/deadlines.py and
+counted from its first database access), or a block's own. A server that does not answer does
+not answer a cancel request either, so at the deadline the connection is terminated: whatever
+awaits it fails at once, the pool opens a fresh one later, and the block fails with 503.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
@@ -14,6 +23,7 @@ from service.errors import (
     ApiError,
     BadRequest,
     Conflict,
+    DatabaseTimeout,
     DatabaseUnavailable,
     NotFound,
     QueryTimeout,
@@ -42,13 +52,23 @@ def connect_sync(url: str, application_name: str, **options: Any) -> psycopg.Con
     )
 
 
+# What a request may wait beyond STATEMENT_TIMEOUT_MS: room for the server's own cancellation
+# (422 query_too_expensive) to arrive before the client gives up on the server (503).
+STATEMENT_MARGIN_S = 1.0
+
+
+def statement_bound_s(settings: Settings) -> float:
+    return settings.statement_timeout_ms / 1000 + STATEMENT_MARGIN_S
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.require_database_url(),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.db_connect_timeout_s,
-        command_timeout=settings.statement_timeout_ms / 1000 + 5,
+        # Each statement, outside any budget too (start-up, background work).
+        command_timeout=statement_bound_s(settings),
         server_settings={
             "application_name": "astraeus-api",
             "statement_timeout": str(settings.statement_timeout_ms),
@@ -86,26 +106,131 @@ def translate(exc: BaseException) -> ApiError | None:
     return None
 
 
+class Budget:
+    """How long the database work of one request may take, counted from its first database
+    access (a slow upload before it is not the database's time). Shared by the tasks the
+    request starts, which inherit it with their context."""
+
+    __slots__ = ("deadline", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline: float | None = None
+
+    def start(self) -> float:
+        """The loop time by which the work must end: set on the first call."""
+        if self.deadline is None:
+            self.deadline = asyncio.get_running_loop().time() + self.seconds
+        return self.deadline
+
+
+budget: ContextVar[Budget | None] = ContextVar("astraeus_db_budget", default=None)
+
+
+def deadline() -> float | None:
+    """The current request's deadline (its budget starts now if it had not), None outside one."""
+    current = budget.get()
+    return None if current is None else current.start()
+
+
+def remaining(default: float) -> float:
+    """Seconds left of the current request's budget, at most `default` (all of it outside one)."""
+    end = deadline()
+    if end is None:
+        return default
+    return max(0.0, min(default, end - asyncio.get_running_loop().time()))
+
+
 # Waiting longer than this for a pooled connection (all busy) is a 503, not a hung request.
 ACQUIRE_TIMEOUT_S = 10.0
+# Longest a connection's reset may take when it goes back to the pool; past it, terminated.
+RESET_TIMEOUT_S = 1.0
+# Exceptions after which nobody knows what the connection was in the middle of: a statement
+# cancelled or timed out client-side, a broken transport. Such a connection is terminated,
+# never reset and reused (a reset would first wait for a cancellation the server never answers).
+_UNCERTAIN = (
+    TimeoutError,
+    asyncio.CancelledError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
-async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
-    """A connection from the pool; failing to get one is a 503, whatever the reason."""
+def _end(within: float | None) -> float | None:
+    if within is None:
+        return deadline()
+    return asyncio.get_running_loop().time() + within
+
+
+async def acquire(pool: asyncpg.Pool, end: float | None = None) -> asyncpg.Connection:
+    """A connection from the pool, by the loop time `end` at the latest; failing to get one is a
+    503, whatever the reason."""
+    timeout = ACQUIRE_TIMEOUT_S
+    if end is not None:
+        timeout = max(0.0, min(timeout, end - asyncio.get_running_loop().time()))
     try:
-        return await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+        return await pool.acquire(timeout=timeout)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise DatabaseUnavailable() from exc
 
 
+def _terminate(conn: asyncpg.Connection) -> None:
+    # Once terminated, the pool takes the connection back and the proxy we hold is detached.
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
+async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection, end: float | None) -> None:
+    timeout = RESET_TIMEOUT_S
+    if end is not None:
+        timeout = min(timeout, end - asyncio.get_running_loop().time())
+    if timeout <= 0:
+        _terminate(conn)
+    # A reset that fails or takes too long terminates the connection: nothing left to do, and
+    # the block's own outcome stands.
+    with contextlib.suppress(Exception):
+        await pool.release(conn, timeout=max(timeout, 0.0))
+
+
 @contextlib.asynccontextmanager
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for the length of a block, released after it."""
-    conn = await acquire(pool)
+async def _guarded(conn: asyncpg.Connection, end: float | None) -> AsyncIterator[None]:
+    """Terminates `conn` at the loop time `end`; the block then fails with DatabaseTimeout."""
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        _terminate(conn)
+
+    watchdog = None if end is None else asyncio.get_running_loop().call_at(end, expire)
     try:
-        yield conn
+        yield
+    except BaseException as exc:
+        if isinstance(exc, _UNCERTAIN):
+            _terminate(conn)
+        if fired and isinstance(exc, Exception):
+            raise DatabaseTimeout() from exc
+        raise
     finally:
-        await pool.release(conn)
+        if watchdog is not None:
+            watchdog.cancel()
+
+
+@contextlib.asynccontextmanager
+async def connection(
+    pool: asyncpg.Pool, within: float | None = None
+) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for the length of a block, released after it. The block (waiting
+    for the connection included) ends within `within` seconds, else by the request's deadline;
+    past it, 503."""
+    end = _end(within)
+    conn = await acquire(pool, end)
+    try:
+        async with _guarded(conn, end):
+            yield conn
+    finally:
+        await _release(pool, conn, end)
 
 
 async def save(
@@ -127,7 +252,7 @@ class HeldConnection:
 
     Acquiring and releasing per group would cost a reset round trip on every commit. After any
     failure the connection's state is unknown, so it goes back to the pool (which resets or
-    discards it) and the next group takes a fresh one.
+    discards it, or it was terminated) and the next group takes a fresh one.
     """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -135,12 +260,16 @@ class HeldConnection:
         self.conn: asyncpg.Connection | None = None
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        if self.conn is None or self.conn.is_closed():
+    async def connection(self, within: float) -> AsyncIterator[asyncpg.Connection]:
+        """The held connection for a block that must end within `within` seconds (waiting for a
+        connection included): past that, DatabaseTimeout."""
+        end = asyncio.get_running_loop().time() + within
+        if self.conn is None or _closed(self.conn):
             self.conn = None
-            self.conn = await acquire(self.pool)  # 503 when none can be had
+            self.conn = await acquire(self.pool, end)  # 503 when none can be had
         try:
-            yield self.conn
+            async with _guarded(self.conn, end):
+                yield self.conn
         except BaseException:
             await self.close()
             raise
@@ -148,5 +277,11 @@ class HeldConnection:
     async def close(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn)
+            await _release(self.pool, conn, None)
+
+
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # lost and taken back by the pool: the proxy is detached
+        return True

@@ -104,6 +104,10 @@ class DatabaseUnavailable(ApiError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class DatabaseTimeout(DatabaseUnavailable):
+    default_message = "The database did not answer in time; try again later."
+
+
 def field_error(field: str, reason: str, index: int | None = None) -> dict[str, Any]:
     detail: dict[str, Any] = {"field": field, "reason": reason}
     if index is not None:

@@ -8,6 +8,8 @@ from starlette.routing import Route
 
 import sql
 from jobs.migrate import pending
+from service.db import connection
+from service.errors import DatabaseUnavailable
 from service.http import JSON
 
 
@@ -17,15 +19,26 @@ async def healthz(request: Request) -> JSON:
 
 
 async def readyz(request: Request) -> JSON:
-    """The database answers and every migration this build ships is applied."""
+    """The database answers and every migration this build ships is applied: answered within
+    READY_S (service/deadlines.py) whatever the database does."""
     state = request.app.state
     try:
-        async with state.pool.acquire(timeout=2) as conn:
+        async with connection(state.pool) as conn:
             applied = [row["version"] for row in await conn.fetch(sql.query("applied_migrations"))]
     except asyncpg.UndefinedTableError:
         return JSON({"status": "not_ready", "reason": "the schema has not been migrated"}, 503)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return JSON({"status": "not_ready", "reason": "the database cannot be reached"}, 503)
+    except (
+        DatabaseUnavailable,
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    ):
+        return JSON(
+            {"status": "not_ready", "reason": "the database cannot be reached"},
+            503,
+            headers={"Retry-After": "5"},
+        )
     missing = pending(applied, state.migrations)
     if missing:
         return JSON(

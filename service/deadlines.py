@@ -1,0 +1,48 @@
+"""How long each request may wait for the database: one table, applied before routing.
+
+A request's budget counts from its first database access (the key check's reload included) and
+covers all of its database work, whatever the database does; past it, 503 with Retry-After:
+
+- `/readyz`: READY_S;
+- event ingest (POST of metric and platform events): INGEST_COMMIT_TIMEOUT_S, the
+  Idempotency-Key lookup included;
+- everything else: STATEMENT_TIMEOUT_MS + STATEMENT_MARGIN_S (the server cancels a statement at
+  STATEMENT_TIMEOUT_MS and answers 422; the margin is for that answer to arrive).
+"""
+
+from __future__ import annotations
+
+from service import db
+from service.auth import INGEST, route_path
+from service.metrics import ASGIApp, Receive, Scope, Send
+from service.settings import Settings
+
+READY_S = 2.0
+
+
+def budget_s(method: str, path: str, settings: Settings) -> float:
+    """The seconds of database work a request may take."""
+    if path == "/readyz":
+        return READY_S
+    if method == "POST" and INGEST.match(path):
+        return float(settings.ingest.commit_timeout_s)
+    return db.statement_bound_s(settings)
+
+
+class Deadlines:
+    """ASGI middleware: gives each HTTP request its database budget."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seconds = budget_s(scope["method"], route_path(scope), self.settings)
+        token = db.budget.set(db.Budget(seconds))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            db.budget.reset(token)
