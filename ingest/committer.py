@@ -17,6 +17,13 @@ A group's transaction ends within INGEST_COMMIT_TIMEOUT_S, by when every request
 answered: past that its connection is terminated (a stopped database answers nothing, not even
 a cancel) and the writer goes on with a fresh one. A transaction cut off that way may still have
 committed, so its batches are answered `commit_timeout`, never as accepted.
+
+Admission comes first, before a request's body is read: `admit` answers 429 at once when the
+queue is full of events (INGEST_QUEUE_MAX_EVENTS) or when the body's declared size does not fit
+in the bytes budget (INGEST_QUEUE_MAX_BYTES), which counts every admitted request's body from
+admission until its answer (being read, decoded, validated, queued or in a commit). A refusal
+under overload thus costs a header check, not a decode, and the memory held by ingest stays
+bounded by the budget whatever the clients send.
 """
 
 from __future__ import annotations
@@ -60,6 +67,31 @@ class CommitTimeout(ApiError):
     )
 
 
+class Ticket:
+    """A request's share of the bytes budget, held from admission until it is answered."""
+
+    def __init__(self, committer: GroupCommitter, size: int) -> None:
+        self.committer = committer
+        self.size = size
+        committer._held_bytes += size
+
+    def resize(self, size: int) -> None:
+        """The real size, once the body is read (a chunked body declares none; gzip inflates)."""
+        self.committer._held_bytes += size - self.size
+        self.size = size
+
+    def release(self) -> None:
+        self.committer._held_bytes -= self.size
+        self.size = 0
+        self.committer._released()
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 @dataclass
 class CommitStats:
     """Totals since start: committed groups (transactions), batches and events."""
@@ -84,6 +116,8 @@ class GroupCommitter:
         self.ttl = timedelta(hours=limits.idempotency_ttl_hours)
         self._queue: deque[Pending] = deque()
         self._queued_events = 0
+        self._held_bytes = 0
+        self.on_idle: Callable[[], None] = lambda: None  # called when the last ticket goes
         self._work = asyncio.Condition()
         self._writers: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -94,6 +128,31 @@ class GroupCommitter:
     @property
     def queued_events(self) -> int:
         return self._queued_events
+
+    @property
+    def queued_bytes(self) -> int:
+        """Body bytes of the requests admitted and not yet answered."""
+        return self._held_bytes
+
+    def admit(self, declared: int | None) -> Ticket:
+        """Admission, before the body is read: a ticket for `declared` bytes, or 429 at once.
+
+        A request is let in when the queue holds fewer than INGEST_QUEUE_MAX_EVENTS events and
+        its declared size fits in what INGEST_QUEUE_MAX_BYTES leaves; into an empty budget any
+        size is let in (the body limits bound it), so that no batch is refused for ever.
+        """
+        if self._stopping:
+            raise DatabaseUnavailable("The server is shutting down; retry on another instance.")
+        size = declared or 0
+        if self._queued_events >= self.limits.queue_max_events or (
+            self._held_bytes and self._held_bytes + size > self.limits.queue_max_bytes
+        ):
+            raise QueueFull(headers={"Retry-After": "1"})
+        return Ticket(self, size)
+
+    def _released(self) -> None:
+        if self._held_bytes == 0:
+            self.on_idle()
 
     def start(self) -> None:
         self._writers = [

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.routing import Route
 
-from ingest.committer import GroupCommitter
+from ingest.committer import GroupCommitter, Ticket
 from ingest.pending import IdempotencyKey
 from ingest.validate import validate
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
 from service.errors import BadRequest, ValidationFailed, field_error
-from service.http import JSON, read_body, require_media_type
+from service.http import JSON, declared_length, read_body, require_media_type
 from service.metrics import stored
 
 RECORD_BODY_LIMIT = 64 * 1024
@@ -52,19 +52,29 @@ async def _store(request: Request, events: list[MetricEvent], body: bytes, singl
     return JSON(outcome.body())
 
 
+def admit(request: Request) -> Ticket:
+    """A place in the ingest queue's budget before anything of the body is read, or 429."""
+    committer: GroupCommitter = request.app.state.committer
+    return committer.admit(declared_length(request))
+
+
 async def record(request: Request) -> JSON:
     """POST /api/v1/analytics/metrics/record: one event, answered once it is committed."""
     require_media_type(request, JSON_TYPE)
-    body = await read_body(request, RECORD_BODY_LIMIT)
-    return await _store(request, decode_record(body), body, single=True)
+    with admit(request) as ticket:
+        body = await read_body(request, RECORD_BODY_LIMIT)
+        ticket.resize(len(body))
+        return await _store(request, decode_record(body), body, single=True)
 
 
 async def batch(request: Request) -> JSON:
     """POST /api/v1/analytics/metrics/batch: many events, stored whole or not at all."""
     media_type = require_media_type(request, JSON_TYPE, *NDJSON_TYPES)
-    body = await read_body(request, request.app.state.settings.ingest.max_body_bytes)
-    events = decode_json_batch(body) if media_type == JSON_TYPE else decode_ndjson(body)
-    return await _store(request, events, body, single=False)
+    with admit(request) as ticket:
+        body = await read_body(request, request.app.state.settings.ingest.max_body_bytes)
+        ticket.resize(len(body))
+        events = decode_json_batch(body) if media_type == JSON_TYPE else decode_ndjson(body)
+        return await _store(request, events, body, single=False)
 
 
 routes = [

@@ -32,6 +32,14 @@ def require_media_type(request: Request, *accepted: str) -> str:
     return found
 
 
+def declared_length(request: Request) -> int | None:
+    """The body size the client declares (Content-Length), None when absent or not a number."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit():
+        return int(declared)
+    return None
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, decompressed if gzip, refused with 413 past `limit` bytes either way.
 
@@ -41,13 +49,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
         raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; use gzip.")
-    declared = request.headers.get("content-length")
-    if (
-        declared is not None
-        and declared.isascii()
-        and declared.isdigit()
-        and (int(declared) > limit)
-    ):
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}.")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks: list[bytes] = []

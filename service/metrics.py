@@ -92,6 +92,12 @@ class Metrics:
         self.queue_events = Gauge(
             "astraeus_ingest_queue_events", "Metric events queued for a group commit.", registry=r
         )
+        self.queue_bytes = Gauge(
+            "astraeus_ingest_queue_bytes",
+            "Body bytes of metric ingest requests admitted and not yet answered (being read, "
+            "decoded, queued or committed); bounded by INGEST_QUEUE_MAX_BYTES.",
+            registry=r,
+        )
         self.pool = Gauge(
             "astraeus_db_pool_connections",
             "Database pool connections: size, in_use, max.",
@@ -244,6 +250,7 @@ async def exposition(request: Request) -> Response:
         committer = getattr(state, "committer", None)
         if committer is not None:
             metrics.queue_events.set(committer.queued_events)
+            metrics.queue_bytes.set(committer.queued_bytes)
         # At most one database read per SCRAPE_DB_EVERY_S, however often /metrics is called.
         if time.monotonic() - metrics.db_read_at >= SCRAPE_DB_EVERY_S:
             metrics.db_read_at = time.monotonic()

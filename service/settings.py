@@ -279,6 +279,14 @@ SETTINGS: tuple[Setting[Any], ...] = (
         _positive_int,
     ),
     Setting(
+        "INGEST_QUEUE_MAX_BYTES",
+        32 * 1024 * 1024,
+        "Most request body bytes being decoded or waiting to be committed in one server "
+        "process; a request whose declared Content-Length does not fit gets 429 before its "
+        "body is read.",
+        _positive_int,
+    ),
+    Setting(
         "INGEST_GROUP_MAX_EVENTS",
         20_000,
         "Most events one group commit gathers from concurrent requests (a larger batch is "
@@ -312,6 +320,7 @@ class IngestSettings:
     max_future_s: int = 600
     max_series_per_metric: int = 10_000
     queue_max_events: int = 200_000
+    queue_max_bytes: int = 32 * 1024 * 1024
     group_max_events: int = 20_000
     writers: int = 2
     commit_timeout_s: int = 10

@@ -1,0 +1,126 @@
+"""Admission control: under overload a request is refused from its headers, before its body is
+read or decoded, and the bytes held by ingest stay within INGEST_QUEUE_MAX_BYTES."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+from starlette.testclient import TestClient
+
+import ingest.routes
+from tests.conftest import make_client
+from tests.test_group_commit import BATCH, RECORD, count, event, events_table_locked, wait_for
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every body the metric routes decode, by decoder: the cost a refusal must not pay."""
+    calls: list[str] = []
+
+    def counting(name: str) -> Callable[[bytes], Any]:
+        decode = getattr(ingest.routes, name)
+
+        def wrapper(body: bytes) -> Any:
+            calls.append(name)
+            return decode(body)
+
+        return wrapper
+
+    for name in ("decode_record", "decode_json_batch", "decode_ndjson"):
+        monkeypatch.setattr(ingest.routes, name, counting(name))
+    yield calls
+
+
+def post_raw(client: TestClient, path: str, body: bytes) -> Any:
+    return client.post(path, content=body, headers={"content-type": "application/json"})
+
+
+def test_a_full_queue_refuses_before_reading_the_body(
+    db_url: str, db: psycopg.Connection[Any], decoded: list[str]
+) -> None:
+    with (
+        make_client(
+            db_url, INGEST_WRITERS="1", INGEST_QUEUE_MAX_BYTES="1000", INGEST_MAX_BODY_BYTES="5000"
+        ) as client,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        committer = client.app.state.committer  # type: ignore[attr-defined]
+        with events_table_locked(db_url) as waiting:
+            blocker = pool.submit(client.post, BATCH, json=[event(0, "blocker")])
+            wait_for(lambda: waiting() == 1)
+            decoded.clear()
+
+            invalid = post_raw(client, BATCH, b"[" + b"x" * 2000)  # malformed: a 400 otherwise
+            huge = post_raw(client, BATCH, b"[" + b" " * 9000 + b"]")  # over the body limit: 413
+            single = post_raw(client, RECORD, b'{"metric_name": 1' + b" " * 1000 + b"}")  # 422
+
+            assert committer.queued_bytes > 0
+        assert blocker.result().status_code == 200
+
+    for refused in (invalid, huge, single):
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["error"] == "ingest_queue_full"
+    assert decoded == []  # not one of them was decoded
+    assert count(db) == 1
+
+
+def test_an_idle_queue_takes_a_body_larger_than_the_budget(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    body = msgspec.json.encode([event(i, tags={"pad": "x" * 200}) for i in range(20)])
+    with make_client(db_url, INGEST_QUEUE_MAX_BYTES="1000") as client:
+        assert len(body) > 1000
+        response = post_raw(client, BATCH, body)
+    assert response.status_code == 200
+    assert count(db) == 20
+
+
+def test_admitted_bytes_stay_within_the_budget(db_url: str, db: psycopg.Connection[Any]) -> None:
+    bodies = [msgspec.json.encode(event(i, tags={"pad": "y" * 50})) for i in range(1, 31)]
+    size = len(bodies[0])
+    budget = 6 * size + size // 2  # room for six bodies, not seven
+    with (
+        make_client(db_url, INGEST_WRITERS="1", INGEST_QUEUE_MAX_BYTES=str(budget)) as client,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
+        committer = client.app.state.committer  # type: ignore[attr-defined]
+        with events_table_locked(db_url) as waiting:
+            blocker = pool.submit(post_raw, client, RECORD, bodies[0])
+            wait_for(lambda: waiting() == 1)
+            held = [pool.submit(post_raw, client, RECORD, body) for body in bodies[1:6]]
+            wait_for(lambda: committer.queued_bytes == 6 * size)
+            refused = [post_raw(client, RECORD, body) for body in bodies[6:]]
+            assert committer.queued_bytes == 6 * size
+        answered = [f.result() for f in [blocker, *held]]
+
+    assert [r.status_code for r in answered] == [200] * 6
+    assert {r.status_code for r in refused} == {429}
+    assert count(db) == 6
+
+
+def test_the_budget_drains_to_zero_after_a_burst(db_url: str, db: psycopg.Connection[Any]) -> None:
+    good = msgspec.json.encode([event(i) for i in range(500)])
+    invalid = msgspec.json.encode([{"metric_name": "x", "value": "no", "metric_type": "gauge"}])
+    malformed = b"[{"
+    bodies = [good, invalid, malformed] * 20
+    with (
+        make_client(db_url, INGEST_QUEUE_MAX_BYTES=str(len(good) * 4)) as client,
+        ThreadPoolExecutor(max_workers=16) as pool,
+    ):
+        committer = client.app.state.committer  # type: ignore[attr-defined]
+        answers = list(pool.map(lambda body: post_raw(client, BATCH, body), bodies))
+        metrics = client.get("/metrics").text
+
+        assert committer.queued_bytes == 0
+        assert committer.queued_events == 0
+    statuses = {r.status_code for r in answers}
+    assert statuses <= {200, 400, 422, 429}
+    assert 200 in statuses
+    assert "astraeus_ingest_queue_bytes 0.0" in metrics
+    assert count(db) == 500 * sum(r.status_code == 200 for r in answers)
