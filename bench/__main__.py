@@ -24,7 +24,8 @@ import httpx2
 import psycopg
 from psycopg import sql as pgsql
 
-from bench import HEADERS, alerts, analytics, health, ingest, queries
+from bench import HEADERS, alerts, analytics, durable, health, ingest, overload, queries
+from bench import record as record_path
 from jobs import keys
 from jobs.migrate import migrate
 
@@ -47,16 +48,21 @@ KEYS: dict[str, str] = {}  # database URL -> the run's API key there
 class Server:
     """The API server as its own process, as in production."""
 
-    def __init__(self, url: str, **extra: str) -> None:
+    def __init__(self, url: str, log: Path | None = None, **extra: str) -> None:
+        """With `log`, the server keeps its default logging (the access log) and writes it
+        there; without, it logs warnings only, to this terminal."""
         self.port = free_port()
         env = {
             **os.environ,
             "DATABASE_URL": url,
             "PORT": str(self.port),
-            "LOG_LEVEL": "warning",
+            **({} if log else {"LOG_LEVEL": "warning"}),
             **extra,
         }
-        self.process = subprocess.Popen([sys.executable, "-m", "service"], env=env)
+        self.log = open(log, "ab") if log else None  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service"], env=env, stderr=self.log, stdout=self.log
+        )
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -73,6 +79,31 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+        if self.log is not None:
+            self.log.close()
+
+
+RESULTS = ROOT / "bench-results"
+
+
+def run_record(url: str, seconds: int) -> dict[str, object]:
+    """The record path under wrk, against a server with its default settings and logging."""
+    record_path.wrk_path()  # before anything starts: say how to install it
+    RESULTS.mkdir(exist_ok=True)
+    log = RESULTS / f"server-record-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
+    server = Server(url, log=log)
+    try:
+        return {**record_path.run(server.base, (10, 50), seconds), "server_log": str(log)}
+    finally:
+        server.stop()
+
+
+def run_overload(url: str, workload: overload.OverloadWorkload) -> dict[str, object]:
+    server = Server(url)
+    try:
+        return overload.run(server.base, server.process.pid, workload)
+    finally:
+        server.stop()
 
 
 def run_ingest(url: str, workload: ingest.Workload) -> dict[str, object]:
@@ -163,8 +194,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["ingest", "queries", "refresh", "analytics", "alerts", "health"],
+        choices=[
+            "ingest",
+            "record",
+            "overload",
+            "queries",
+            "refresh",
+            "analytics",
+            "alerts",
+            "health",
+        ],
         help="run one suite",
+    )
+    parser.add_argument(
+        "--record-seconds", type=int, default=30, help="length of each wrk run (default 30)"
+    )
+    parser.add_argument(
+        "--overload-seconds",
+        type=float,
+        default=overload.OverloadWorkload.overload_seconds,
+        help="length of the overload (default 30)",
     )
     parser.add_argument("--events", type=int, default=ingest.Workload.events)
     parser.add_argument("--records", type=int, default=ingest.Workload.records)
@@ -193,6 +242,8 @@ def main() -> None:
     server_url = os.environ.get("DATABASE_URL")
     if not server_url:
         parser.error("DATABASE_URL is not set (make bench starts a local database)")
+    if args.only in (None, "record"):
+        record_path.wrk_path()  # fails at once, saying how to install it
     workload = ingest.Workload(
         events=args.events,
         batch_size=args.batch_size,
@@ -200,7 +251,7 @@ def main() -> None:
         record_clients=args.record_clients,
         records=args.records,
     )
-    results: dict[str, object] = {}
+    results: dict[str, object] = {"database": durable.check(server_url)}
     if args.only in (None, "ingest"):
         print("== ingest ==", flush=True)
         with scratch_database(server_url, "ingest") as url:
@@ -213,6 +264,21 @@ def main() -> None:
         record = figures["record"]
         assert isinstance(record, dict)
         print(f"record p99      {record['p99_ms']:>12.1f} ms       (target < 10 ms)")
+    if args.only in (None, "record"):
+        print("== record path, wrk ==", flush=True)
+        with scratch_database(server_url, "record") as url:
+            results["record"] = run_record(url, args.record_seconds)
+        print("target: p99 < 10 ms at 10 and 50 connections")
+    if args.only in (None, "overload"):
+        print("== overload ==", flush=True)
+        with scratch_database(server_url, "overload") as url:
+            results["overload"] = run_overload(
+                url, overload.OverloadWorkload(overload_seconds=args.overload_seconds)
+            )
+        print(
+            "targets at 2x: acknowledged >= 90% of capacity, accepted p99 < "
+            "INGEST_COMMIT_TIMEOUT_S, RSS back near its start"
+        )
     if args.only in (None, "queries"):
         print("== queries ==", flush=True)
         with scratch_database(server_url, "queries") as url:
@@ -239,7 +305,7 @@ def main() -> None:
         print("== health ==", flush=True)
         with scratch_database(server_url, "health") as url:
             results["health"] = health.run(url)
-    out = ROOT / "bench-results" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out = RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"results: {out}")

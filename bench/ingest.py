@@ -11,6 +11,7 @@ The server, the database and this load generator share the machine, as they do h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import statistics
@@ -163,12 +164,16 @@ class KeepAlive:
         status = int(response[9:12])
         length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", response)
         await self.reader.readexactly(int(length.group(1)) if length else 0)
+        if re.search(rb"(?i)\r\nconnection: *close", response):
+            await self.close()  # the next request opens a new connection
         return status
 
     async def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
-            await self.writer.wait_closed()
+            writer, self.writer = self.writer, None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 async def http_records(base: str, events: list[dict[str, Any]], clients: int) -> dict[str, float]:

@@ -83,7 +83,6 @@ class Ticket:
     def release(self) -> None:
         self.committer._held_bytes -= self.size
         self.size = 0
-        self.committer._released()
 
     def __enter__(self) -> Ticket:
         return self
@@ -117,7 +116,6 @@ class GroupCommitter:
         self._queue: deque[Pending] = deque()
         self._queued_events = 0
         self._held_bytes = 0
-        self.on_idle: Callable[[], None] = lambda: None  # called when the last ticket goes
         self._work = asyncio.Condition()
         self._writers: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -149,10 +147,6 @@ class GroupCommitter:
         ):
             raise QueueFull(headers={"Retry-After": "1"})
         return Ticket(self, size)
-
-    def _released(self) -> None:
-        if self._held_bytes == 0:
-            self.on_idle()
 
     def start(self) -> None:
         self._writers = [

@@ -86,8 +86,9 @@ class Forbidden(ApiError):
 class KeyTable:
     """Every live key's hash and scopes, in memory: no request waits on the database.
 
-    Reloaded every `ttl` seconds (AUTH_CACHE_S) by whichever request finds it stale, and on a
-    miss at most once a second: a request with an unknown key waits for that reload (a key just
+    Reloaded every `ttl` seconds (AUTH_CACHE_S), in the background by whichever request finds
+    it stale (that request and the others carry on with the table they have), and on a miss at
+    most once a second: a request with an unknown key waits for that reload (a key just
     created on another server works at once, after up to a second), and random tokens cost one
     shared query a second at most. A reload that fails keeps the table it has, and so does a
     request whose database budget (service/deadlines.py) runs out waiting for one.
@@ -124,8 +125,13 @@ class KeyTable:
     async def scopes(self, pool: Any, key: str) -> frozenset[str] | None:
         sha = digest(key)
         age = time.monotonic() - self.loaded_at
-        if age >= self.ttl:
+        if age >= self.ttl and (self.ttl == 0 or sha not in self.keys):
             await self.reload(pool)
+        elif age >= self.ttl:
+            # A known key goes on with the table it has while the reload runs: the periodic
+            # reload held up every request arriving during it (a stall every AUTH_CACHE_S).
+            if self.flight is None:
+                self.flight = asyncio.ensure_future(self._reload(pool))
         elif sha not in self.keys:
             # Maybe a key created a moment ago elsewhere: wait for the next allowed reload
             # (shared by every request waiting) rather than refuse it.

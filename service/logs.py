@@ -8,7 +8,10 @@ task, so that every line logged while serving it carries it.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
+import queue
 import re
 import sys
 from contextvars import ContextVar
@@ -19,6 +22,7 @@ import msgspec
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 EXTRAS = ("method", "path", "status", "duration_ms")
+QUEUE_LINES = 10_000
 
 
 class RequestIdFilter(logging.Filter):
@@ -50,16 +54,51 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(body).decode()
 
 
+class BackgroundHandler(logging.handlers.QueueHandler):
+    """Formats each record where it is logged and leaves the write to stderr to a thread.
+
+    A write to a pipe or a terminal blocks while its reader is slow (a busy terminal, a log
+    collector flushing): done on the event loop, that would hold up every request in flight.
+    Past QUEUE_LINES lines waiting, further lines are dropped and counted, then reported.
+    """
+
+    def __init__(self, formatter: logging.Formatter) -> None:
+        super().__init__(queue.Queue(QUEUE_LINES))
+        self.setFormatter(formatter)
+        self.addFilter(RequestIdFilter())
+        self.dropped = 0
+        target = logging.StreamHandler()
+        target.setFormatter(logging.Formatter("%(message)s"))
+        self.listener = logging.handlers.QueueListener(self.queue, target)
+        self.listener.start()
+        atexit.register(self.listener.stop)  # runs before logging's own shutdown: lines kept
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        line = self.format(record)
+        if self.dropped:
+            line = f"{line}\n({self.dropped} log line(s) dropped: stderr was not read fast enough)"
+            self.dropped = 0
+        ready = logging.makeLogRecord({"msg": line, "levelno": record.levelno})
+        return ready
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
 def configure(level: str, log_format: str = "auto") -> None:
-    """Route every logger (uvicorn's too) through one handler on stderr."""
+    """Route every logger (uvicorn's too) through one handler on stderr, written by a thread."""
     json_lines = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(
+    formatter = (
         JsonFormatter()
         if json_lines
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s")
     )
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for previous in root.handlers:
+        if isinstance(previous, BackgroundHandler):
+            previous.listener.stop()
+    root.handlers[:] = [BackgroundHandler(formatter)]
     root.setLevel(level.upper())
