@@ -161,6 +161,57 @@ def test_assembling_the_overlay_leaves_the_systems_timescaledb_alone(tmp_path: P
     assert plpgsql.read_bytes() == b"system plpgsql"
 
 
+def built_into(dest: Path, version: str, *, share: bool = True) -> Path:
+    """What the build of `version` installs under its DESTDIR (without its share/ files: a
+    build that went wrong)."""
+    write(dest / "usr/lib/postgresql/15/lib/timescaledb.so", f"loader {version}")
+    write(dest / "usr/lib/postgresql/15/lib/timescaledb-2.19.3.so", f"timescaledb {version}")
+    if share:
+        write(dest / "usr/share/postgresql/15/extension/timescaledb.control", f"control {version}")
+    return dest
+
+
+def test_a_rebuild_replaces_the_overlay_whole_under_a_running_server(tmp_path: Path) -> None:
+    fake_system(tmp_path / "system")
+    state = tmp_path / "state"
+    overlay = state / "pg15-timescaledb"
+    env = {"LOCALDB_SYSTEM_ROOT": str(tmp_path / "system"), "LOCALDB_DIR": str(state)}
+    library = overlay / "lib/postgresql/15/lib/timescaledb-2.19.3.so"
+    control = overlay / "share/postgresql/15/extension/timescaledb.control"
+    assert localdb("assemble", str(built_into(tmp_path / "one", "one")), **env).returncode == 0
+
+    with library.open() as loaded:  # as a server running from the overlay has it
+        failed = localdb("assemble", str(built_into(tmp_path / "bad", "bad", share=False)), **env)
+        # A failed rebuild leaves the overlay the server runs from as it was.
+        assert failed.returncode != 0
+        assert (library.read_text(), control.read_text()) == ("timescaledb one", "control one")
+        assert (overlay / "lib/postgresql/15/lib/plpgsql.so").read_bytes() == b"system plpgsql"
+
+        rebuilt = localdb("assemble", str(built_into(tmp_path / "two", "two")), **env)
+
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        assert loaded.read() == "timescaledb one"
+    assert (library.read_text(), control.read_text()) == ("timescaledb two", "control two")
+    assert (overlay / "lib/postgresql/15/bin/postgres").exists()
+    assert sorted(path.name for path in state.iterdir()) == ["build.lock", overlay.name]
+
+    # Two test runs rebuilding at once: one after the other, each leaving a whole overlay.
+    together = [
+        subprocess.Popen(
+            [LOCALDB, "assemble", str(built_into(tmp_path / name, name))],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for name in ("three", "four", "five")
+    ]
+    said = [process.communicate()[1] for process in together]
+    assert [process.returncode for process in together] == [0, 0, 0], said
+    assert library.read_text() in {"timescaledb three", "timescaledb four", "timescaledb five"}
+    assert control.read_text() == library.read_text().replace("timescaledb", "control")
+    assert sorted(path.name for path in state.iterdir()) == ["build.lock", overlay.name]
+
+
 # -- durability ---------------------------------------------------------------------------------
 
 DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
