@@ -101,6 +101,58 @@ def test_the_mirror_can_be_set_and_has_a_default(tmp_path: Path) -> None:
     assert mirror_of(nothing) == "http://deb.debian.org/debian"
 
 
+# An apt-get that logs the mirror each call reads from its sources list, with deb.debian.org
+# the only mirror that has trixie's sources: no network in tests.
+FAKE_APT_GET = """\
+#!/bin/sh
+list=$(printf '%s\\n' "$@" | sed -n 's/^Dir::Etc::SourceList=//p')
+mirror=$(awk '{ print $2 }' "$list")
+case " $* " in *" source "*) verb=source ;; *) verb=update ;; esac
+echo "$mirror $verb" >>"$FAKE_APT_LOG"
+[ "$mirror" = http://deb.debian.org/debian ] || { echo "E: no trixie in $mirror" >&2; exit 100; }
+[ $verb = update ] || : >timescaledb_2.19.3+dfsg.orig.tar.xz
+"""
+
+
+def fetched(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`localdb fetch` with the fake apt-get, and the mirror and verb of each call it made."""
+    write(tmp_path / "system/etc/apt/sources.list", "deb http://mirror.lan/debian bookworm main\n")
+    write(tmp_path / "bin/apt-get", FAKE_APT_GET).chmod(0o755)
+    log = tmp_path / "apt.log"
+    result = localdb(
+        "fetch",
+        LOCALDB_SYSTEM_ROOT=str(tmp_path / "system"),
+        LOCALDB_DIR=str(tmp_path / "state"),
+        PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        FAKE_APT_LOG=str(log),
+        **env,
+    )
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_mirror_without_trixies_sources_falls_back_to_deb_debian_org(tmp_path: Path) -> None:
+    result, calls = fetched(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "state/src/timescaledb_2.19.3+dfsg.orig.tar.xz")
+    assert calls == [
+        "http://mirror.lan/debian update",
+        "http://deb.debian.org/debian update",
+        "http://deb.debian.org/debian source",
+    ]
+    assert "retrying with http://deb.debian.org/debian" in result.stderr
+
+
+def test_a_chosen_mirror_is_not_second_guessed(tmp_path: Path) -> None:
+    result, calls = fetched(tmp_path, LOCALDB_DEBIAN_MIRROR="http://chosen.lan/debian")
+
+    assert result.returncode == 1
+    assert calls == ["http://chosen.lan/debian update"]
+    assert "could not fetch the timescaledb source package from http://chosen.lan/debian" in (
+        result.stderr
+    )
+
+
 # -- the overlay --------------------------------------------------------------------------------
 
 
