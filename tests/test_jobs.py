@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from jobs.scheduler import Job, Outcome, Scheduler, manual_run
+from jobs.scheduler import Job, Outcome, Scheduler, lock_key, manual_run
 from tests.conftest import make_client
 from tests.test_rollups import assert_rollups_equal_raw
 
@@ -114,7 +114,7 @@ def test_a_job_killed_mid_run_is_picked_up_again(db_url: str, db: psycopg.Connec
         db_url, [Job("long", timedelta(seconds=1), lambda url: calls.append("long") or Outcome())]
     )
 
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while not calls and time.monotonic() < deadline:
         successor.run_due()  # the dead process's lock goes with its connection
         time.sleep(0.2)
@@ -281,7 +281,7 @@ def test_compress_reports_what_the_edition_allows(db_url: str, db: psycopg.Conne
 
 def test_the_api_server_runs_the_scheduler_and_lists_the_runs(db_url: str) -> None:
     with make_client(db_url, RUN_SCHEDULER="true") as client:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         answer: dict[str, Any] = {}
         while time.monotonic() < deadline:
             answer = client.get("/api/v1/analytics/jobs").json()
@@ -405,14 +405,49 @@ def test_a_manual_run_neither_runs_beside_nor_postpones_the_scheduled_one(
     assert recorded == [("manual", "ok", 3, "by hand"), ("schedule", "ok", 1, "done")]
 
 
+def awaited(db_url: str, job: str, timeout: float = 60) -> threading.Event:
+    """An Event set once a session of this test's database waits for the advisory lock of
+    `job` (an ungranted lock in pg_locks), watched on a connection of its own for `timeout` s."""
+    key = lock_key(job) & 0xFFFF_FFFF_FFFF_FFFF
+    seen = threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            deadline = time.monotonic() + timeout
+            while not seen.is_set() and time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    " AND database = (SELECT oid FROM pg_database"
+                    "                 WHERE datname = current_database())"
+                    " AND classid = %s::oid AND objid = %s::oid AND objsubid = 1",
+                    (key >> 32, key & 0xFFFF_FFFF),
+                ).fetchone()
+                if row and row[0]:
+                    seen.set()
+                time.sleep(0.02)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return seen
+
+
 def test_a_manual_run_waits_for_the_scheduled_one_in_flight(
     db_url: str, db: psycopg.Connection[Any]
 ) -> None:
     calls: list[str] = []
-    scheduler = Scheduler(db_url, [slow(1.0, calls, "tiny")])
+    manual_waits = awaited(db_url, "tiny")
+
+    def in_flight(url: str) -> Outcome:
+        # Until the manual run waits for the lock, however long it takes to get there (a fixed
+        # sleep here was sometimes over before the manual run had connected).
+        calls.append("tiny")
+        manual_waits.wait(60)
+        return Outcome(1, "done")
+
+    scheduler = Scheduler(db_url, [Job("tiny", timedelta(minutes=10), in_flight)])
     scheduled = threading.Thread(target=scheduler.run_due)
     scheduled.start()
-    while not calls:
+    deadline = time.monotonic() + 60
+    while not calls and time.monotonic() < deadline:
         time.sleep(0.01)
     messages: list[str] = []
     with manual_run(db_url, "tiny", waiting=messages.append):
@@ -420,5 +455,6 @@ def test_a_manual_run_waits_for_the_scheduled_one_in_flight(
     scheduled.join()
     scheduler.close()
 
+    assert manual_waits.is_set()
     assert messages == ["waiting for the run of tiny in flight to finish"]
     assert during == [("tiny", "ok", None), ("tiny", "running", None)]

@@ -101,6 +101,58 @@ def test_the_mirror_can_be_set_and_has_a_default(tmp_path: Path) -> None:
     assert mirror_of(nothing) == "http://deb.debian.org/debian"
 
 
+# An apt-get that logs the mirror each call reads from its sources list, with deb.debian.org
+# the only mirror that has trixie's sources: no network in tests.
+FAKE_APT_GET = """\
+#!/bin/sh
+list=$(printf '%s\\n' "$@" | sed -n 's/^Dir::Etc::SourceList=//p')
+mirror=$(awk '{ print $2 }' "$list")
+case " $* " in *" source "*) verb=source ;; *) verb=update ;; esac
+echo "$mirror $verb" >>"$FAKE_APT_LOG"
+[ "$mirror" = http://deb.debian.org/debian ] || { echo "E: no trixie in $mirror" >&2; exit 100; }
+[ $verb = update ] || : >timescaledb_2.19.3+dfsg.orig.tar.xz
+"""
+
+
+def fetched(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`localdb fetch` with the fake apt-get, and the mirror and verb of each call it made."""
+    write(tmp_path / "system/etc/apt/sources.list", "deb http://mirror.lan/debian bookworm main\n")
+    write(tmp_path / "bin/apt-get", FAKE_APT_GET).chmod(0o755)
+    log = tmp_path / "apt.log"
+    result = localdb(
+        "fetch",
+        LOCALDB_SYSTEM_ROOT=str(tmp_path / "system"),
+        LOCALDB_DIR=str(tmp_path / "state"),
+        PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        FAKE_APT_LOG=str(log),
+        **env,
+    )
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_mirror_without_trixies_sources_falls_back_to_deb_debian_org(tmp_path: Path) -> None:
+    result, calls = fetched(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "state/src/timescaledb_2.19.3+dfsg.orig.tar.xz")
+    assert calls == [
+        "http://mirror.lan/debian update",
+        "http://deb.debian.org/debian update",
+        "http://deb.debian.org/debian source",
+    ]
+    assert "retrying with http://deb.debian.org/debian" in result.stderr
+
+
+def test_a_chosen_mirror_is_not_second_guessed(tmp_path: Path) -> None:
+    result, calls = fetched(tmp_path, LOCALDB_DEBIAN_MIRROR="http://chosen.lan/debian")
+
+    assert result.returncode == 1
+    assert calls == ["http://chosen.lan/debian update"]
+    assert "could not fetch the timescaledb source package from http://chosen.lan/debian" in (
+        result.stderr
+    )
+
+
 # -- the overlay --------------------------------------------------------------------------------
 
 
@@ -159,6 +211,57 @@ def test_assembling_the_overlay_leaves_the_systems_timescaledb_alone(tmp_path: P
     plpgsql = overlay / "lib/postgresql/15/lib/plpgsql.so"
     assert plpgsql.is_symlink()
     assert plpgsql.read_bytes() == b"system plpgsql"
+
+
+def built_into(dest: Path, version: str, *, share: bool = True) -> Path:
+    """What the build of `version` installs under its DESTDIR (without its share/ files: a
+    build that went wrong)."""
+    write(dest / "usr/lib/postgresql/15/lib/timescaledb.so", f"loader {version}")
+    write(dest / "usr/lib/postgresql/15/lib/timescaledb-2.19.3.so", f"timescaledb {version}")
+    if share:
+        write(dest / "usr/share/postgresql/15/extension/timescaledb.control", f"control {version}")
+    return dest
+
+
+def test_a_rebuild_replaces_the_overlay_whole_under_a_running_server(tmp_path: Path) -> None:
+    fake_system(tmp_path / "system")
+    state = tmp_path / "state"
+    overlay = state / "pg15-timescaledb"
+    env = {"LOCALDB_SYSTEM_ROOT": str(tmp_path / "system"), "LOCALDB_DIR": str(state)}
+    library = overlay / "lib/postgresql/15/lib/timescaledb-2.19.3.so"
+    control = overlay / "share/postgresql/15/extension/timescaledb.control"
+    assert localdb("assemble", str(built_into(tmp_path / "one", "one")), **env).returncode == 0
+
+    with library.open() as loaded:  # as a server running from the overlay has it
+        failed = localdb("assemble", str(built_into(tmp_path / "bad", "bad", share=False)), **env)
+        # A failed rebuild leaves the overlay the server runs from as it was.
+        assert failed.returncode != 0
+        assert (library.read_text(), control.read_text()) == ("timescaledb one", "control one")
+        assert (overlay / "lib/postgresql/15/lib/plpgsql.so").read_bytes() == b"system plpgsql"
+
+        rebuilt = localdb("assemble", str(built_into(tmp_path / "two", "two")), **env)
+
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        assert loaded.read() == "timescaledb one"
+    assert (library.read_text(), control.read_text()) == ("timescaledb two", "control two")
+    assert (overlay / "lib/postgresql/15/bin/postgres").exists()
+    assert sorted(path.name for path in state.iterdir()) == ["build.lock", overlay.name]
+
+    # Two test runs rebuilding at once: one after the other, each leaving a whole overlay.
+    together = [
+        subprocess.Popen(
+            [LOCALDB, "assemble", str(built_into(tmp_path / name, name))],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for name in ("three", "four", "five")
+    ]
+    said = [process.communicate()[1] for process in together]
+    assert [process.returncode for process in together] == [0, 0, 0], said
+    assert library.read_text() in {"timescaledb three", "timescaledb four", "timescaledb five"}
+    assert control.read_text() == library.read_text().replace("timescaledb", "control")
+    assert sorted(path.name for path in state.iterdir()) == ["build.lock", overlay.name]
 
 
 # -- durability ---------------------------------------------------------------------------------

@@ -495,7 +495,16 @@ def test_an_event_committed_during_a_range_refresh_stays_invalidated(
     post(client, spread([float(v) for v in range(24)], day, 24))
     first_id = db.execute("SELECT min(id) FROM _analytics.rollup_invalidations").fetchone()
     assert first_id is not None
-    refreshing = threading.Thread(target=refresh_range, args=(db_url, day, day + timedelta(days=1)))
+    failed: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            refresh_range(db_url, day, day + timedelta(days=1))
+        except BaseException as exc:  # seen by the assertions, not only printed by the thread
+            failed.append(exc)
+            raise
+
+    refreshing = threading.Thread(target=refresh)
     with psycopg.connect(db_url) as holder:
         # A row lock the refresh's DELETE of the rows it read waits on: it has read its
         # invalidations and recomputed the day, and has not deleted them yet.
@@ -510,17 +519,19 @@ def test_an_event_committed_during_a_range_refresh_stays_invalidated(
                 "'astraeus-rollups' AND wait_event_type = 'Lock' "
                 "AND query LIKE 'DELETE FROM _analytics.rollup_invalidations WHERE id%%'"
             ).fetchone()
-            if waiting and waiting[0]:
+            if (waiting and waiting[0]) or failed:
                 break
             time.sleep(0.05)
         else:
             pytest.fail("the refresh never reached its delete")
+        assert failed == []
         late = day + timedelta(hours=7, minutes=30)
         post(client, [ev(1000.0, late)])  # commits while the refresh is between read and delete
         holder.rollback()
     refreshing.join(timeout=60)
 
     assert not refreshing.is_alive()
+    assert failed == []
     assert invalidated(db) == [late.replace(minute=0)]
     answer = stats(client, start=day.isoformat(), end=(day + timedelta(days=1)).isoformat())
     assert answer["count"] == 25
