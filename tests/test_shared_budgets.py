@@ -47,10 +47,10 @@ class SlowPool:
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
 
-    async def acquire(self, timeout: float) -> SlowConnection:
+    async def acquire(self, **_: float) -> SlowConnection:  # asyncpg.Pool.acquire(timeout=)
         return SlowConnection(self.rows)
 
-    async def release(self, conn: SlowConnection, timeout: float) -> None:
+    async def release(self, conn: SlowConnection, **_: float) -> None:
         pass
 
 
