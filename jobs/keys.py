@@ -73,11 +73,12 @@ def check(name: str, scopes: list[str]) -> list[str]:
     return sorted(set(scopes), key=SCOPES.index)
 
 
-def create(url: str, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
-    """A new key: its record and the key itself (shown once)."""
+def create(url: str, name: str, scopes: list[str], **connect: Any) -> tuple[ApiKey, str]:
+    """A new key: its record and the key itself (shown once). `connect`: connect_sync's
+    options (an API request's bound)."""
     scopes = check(name, scopes)
     key = "ak_" + secrets.token_urlsafe(32)
-    with connect_sync(url, "astraeus-keys", autocommit=True) as conn:
+    with connect_sync(url, "astraeus-keys", autocommit=True, **connect) as conn:
         try:
             row = conn.execute(
                 sql.query("api_key_create"),
@@ -89,16 +90,16 @@ def create(url: str, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
     return ApiKey(*row), key
 
 
-def listing(url: str) -> list[ApiKey]:
-    with connect_sync(url, "astraeus-keys", autocommit=True) as conn:
+def listing(url: str, **connect: Any) -> list[ApiKey]:
+    with connect_sync(url, "astraeus-keys", autocommit=True, **connect) as conn:
         return [ApiKey(*row) for row in conn.execute(sql.query("api_keys_list"))]
 
 
-def revoke(url: str, key: str) -> ApiKey:
+def revoke(url: str, key: str, **connect: Any) -> ApiKey:
     """Revoke the live key with this id or name."""
     if not 1 <= len(key) <= 200 or not key.isprintable():
         raise NoSuchKey(f"no live key has the id or name {key[:200]!r}")
-    with connect_sync(url, "astraeus-keys", autocommit=True) as conn:
+    with connect_sync(url, "astraeus-keys", autocommit=True, **connect) as conn:
         row = conn.execute(sql.query("api_key_revoke"), {"key": key}).fetchone()
     if row is None:
         raise NoSuchKey(f"no live key has the id or name {key!r}")

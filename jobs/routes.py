@@ -3,9 +3,9 @@ POST /api/v1/analytics/batch-track."""
 
 from __future__ import annotations
 
-import asyncio
+import math
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import psycopg
@@ -18,7 +18,7 @@ from jobs import keys
 from jobs.periodic import periodic_jobs
 from jobs.track import batch_track
 from query.params import bad
-from service.db import connection
+from service.db import connection, in_thread, statement_bound_s
 from service.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -28,6 +28,25 @@ from service.errors import (
 )
 from service.http import JSON, read_body, require_media_type
 from service.periods import previous_start, spanning
+from service.settings import Settings
+
+
+def bounded(settings: Settings, bound_s: float) -> dict[str, Any]:
+    """connect_sync's options for a request bounded by `bound_s` seconds: a connection attempt
+    and each statement end within it (in_thread ends the request at the bound whatever the
+    database does, and these end the thread's work soon after)."""
+    return {
+        "connect_timeout": max(2, min(settings.db_connect_timeout_s, math.ceil(bound_s))),
+        "statement_timeout_ms": max(1, int(bound_s * 1000)),
+    }
+
+
+def keys_call(settings: Settings) -> tuple[float, dict[str, Any]]:
+    """The bound of a keys request and its connection options: a read's, STATEMENT_TIMEOUT_MS
+    + 1 s, its statements under STATEMENT_TIMEOUT_MS."""
+    options = bounded(settings, statement_bound_s(settings))
+    options["statement_timeout_ms"] = settings.statement_timeout_ms
+    return statement_bound_s(settings), options
 
 
 async def job_runs(request: Request) -> JSON:
@@ -107,10 +126,17 @@ async def post_batch_track(request: Request) -> JSON:
             f"the range spans {count} periods of a {wanted.period_type}; at most "
             f"{MAX_BATCH_PERIODS} per request (use `python -m jobs track` for more)",
         )
-    url = request.app.state.settings.require_database_url()
+    settings = request.app.state.settings
+    bound_s = float(settings.batch_track_timeout_s)
     try:
-        report = await asyncio.to_thread(
-            batch_track, url, wanted.period_type, wanted.period_start, wanted.period_end
+        report = await in_thread(
+            bound_s,
+            batch_track,
+            settings.require_database_url(),
+            wanted.period_type,
+            wanted.period_start,
+            wanted.period_end,
+            **bounded(settings, bound_s),
         )
     except psycopg.OperationalError:
         raise DatabaseUnavailable() from None
@@ -136,9 +162,13 @@ async def create_key(request: Request) -> JSON:
     """POST /api/v1/analytics/keys: a new key, shown in this answer only."""
     require_media_type(request, "application/json")
     wanted: KeyIn = decode(await read_body(request, 4096), _key_in)
-    url = request.app.state.settings.require_database_url()
+    settings = request.app.state.settings
+    bound_s, options = keys_call(settings)
+    url = settings.require_database_url()
     try:
-        record, key = await asyncio.to_thread(keys.create, url, wanted.name, wanted.scopes)
+        record, key = await in_thread(
+            bound_s, keys.create, url, wanted.name, wanted.scopes, **options
+        )
     except keys.KeyTaken as exc:
         raise Conflict(str(exc), details=[field_error("name", "already in use")]) from None
     except keys.KeyRefused as exc:
@@ -151,9 +181,10 @@ async def create_key(request: Request) -> JSON:
 
 async def list_keys(request: Request) -> JSON:
     """GET /api/v1/analytics/keys: every key, revoked ones too, never the keys themselves."""
-    url = request.app.state.settings.require_database_url()
+    settings = request.app.state.settings
+    bound_s, options = keys_call(settings)
     try:
-        found = await asyncio.to_thread(keys.listing, url)
+        found = await in_thread(bound_s, keys.listing, settings.require_database_url(), **options)
     except psycopg.OperationalError:
         raise DatabaseUnavailable() from None
     return JSON({"keys": [k.body() for k in found]})
@@ -161,9 +192,11 @@ async def list_keys(request: Request) -> JSON:
 
 async def revoke_key(request: Request) -> JSON:
     """DELETE /api/v1/analytics/keys/{key}: revoke the live key with this id or name."""
-    url = request.app.state.settings.require_database_url()
+    settings = request.app.state.settings
+    bound_s, options = keys_call(settings)
+    url = settings.require_database_url()
     try:
-        record = await asyncio.to_thread(keys.revoke, url, request.path_params["key"])
+        record = await in_thread(bound_s, keys.revoke, url, request.path_params["key"], **options)
     except keys.NoSuchKey as exc:
         raise NotFound(str(exc)) from None
     except psycopg.OperationalError:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
@@ -241,12 +242,14 @@ def batch_track(
     start: datetime,
     end: datetime,
     progress: Callable[[int], None] = lambda _: None,
+    **connect: Any,
 ) -> TrackReport:
     """Track every kind for every period of `period_type` overlapping [start, end) that closed
     at least TRACK_GRACE ago; periods still open (or within the grace) are counted, not
-    tracked: the API computes them from raw events."""
+    tracked: the API computes them from raw events. `connect`: connect_sync's options (an API
+    request's bound)."""
     report = TrackReport()
-    with connect_sync(url, "astraeus-track", autocommit=True) as conn:
+    with connect_sync(url, "astraeus-track", autocommit=True, **connect) as conn:
         tracker = Tracker(conn)
         tracker.claim(report)
         (now,) = conn.execute("SELECT now()").fetchone() or (datetime.now(UTC),)

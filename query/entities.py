@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 import sql
 from query.params import bad, number, timestamp
-from service.db import connection, deadline
+from service.db import connection, deadline, detached
 from service.errors import DatabaseTimeout, NotFound
 from service.http import JSON
 from service.periods import PERIODS, period_bounds, previous_start
@@ -224,10 +224,13 @@ class LiveFigures:
     """The platform figures of the periods still open, computed from raw events at most once
     per `ttl` seconds each (DASHBOARD_CACHE_S): concurrent requests share one computation (a
     failure reaches all of them and is not kept), and figures are at most `ttl` old. 0 computes
-    them on every request. A request waits for a computation no longer than its own budget."""
+    them on every request. A computation has a budget of its own (`bound_s`, a request's
+    normal bound), not that of the request that started it; a request waits for it no longer
+    than its own budget."""
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, bound_s: float) -> None:
         self.ttl = ttl
+        self.bound_s = bound_s
         self.entries: dict[tuple[str, datetime], tuple[float, dict[str, Any]]] = {}
         self.flights: dict[tuple[str, datetime], asyncio.Task[dict[str, Any]]] = {}
 
@@ -241,7 +244,7 @@ class LiveFigures:
             return hit[1]
         flight = self.flights.get(key)
         if flight is None:
-            flight = asyncio.ensure_future(self._fill(key, compute))
+            flight = detached(self._fill(key, compute), self.bound_s)
             flight.add_done_callback(lambda done: done.cancelled() or done.exception())
             self.flights[key] = flight
         try:

@@ -106,7 +106,9 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             timedelta(hours=settings.ingest.idempotency_ttl_hours),
             concurrency=max(1, settings.db_pool_max - settings.ingest.writers - 1),
         )
-        app.state.live_figures = LiveFigures(settings.dashboard_cache_s)
+        app.state.live_figures = LiveFigures(
+            settings.dashboard_cache_s, db.statement_bound_s(settings)
+        )
         await app.state.keys.reload(app.state.pool)
         app.state.scheduler = None
         if settings.run_scheduler:

@@ -39,6 +39,7 @@ INGEST = re.compile(rf"^{API}/(metrics/record|metrics/batch|events)$")
 ADMIN = re.compile(rf"^{API}/(alerts|monitoring/services|batch-track|keys)(/|$)")
 BEARER = re.compile(r"^Bearer (ak_[A-Za-z0-9_\-]{43})$")  # what jobs/keys.py makes
 MISS_RELOAD_S = 1.0
+RELOAD_S = 5.0  # the budget of a reload, whichever request started it
 log = logging.getLogger("astraeus.auth")
 
 
@@ -91,7 +92,8 @@ class KeyTable:
     most once a second: a request with an unknown key waits for that reload (a key just
     created on another server works at once, after up to a second), and random tokens cost one
     shared query a second at most. A reload that fails keeps the table it has, and so does a
-    request whose database budget (service/deadlines.py) runs out waiting for one.
+    request whose database budget (service/deadlines.py) runs out waiting for one. A reload has
+    a budget of its own (RELOAD_S), not that of the request that happened to start it.
     Keys created or revoked through this server reload it at once.
     """
 
@@ -105,14 +107,14 @@ class KeyTable:
         """One reload at a time; concurrent callers wait for the same one, each no longer than
         its own budget."""
         if self.flight is None:
-            self.flight = asyncio.ensure_future(self._reload(pool))
+            self.flight = db.detached(self._reload(pool), RELOAD_S)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(db.deadline()):
                 await asyncio.shield(self.flight)
 
     async def _reload(self, pool: Any) -> None:
         try:
-            async with asyncio.timeout(5), connection(pool) as conn:
+            async with connection(pool) as conn:  # within RELOAD_S
                 rows = await conn.fetch(sql.query("api_keys_live"))
             self.keys = {bytes(row["key_sha256"]): frozenset(row["scopes"]) for row in rows}
             self.loaded_at = time.monotonic()

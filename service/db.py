@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import contextvars
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import psycopg
@@ -31,25 +35,104 @@ from service.errors import (
 )
 from service.settings import Settings
 
+T = TypeVar("T")
+JOB_STATEMENT_TIMEOUT_MS = 3_600_000
 
-def connect_sync(url: str, application_name: str, **options: Any) -> psycopg.Connection[Any]:
+
+def connect_sync(
+    url: str,
+    application_name: str,
+    *,
+    statement_timeout_ms: int = JOB_STATEMENT_TIMEOUT_MS,
+    abandon: Abandon | None = None,
+    **options: Any,
+) -> psycopg.Connection[Any]:
     """A psycopg connection for jobs, in UTC whatever the server's default: buckets, days and
     every timestamp the jobs compute with are UTC.
 
     A job holds its advisory lock on a connection like this, so a dead peer must be noticed
     (TCP keepalives: about a minute, not the kernel's two hours) and no statement may hang for
-    ever (an hour is far beyond any job's largest statement, a day's rollups).
+    ever (an hour is far beyond any job's largest statement, a day's rollups). An API request
+    passes its own bound (see `in_thread`).
     """
-    return psycopg.connect(
+    conn = psycopg.connect(
         url,
         application_name=application_name,
-        options="-c TimeZone=UTC -c statement_timeout=3600000",
+        options=f"-c TimeZone=UTC -c statement_timeout={statement_timeout_ms}",
         keepalives=1,
         keepalives_idle=30,
         keepalives_interval=10,
         keepalives_count=3,
         **options,
     )
+    if abandon is not None:
+        abandon.watch(conn)
+    return conn
+
+
+class Abandon:
+    """The sockets of the psycopg connections a worker thread opens for one request.
+
+    At the request's deadline the loop shuts them down: the thread's blocked call fails at once
+    (a server that does not answer answers no cancel request either) and the thread closes its
+    connection itself, as after any broken connection. Each socket is held through a duplicate
+    descriptor, so the number shut down is never one reused by another connection; the
+    duplicates are closed when the thread's call ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._abandoned = False
+
+    def watch(self, conn: psycopg.Connection[Any]) -> None:
+        """In the thread, once connected: past the deadline already, fails at once."""
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        with self._lock:
+            self._sockets.append(sock)
+            abandoned = self._abandoned
+        if abandoned:
+            conn.close()
+            raise psycopg.OperationalError("the request's time bound is over")
+
+    def abandon(self) -> None:
+        """From the loop, at the deadline."""
+        with self._lock:
+            self._abandoned = True
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def release(self) -> None:
+        """Once the thread's call has ended."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()
+
+
+async def in_thread(bound_s: float, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`call(*args, **kwargs, abandon=...)` in a worker thread, ended by the request's deadline
+    (counted now if not yet, of `bound_s` seconds at most): past it, the connections `call`
+    opened with that `abandon` are shut down and the request fails with DatabaseTimeout (503).
+    `call` must bound its own connection attempts (connect_timeout)."""
+    abandon = Abandon()
+    work = asyncio.ensure_future(asyncio.to_thread(call, *args, **kwargs, abandon=abandon))
+
+    def ended(done: asyncio.Future[T]) -> None:
+        abandon.release()
+        if not done.cancelled():
+            done.exception()  # retrieved: a failure after the deadline is nobody's answer
+
+    work.add_done_callback(ended)
+    try:
+        async with asyncio.timeout(remaining(bound_s)):
+            return await asyncio.shield(work)
+    except TimeoutError:
+        if work.done():  # the call's own TimeoutError
+            raise
+        abandon.abandon()
+        raise DatabaseTimeout() from None
 
 
 # What a request may wait beyond STATEMENT_TIMEOUT_MS: room for the server's own cancellation
@@ -61,9 +144,27 @@ def statement_bound_s(settings: Settings) -> float:
     return settings.statement_timeout_ms / 1000 + STATEMENT_MARGIN_S
 
 
+# How often a backend busy with a statement checks that its client is still there. At a
+# deadline the client closes the connection (a cancel request would wait on the server); a
+# server that is slow but alive would otherwise run the statement on until it next sends rows
+# or reaches STATEMENT_TIMEOUT_MS. With this, it aborts within a second of the close, at no
+# cost to the client (no round trip; a pg_cancel_backend would need another connection to a
+# server that may not answer). PostgreSQL 14 and later: an older server goes without.
+CLIENT_CHECK = {"client_connection_check_interval": "1000"}
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except asyncpg.UndefinedObjectError:  # unrecognized parameter: PostgreSQL 13
+        settings = {k: v for k, v in kwargs.pop("server_settings").items() if k not in CLIENT_CHECK}
+        return await asyncpg.connect(*args, server_settings=settings, **kwargs)
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.require_database_url(),
+        connect=_connect,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.db_connect_timeout_s,
@@ -74,6 +175,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
             "statement_timeout": str(settings.statement_timeout_ms),
             # Timestamps in and out are UTC whatever the server's default.
             "timezone": "UTC",
+            **CLIENT_CHECK,
         },
     )
 
@@ -131,6 +233,15 @@ def deadline() -> float | None:
     """The current request's deadline (its budget starts now if it had not), None outside one."""
     current = budget.get()
     return None if current is None else current.start()
+
+
+def detached(work: Coroutine[Any, Any, T], seconds: float) -> asyncio.Task[T]:
+    """A task for work that several requests share (the first one's arrival starts it): it has
+    a budget of its own, `seconds`, not the first request's, whose end would cut it short for
+    every other request waiting. Each waiter still waits no longer than its own budget."""
+    context = contextvars.copy_context()
+    context.run(budget.set, Budget(seconds))
+    return asyncio.get_running_loop().create_task(work, context=context)
 
 
 def remaining(default: float) -> float:

@@ -4,6 +4,7 @@ A request's budget counts from its first database access (the key check's reload
 covers all of its database work, whatever the database does; past it, 503 with Retry-After:
 
 - `/readyz`: READY_S;
+- `POST /batch-track`: BATCH_TRACK_TIMEOUT_S;
 - event ingest (POST of metric and platform events): INGEST_COMMIT_TIMEOUT_S, the
   Idempotency-Key lookup included;
 - everything else: STATEMENT_TIMEOUT_MS + STATEMENT_MARGIN_S (the server cancels a statement at
@@ -13,11 +14,12 @@ covers all of its database work, whatever the database does; past it, 503 with R
 from __future__ import annotations
 
 from service import db
-from service.auth import INGEST, route_path
+from service.auth import API, INGEST, route_path
 from service.metrics import ASGIApp, Receive, Scope, Send
 from service.settings import Settings
 
 READY_S = 2.0
+BATCH_TRACK = f"{API}/batch-track"
 
 
 def budget_s(method: str, path: str, settings: Settings) -> float:
@@ -26,6 +28,8 @@ def budget_s(method: str, path: str, settings: Settings) -> float:
         return READY_S
     if method == "POST" and INGEST.match(path):
         return float(settings.ingest.commit_timeout_s)
+    if method == "POST" and path == BATCH_TRACK:
+        return float(settings.batch_track_timeout_s)
     return db.statement_bound_s(settings)
 
 

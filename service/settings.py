@@ -110,6 +110,13 @@ SETTINGS: tuple[Setting[Any], ...] = (
         _positive_int,
     ),
     Setting(
+        "BATCH_TRACK_TIMEOUT_S",
+        600,
+        "Longest POST /batch-track may work on the database before answering 503 (the periods "
+        "done so far stay tracked); `python -m jobs track` has no limit.",
+        _positive_int,
+    ),
+    Setting(
         "QUERY_MAX_RAW_ROWS",
         5_000_000,
         "Most raw events an exact=true statistics query or a sub-hour time series may read; "
@@ -337,6 +344,7 @@ class Settings:
     db_pool_max: int
     db_connect_timeout_s: int
     statement_timeout_ms: int
+    batch_track_timeout_s: int
     query_max_raw_rows: int
     migrate_on_start: bool
     log_level: str

@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from jobs.alerts import evaluate
-from jobs.track import track_invalidated
+from jobs.track import TRACK_LOCK, track_invalidated
 from tests.conftest import make_client
 from tests.test_alerts import BASE, record, rule
 from tests.test_entities import MONDAY, TODAY, TUESDAY, at, post, user_week
@@ -285,6 +285,27 @@ def test_batch_track_wants_json(client: TestClient) -> None:
         client.post(TRACK, content=b"{", headers={"Content-Type": "application/json"}).status_code
         == 400
     )
+
+
+def test_batch_track_is_answered_503_at_its_bound(db_url: str, db: psycopg.Connection[Any]) -> None:
+    # Another tracking run holds the lock for longer than BATCH_TRACK_TIMEOUT_S.
+    with make_client(db_url, BATCH_TRACK_TIMEOUT_S="2") as client:
+        db.execute("SELECT pg_advisory_lock(%s)", (TRACK_LOCK,))
+        try:
+            answer = client.post(
+                TRACK,
+                json={"period_start": "2024-01-01T00:00:00Z", "period_end": "2024-01-02T00:00:00Z"},
+            )
+        finally:
+            db.execute("SELECT pg_advisory_unlock(%s)", (TRACK_LOCK,))
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"]
+        # Its connection was given up: the next request tracks the range.
+        again = client.post(
+            TRACK,
+            json={"period_start": "2024-01-01T00:00:00Z", "period_end": "2024-01-02T00:00:00Z"},
+        )
+        assert again.status_code == 200, again.text
 
 
 def test_the_track_command(client: TestClient, db_url: str) -> None:
