@@ -206,6 +206,23 @@ def track_command(database_url: str, start: str | None, end: str | None, period_
     )
 
 
+@main.command("refresh-entities")
+@database_url
+def refresh_entities_command(database_url: str) -> None:
+    """Recompute the users and agents seen (analytics.users_seen, agents_seen) from the events.
+
+    Run it once after upgrading to platform totals by first seen (migration 0012), when every
+    server runs the new version: events that servers still on the old version stored meanwhile
+    are counted then. Also after deleting platform events by hand. Ingest waits while it runs;
+    the periods whose totals it changes are tracked again by the next track run. Safe to re-run.
+    """
+    with database_errors(database_url), connect_sync(database_url, "astraeus-jobs") as conn:
+        row = conn.execute(sql.query("entities_seen_refresh")).fetchone()
+        conn.commit()
+    changed = row[0] if row else 0
+    click.echo(f"{changed} user(s) and agent(s) added, changed or removed")
+
+
 @main.command("retention")
 @database_url
 @click.option(

@@ -7,8 +7,16 @@ import pytest
 from starlette.testclient import TestClient
 
 EVENTS = "/api/v1/analytics/events"
-TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-MONDAY = TODAY - timedelta(days=TODAY.weekday() + 21)  # three weeks ago
+
+
+def utc_today(now: datetime | None = None) -> datetime:
+    """The UTC day of `now` (default: this moment). Tests read it when they run, never at
+    import: a suite crossing 00:00 UTC would pair yesterday's date with the server's today."""
+    return (now or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# Weeks from today, so a suite crossing midnight moves no window past these days.
+MONDAY = utc_today() - timedelta(days=utc_today().weekday() + 21)  # three weeks ago
 TUESDAY = MONDAY + timedelta(days=1)
 
 
@@ -225,7 +233,7 @@ def test_agent_figures_with_time_weighted_uptime(client: TestClient) -> None:
 
 
 def test_months_are_calendar_months(client: TestClient) -> None:
-    first = TODAY.replace(day=1)
+    first = utc_today().replace(day=1)
     post(
         client,
         [
@@ -286,7 +294,7 @@ def test_trends_list_every_period_oldest_first(client: TestClient) -> None:
 
 
 def test_platform_figures_per_day(client: TestClient) -> None:
-    d1 = TODAY - timedelta(days=10)
+    d1 = utc_today() - timedelta(days=10)
     d2 = d1 + timedelta(days=1)
     post(
         client,
@@ -399,7 +407,8 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 def test_platform_totals_read_the_first_seen_indexes(client: TestClient, db: Any) -> None:
     """A user or agent total is an index range over users_seen / agents_seen, not a pass over
     every event before the period."""
-    first = TODAY - timedelta(days=30)
+    today = utc_today()
+    first = today - timedelta(days=30)
     post(
         client,
         [
@@ -415,7 +424,7 @@ def test_platform_totals_read_the_first_seen_indexes(client: TestClient, db: Any
         ],
     )
     db.execute("VACUUM ANALYZE analytics.users_seen, analytics.agents_seen")
-    day = TODAY - timedelta(days=27)
+    day = today - timedelta(days=27)
 
     (plan,) = db.execute(
         "EXPLAIN (FORMAT JSON) SELECT * FROM analytics.platform_figures(%s, %s, %s)",

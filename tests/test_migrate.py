@@ -4,14 +4,18 @@ import shutil
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from starlette.testclient import TestClient
 
 import sql
 from jobs.migrate import MigrationError, Report, migrate, read_migrations, split_statements
+from tests.test_entities import at, post, utc_today
+from tests.test_tracking import stored, track
 
 
 def tables(url: str) -> set[str]:
@@ -177,3 +181,87 @@ def test_cli_without_a_database_url_is_a_usage_error() -> None:
 
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr
+
+
+# The definition of the four entity totals before migration 0012: signups and registrations.
+OLD_TOTALS = """
+UPDATE analytics.platform_metrics m SET
+    users_total = (SELECT count(DISTINCT e.user_id) FROM analytics.platform_events e
+                   WHERE e.event_type = 'user_signup' AND e.time < m.period_end),
+    users_new = (SELECT count(*) FROM analytics.platform_events e
+                 WHERE e.event_type = 'user_signup'
+                   AND e.time >= m.period_start AND e.time < m.period_end),
+    agents_total = (SELECT count(DISTINCT e.agent_id) FROM analytics.platform_events e
+                    WHERE e.event_type = 'agent_registered' AND e.time < m.period_end),
+    agents_new = (SELECT count(*) FROM analytics.platform_events e
+                  WHERE e.event_type = 'agent_registered'
+                    AND e.time >= m.period_start AND e.time < m.period_end)
+"""
+
+
+def test_0012_recomputes_the_totals_of_tracked_periods_and_leaves_them_clean(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    """Periods tracked with signup-only totals get the first-seen totals re-tracking would give
+    them, and stay clean: not all read from raw events until the track job got round to them."""
+    d1 = utc_today() - timedelta(days=10)
+    d2 = d1 + timedelta(days=1)
+    post(
+        client,
+        [
+            {"event_type": "user_signup", "user_id": "u1", "timestamp": at(d1, 1)},
+            {"event_type": "page_view", "user_id": "u2", "timestamp": at(d1, 2)},
+            {"event_type": "agent_registered", "agent_id": "a1", "timestamp": at(d1, 3)},
+            {"event_type": "page_view", "user_id": "u4", "timestamp": at(d2, 0)},  # a boundary
+            {"event_type": "page_view", "user_id": "u1", "timestamp": at(d2, 1)},
+            {"event_type": "session_start", "user_id": "u3", "timestamp": at(d2, 2)},
+            {
+                "event_type": "agent_call",
+                "user_id": "u3",
+                "agent_id": "a2",
+                "success": True,
+                "duration_ms": 5,
+                "timestamp": at(d2, 3),
+            },
+        ],
+    )
+    ranges = [
+        (d1 - timedelta(days=1), d2 + timedelta(days=1), "day"),
+        (d1, d2 + timedelta(days=1), "hour"),
+        (d1 - timedelta(days=7), d2 + timedelta(days=1), "week"),
+    ]
+    periods = sum(track(client, start, end, kind)["periods"] for start, end, kind in ranges)
+    # Back to the schema before 0012, with the periods as the old definition tracked them.
+    db.execute(OLD_TOTALS)
+    db.execute("DROP TABLE analytics.users_seen, analytics.agents_seen")
+    db.execute(
+        "CREATE INDEX platform_events_signup_idx ON analytics.platform_events (time) "
+        "INCLUDE (user_id) WHERE event_type = 'user_signup'"
+    )
+    db.execute(
+        "CREATE INDEX platform_events_registered_idx ON analytics.platform_events (time) "
+        "INCLUDE (agent_id) WHERE event_type = 'agent_registered'"
+    )
+    db.execute("DELETE FROM _analytics.schema_migrations WHERE version = '0012'")
+    dirty = "SELECT kind, period_type, period_start FROM analytics.tracked_periods WHERE dirty"
+    dirty_before = db.execute(dirty).fetchall()
+    day_totals = (
+        "SELECT period_start, users_total, users_new, agents_total, agents_new "
+        "FROM analytics.platform_metrics WHERE period_type = 'day' AND period_start IN (%s, %s) "
+        "ORDER BY 1"
+    )
+    assert db.execute(day_totals, (d1, d2)).fetchall() == [(d1, 1, 1, 1, 1), (d2, 1, 0, 1, 0)]
+
+    assert migrate(db_url).applied == ["0012_entities_seen.sql"]
+
+    assert db.execute(dirty).fetchall() == dirty_before
+    assert db.execute(  # every platform period tracked above (days, hours, weeks) is clean
+        "SELECT count(*) FILTER (WHERE NOT p.dirty), count(*) FROM analytics.platform_metrics m "
+        "JOIN analytics.tracked_periods p ON p.kind = 'platform' "
+        "AND (p.period_type, p.period_start) = (m.period_type, m.period_start)"
+    ).fetchone() == (periods, periods)
+    assert db.execute(day_totals, (d1, d2)).fetchall() == [(d1, 2, 2, 1, 1), (d2, 4, 2, 2, 1)]
+    migrated = stored(db)
+    for start, end, kind in ranges:  # re-tracking finds nothing to change
+        assert track(client, start, end, kind)["rows_changed"] == 0
+    assert stored(db) == migrated

@@ -13,10 +13,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from jobs.alerts import evaluate
-from jobs.track import TRACK_LOCK, track_invalidated
+from jobs.track import TRACK_GRACE, TRACK_LOCK, track_invalidated
 from tests.conftest import make_client
 from tests.test_alerts import BASE, record, rule
-from tests.test_entities import MONDAY, TODAY, TUESDAY, at, post, user_week
+from tests.test_entities import MONDAY, TUESDAY, at, post, user_week, utc_today
 from tests.test_jobs import jobs_cli
 
 TRACK = "/api/v1/analytics/batch-track"
@@ -44,6 +44,17 @@ def stored(db: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
         ).fetchall()
         for table in TABLES
     }
+
+
+def untracked_closed_periods(db: psycopg.Connection[Any]) -> int:
+    """Dirty periods the track job is due to have tracked: closed TRACK_GRACE ago (one closed
+    since is left for the next run, as on a Monday or the 1st just after 00:00 UTC)."""
+    row = db.execute(
+        "SELECT count(*) FROM analytics.tracked_periods WHERE dirty AND period_end <= now() - %s",
+        (TRACK_GRACE,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def agent_day(client: TestClient) -> None:
@@ -126,7 +137,7 @@ def test_tracking_twice_leaves_the_same_rows(
 def test_late_events_correct_past_periods(
     client: TestClient, db: psycopg.Connection[Any], db_url: str
 ) -> None:
-    day = TODAY - timedelta(days=3)
+    day = utc_today() - timedelta(days=3)
     post(client, [{"event_type": "page_view", "user_id": "u1", "timestamp": at(day, 10)}])
     report = track_invalidated(db_url)
     assert report.invalidations == 1 and report.rows["user"] >= 1
@@ -164,18 +175,17 @@ def test_late_events_correct_past_periods(
         "WHERE period_type = 'day' AND period_start = %s",
         (day,),
     ).fetchone() == (2,)
-    assert db.execute(
-        "SELECT count(*) FROM analytics.tracked_periods WHERE dirty AND period_end < now()"
-    ).fetchone() == (0,)
+    assert untracked_closed_periods(db) == 0
 
 
 def test_the_job_tracks_closed_periods_only(
     client: TestClient, db: psycopg.Connection[Any], db_url: str
 ) -> None:
+    today = utc_today()
     post(client, [{"event_type": "page_view", "user_id": "u1"}])
 
     report = track_invalidated(db_url)
-    answer = track(client, TODAY - timedelta(days=1), TODAY + timedelta(days=1))
+    answer = track(client, today - timedelta(days=1), today + timedelta(days=1))
 
     assert report.periods == 0
     assert (answer["periods"], answer["open_periods_skipped"], answer["users"]) == (1, 1, 0)
@@ -336,8 +346,9 @@ def test_the_track_command(client: TestClient, db_url: str) -> None:
 
 
 def test_the_dashboard(client: TestClient, db_url: str) -> None:
-    yesterday = TODAY - timedelta(days=1)
     now = datetime.now(UTC)
+    today = utc_today(now)
+    yesterday = today - timedelta(days=1)
     post(
         client,
         [
@@ -363,18 +374,18 @@ def test_the_dashboard(client: TestClient, db_url: str) -> None:
     record(client, 1.0, BASE - timedelta(minutes=5))
     rule(client, aggregation="count", condition_operator="lt", threshold=1, duration_seconds=0)
     evaluate(db_url, now=BASE)
-    track(client, yesterday, TODAY)
+    track(client, yesterday, today)
 
     answer = client.get("/api/v1/analytics/dashboard", params={"days": 7}).json()
 
     current = answer["current_metrics"]
-    assert current["period_start"] == iso(TODAY)
+    assert current["period_start"] == iso(today)
     assert current["users"] == {"total": 2, "active": 1, "new": 1}
     assert current["agents"] == {"total": 1, "active": 1, "new": 1}
     assert current["contracts"] == {"total": 1, "active": 1, "completed": 0, "failed": 0}
     assert (current["financial"]["revenue"], current["financial"]["platform_fees"]) == (80, 8)
     assert [p["period_start"] for p in answer["trends"]] == [
-        iso(TODAY - timedelta(days=d)) for d in range(6, -1, -1)
+        iso(today - timedelta(days=d)) for d in range(6, -1, -1)
     ]
     assert answer["trends"][-2]["users_new"] == 1  # yesterday, from its materialised row
     assert set(answer["performance"]) >= {"api", "contracts", "orchestrations"}
@@ -398,7 +409,7 @@ def test_the_open_day_is_reused_for_dashboard_cache_s(db_url: str) -> None:
 def test_late_events_correct_the_periods_that_depend_on_them(
     client: TestClient, db: psycopg.Connection[Any], db_url: str
 ) -> None:
-    d1, d2, d3 = (TODAY - timedelta(days=n) for n in (4, 3, 2))
+    d1, d2, d3 = (utc_today() - timedelta(days=n) for n in (4, 3, 2))
     post(
         client,
         [
@@ -463,8 +474,9 @@ def test_users_and_agents_without_a_signup_are_counted(
 ) -> None:
     """Issue 13: a user's sessions, page views and contracts with no user_signup made the
     dashboard say users {"total": 0, "active": 1}."""
-    yesterday = TODAY - timedelta(days=1)
-    now = iso(datetime.now(UTC))
+    moment = datetime.now(UTC)
+    now, today = iso(moment), utc_today(moment)
+    yesterday = today - timedelta(days=1)
     u1 = {"user_id": "u1"}
     post(
         client,
@@ -499,11 +511,11 @@ def test_users_and_agents_without_a_signup_are_counted(
             tuple(current[k][f] for k in ("users", "agents") for f in ("total", "active", "new")),
             entity_figures(board["trends"][0]),
             entity_figures(platform_day(client, yesterday, days=2)),
-            entity_figures(platform_day(client, TODAY, days=2)),
+            entity_figures(platform_day(client, today, days=2)),
         )
 
     live = answers()
-    track(client, yesterday, TODAY)
+    track(client, yesterday, today)
     tracked = answers()
 
     expected = (expected_today, expected_yesterday, expected_yesterday, expected_today)
@@ -517,7 +529,8 @@ def test_users_and_agents_without_a_signup_are_counted(
 
 
 def test_a_total_is_never_below_the_actives(client: TestClient) -> None:
-    first = TODAY - timedelta(days=5)
+    today = utc_today()
+    first = today - timedelta(days=5)
     rng = random.Random(13)
     events: list[dict[str, Any]] = []
     for n in range(300):
@@ -557,8 +570,8 @@ def test_a_total_is_never_below_the_actives(client: TestClient) -> None:
 
     check("day")
     check("hour")
-    track(client, first - timedelta(days=1), TODAY)
-    track(client, first - timedelta(days=1), TODAY, "hour")
+    track(client, first - timedelta(days=1), today)
+    track(client, first - timedelta(days=1), today, "hour")
     check("day")
     check("hour")
 
@@ -566,7 +579,7 @@ def test_a_total_is_never_below_the_actives(client: TestClient) -> None:
 def test_a_late_event_for_a_new_user_raises_the_later_totals(
     client: TestClient, db: psycopg.Connection[Any], db_url: str
 ) -> None:
-    d1, d2, d3 = (TODAY - timedelta(days=n) for n in (4, 3, 2))
+    d1, d2, d3 = (utc_today() - timedelta(days=n) for n in (4, 3, 2))
     post(
         client,
         [
@@ -600,15 +613,13 @@ def test_a_late_event_for_a_new_user_raises_the_later_totals(
         "AND period_start <= %s ORDER BY 1",
         (d1, d3),
     ).fetchall() == [(d1, 2, 2, 2, 2), (d2, 2, 0, 2, 0), (d3, 2, 0, 2, 0)]
-    assert db.execute(
-        "SELECT count(*) FROM analytics.tracked_periods WHERE dirty AND period_end < now()"
-    ).fetchone() == (0,)
+    assert untracked_closed_periods(db) == 0
 
 
 def test_refreshing_the_entities_seen_after_deleting_events(
     client: TestClient, db: psycopg.Connection[Any], db_url: str
 ) -> None:
-    d1, d2 = TODAY - timedelta(days=3), TODAY - timedelta(days=2)
+    d1, d2 = utc_today() - timedelta(days=3), utc_today() - timedelta(days=2)
     post(
         client,
         [
@@ -634,3 +645,42 @@ def test_refreshing_the_entities_seen_after_deleting_events(
         "WHERE period_type = 'day' AND period_start IN (%s, %s) ORDER BY 1",
         (d1, d2),
     ).fetchall() == [(d1, 0, 0), (d2, 1, 1)]
+
+
+def test_refresh_entities_counts_what_servers_on_the_old_version_stored(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    """During a rolling upgrade to migration 0012, servers still on the old version store
+    events without keeping users_seen / agents_seen: `refresh-entities`, once every server
+    runs the new version, counts them."""
+    d1, d2 = utc_today() - timedelta(days=3), utc_today() - timedelta(days=2)
+    post(client, [{"event_type": "page_view", "user_id": "u1", "timestamp": at(d1, 1)}])
+    # As the old version stored a batch: its events and their hour, no entities seen.
+    db.execute(
+        "INSERT INTO analytics.platform_events (time, event_type, user_id, agent_id) "
+        "VALUES (%s, 'page_view', 'old1', NULL), (%s, 'agent_up', NULL, 'old-a1')",
+        (d1 + timedelta(hours=2), d1 + timedelta(hours=2)),
+    )
+    db.execute(
+        "INSERT INTO _analytics.event_invalidations (hour, totals, states) "
+        "VALUES (%s, false, true)",
+        (d1 + timedelta(hours=2),),
+    )
+    track_invalidated(db_url)
+    assert entity_figures(platform_day(client, d2)) == (1, 0, 0, 0, 0, 0)
+
+    refreshed = jobs_cli("refresh-entities", url=db_url)
+    again = jobs_cli("refresh-entities", url=db_url)
+    track_invalidated(db_url)
+
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert refreshed.stdout.strip() == "2 user(s) and agent(s) added, changed or removed"
+    assert again.stdout.strip() == "0 user(s) and agent(s) added, changed or removed"
+    assert entity_figures(platform_day(client, d1)) == (2, 2, 2, 1, 1, 1)
+    assert entity_figures(platform_day(client, d2)) == (2, 0, 0, 1, 0, 0)
+    assert untracked_closed_periods(db) == 0
+    assert db.execute(
+        "SELECT users_total, users_new, agents_total, agents_new FROM analytics.platform_metrics "
+        "WHERE period_type = 'day' AND period_start = %s",
+        (d1,),
+    ).fetchone() == (2, 2, 1, 1)

@@ -347,3 +347,8 @@ UPDATE analytics.api_keys SET revoked_at = now()
 WHERE revoked_at IS NULL
   AND CASE WHEN %(key)s ~ '^[0-9]{1,9}$' THEN id = %(key)s::integer ELSE name = %(key)s END
 RETURNING id, name, prefix, scopes, created_at, revoked_at;
+
+-- name: entities_seen_refresh
+-- analytics.users_seen and agents_seen recomputed from the stored events; the number of
+-- entities added, changed or removed (the periods they move are logged for the track job).
+SELECT analytics.refresh_entities_seen();
