@@ -24,6 +24,7 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     logs.configure(settings.log_level, settings.log_format)
+    logs.flush_before_termination()
     if settings.migrate_on_start:
         try:
             report = migrate(url)

@@ -13,6 +13,7 @@ import logging
 import logging.handlers
 import queue
 import re
+import signal
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -71,7 +72,14 @@ class BackgroundHandler(logging.handlers.QueueHandler):
         target.setFormatter(logging.Formatter("%(message)s"))
         self.listener = logging.handlers.QueueListener(self.queue, target)
         self.listener.start()
-        atexit.register(self.listener.stop)  # runs before logging's own shutdown: lines kept
+        self.stopped = False
+        atexit.register(self.stop)  # runs before logging's own shutdown: lines kept
+
+    def stop(self) -> None:
+        """Write out the lines waiting and end the thread; once (QueueListener.stop is not)."""
+        if not self.stopped:
+            self.stopped = True
+            self.listener.stop()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         line = self.format(record)
@@ -99,6 +107,30 @@ def configure(level: str, log_format: str = "auto") -> None:
     root = logging.getLogger()
     for previous in root.handlers:
         if isinstance(previous, BackgroundHandler):
-            previous.listener.stop()
+            previous.stop()
     root.handlers[:] = [BackgroundHandler(formatter)]
     root.setLevel(level.upper())
+
+
+def flush() -> None:
+    """Write out every line still waiting in the queue (and stop its thread)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BackgroundHandler):
+            handler.stop()
+
+
+def flush_before_termination() -> None:
+    """Keep the last lines on SIGTERM too.
+
+    uvicorn shuts down gracefully on SIGTERM, then restores the handler it found and raises the
+    signal again. With the default handler the process dies at once, atexit never runs, and the
+    lines still queued for the writing thread ("Application shutdown complete", say) are lost.
+    This handler is the one uvicorn finds: it writes them out, then dies of the signal as before.
+    """
+
+    def write_out_then_die(signum: int, frame: object) -> None:
+        flush()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, write_out_then_die)
