@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -77,6 +78,24 @@ DATABASE_ERRORS = (
 )
 
 
+# How long shutdown waits for the scheduler's job in flight. A rollup over a large backlog can
+# run for many minutes, and a server that ignores SIGTERM that long gets killed harder by its
+# supervisor. Left behind, the job dies with the process: its transaction rolls back (each job
+# commits only whole steps) and its run is marked interrupted by the next scheduler to claim it.
+SCHEDULER_STOP_WAIT_S = 10.0
+
+
+async def stop_scheduler(scheduler: Scheduler, thread: threading.Thread) -> None:
+    scheduler.stop.set()  # no further job starts
+    await asyncio.to_thread(thread.join, SCHEDULER_STOP_WAIT_S)
+    if thread.is_alive():
+        log.warning(
+            "shutting down with a scheduled job still running after %g s: it is rolled back "
+            "and will be marked interrupted",
+            SCHEDULER_STOP_WAIT_S,
+        )
+
+
 def create_app(settings: Settings | None = None, *, migrate_first: bool | None = None) -> Starlette:
     settings = settings or load()
 
@@ -139,8 +158,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             yield
         finally:
             if app.state.scheduler is not None:
-                app.state.scheduler.stop.set()  # the job in flight is finished first
-                await asyncio.to_thread(app.state.scheduler_thread.join)
+                await stop_scheduler(app.state.scheduler, app.state.scheduler_thread)
             await app.state.committer.stop()
             await app.state.pool.close()
 
