@@ -10,6 +10,10 @@ larger batch goes alone), and commit it in one transaction:
 4. append the hours touched to the rollup invalidation log;
 5. commit, then answer each request.
 
+In the steady state (no Idempotency-Key in the group, every series known, the current hour
+already listed) steps 1, 2 and 4 have nothing to do, and the group is one COPY on its own,
+which commits as it ends: two round trips fewer per group.
+
 One refused batch never fails the others in its group. A data error the checks did not foresee
 makes the group retry each batch in a transaction of its own, so only the culprit fails.
 
@@ -252,6 +256,8 @@ class GroupCommitter:
         await self.keys.prune(self.limits.commit_timeout_s)
 
     async def _commit(self, group: list[Pending], held: HeldConnection) -> None:
+        if await self._commit_copy_only(group, held):
+            return
         async with held.connection(self.limits.commit_timeout_s) as conn, conn.transaction():
             live, answers, followers = await self.keys.claim(conn, group)
             resolution = await self.registry.resolve(conn, [p.batch for p in live])
@@ -294,6 +300,39 @@ class GroupCommitter:
         self.stats.events += sum(len(pending.batch) for pending, _ in writing)
         for pending, outcome in answers.items():
             pending.settle(outcome)
+
+    async def _commit_copy_only(self, group: list[Pending], held: HeldConnection) -> bool:
+        """The steady state in one statement, when the group needs nothing but its rows stored:
+        no Idempotency-Key, every series known, no hour to list. A COPY outside a transaction
+        block commits as it ends, whole or not at all, so BEGIN and COMMIT, two of the four
+        round trips of a group commit, are saved. False, having done nothing, otherwise."""
+        if any(pending.key is not None for pending in group):
+            return False
+        resolution = self.registry.known([pending.batch for pending in group])
+        if resolution is None:
+            return False
+        hours = set().union(*(pending.batch.hours() for pending in group))
+        marks, _ = self._marks_needed(hours)
+        if marks:
+            return False
+        writing = [
+            (pending, ids)
+            for pending, ids in zip(group, resolution.outcomes, strict=True)
+            if not isinstance(ids, ApiError)  # known series: never refused
+        ]
+        async with held.connection(self.limits.commit_timeout_s) as conn:
+            await conn.copy_records_to_table(
+                "metric_events",
+                schema_name="analytics",
+                columns=EVENT_COLUMNS,
+                records=_records(writing),
+            )
+        self.stats.groups += 1
+        self.stats.batches += len(group)
+        self.stats.events += sum(len(pending.batch) for pending in group)
+        for pending in group:
+            pending.settle(Accepted(len(pending.batch)))
+        return True
 
     def _marks_needed(self, hours: set[datetime]) -> tuple[list[datetime], datetime | None]:
         """The hours this group must list in the invalidation log, and the current hour if it

@@ -56,13 +56,16 @@ class SeriesRegistry:
         self._metrics.clear()
         self._series.clear()
 
-    async def resolve(self, conn: asyncpg.Connection, batches: Sequence[Batch]) -> Resolution:
+    def known(self, batches: Sequence[Batch]) -> Resolution | None:
+        """The steady state: every series is known, nothing to ask the database (else None)."""
         cached = self._series
         try:
-            # The steady state: every series is known, nothing to ask the database.
             return Resolution([[cached[key] for key in batch.keys] for batch in batches])
         except KeyError:
-            return await _Group(self, conn, batches).resolve()
+            return None
+
+    async def resolve(self, conn: asyncpg.Connection, batches: Sequence[Batch]) -> Resolution:
+        return self.known(batches) or await _Group(self, conn, batches).resolve()
 
 
 class _Group:

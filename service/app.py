@@ -37,11 +37,11 @@ from jobs.scheduler import Scheduler, start_in_thread
 from monitoring.services import load_services_file
 from query.entities import LiveFigures
 from service import db, health
-from service.auth import ApiKeys, KeyTable
-from service.deadlines import Deadlines
+from service.auth import KeyTable
 from service.errors import ApiError
+from service.front import Front
 from service.http import JSON
-from service.metrics import Metrics, RequestMetrics
+from service.metrics import Metrics
 from service.settings import Settings, load, redact_url
 
 log = logging.getLogger("astraeus.api")
@@ -179,20 +179,11 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             *jobs_routes,
         ],
         lifespan=lifespan,
-        middleware=[
-            Middleware(RequestMetrics, metrics=metrics),
-            Middleware(Deadlines, settings=settings),  # the key check's reload has a budget too
-            Middleware(
-                ApiKeys,
-                cache=keys_table,
-                disabled=settings.auth_disabled,
-                metrics_need_key=settings.metrics_require_key,
-            ),
-        ],
+        middleware=[Middleware(Front, metrics=metrics, keys=keys_table, settings=settings)],
         exception_handlers={
             ApiError: api_error,
             HTTPException: http_error,
-            # Database failures by class: handled inside the middleware (request id, metrics,
+            # Database failures by class: handled inside service/front.py (request id, metrics,
             # the connection kept alive), unlike the catch-all below.
             **dict.fromkeys(DATABASE_ERRORS, unexpected_error),
             Exception: unexpected_error,

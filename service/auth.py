@@ -1,4 +1,5 @@
-"""API keys on every request: `Authorization: Bearer <key>`, checked before routing.
+"""API keys on every request: `Authorization: Bearer <key>`, checked before routing
+by service/front.py.
 
 What a path needs is decided here, in one table (`required_scope`), so that it can be read and
 audited at a glance, and a test walks every route of the app against it:
@@ -30,8 +31,6 @@ from jobs.keys import digest
 from service import db
 from service.db import connection
 from service.errors import ApiError
-from service.http import JSON
-from service.metrics import ASGIApp, Receive, Scope, Send
 
 API = "/api/v1/analytics"
 PUBLIC = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
@@ -145,45 +144,19 @@ class KeyTable:
         return self.keys.get(sha)
 
 
-class ApiKeys:
-    """ASGI middleware: refuses a request whose key does not carry the scope its path needs."""
-
-    def __init__(
-        self, app: ASGIApp, cache: KeyTable, disabled: bool, metrics_need_key: bool
-    ) -> None:
-        self.app = app
-        self.cache = cache
-        self.disabled = disabled
-        self.metrics_need_key = metrics_need_key
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":  # none are served: refuse before anything runs
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        if scope["type"] == "http" and not self.disabled:
-            needed = required_scope(scope["method"], route_path(scope), self.metrics_need_key)
-            if needed is not None:
-                refusal = await self._refusal(scope, needed)
-                if refusal is not None:
-                    app = scope["app"]
-                    app.state.metrics.refused.labels(refusal.code).inc()
-                    response = JSON(refusal.body(), refusal.status, headers=refusal.headers)
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-    async def _refusal(self, scope: MutableMapping[str, Any], needed: str) -> ApiError | None:
-        header = ""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        match = BEARER.match(header)
-        if match is None:
-            return Unauthorized()
-        scopes = await self.cache.scopes(scope["app"].state.pool, match.group(1))
-        if scopes is None:
-            return Unauthorized()
-        if needed not in scopes:
-            return Forbidden(needed)
-        return None
+async def refusal(keys: KeyTable, scope: MutableMapping[str, Any], needed: str) -> ApiError | None:
+    """Why a request whose path needs `needed` is refused (None: it is let through)."""
+    header = ""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            break
+    match = BEARER.match(header)
+    if match is None:
+        return Unauthorized()
+    scopes = await keys.scopes(scope["app"].state.pool, match.group(1))
+    if scopes is None:
+        return Unauthorized()
+    if needed not in scopes:
+        return Forbidden(needed)
+    return None

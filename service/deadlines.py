@@ -1,4 +1,5 @@
-"""How long each request may wait for the database: one table, applied before routing.
+"""How long each request may wait for the database: one table, applied before routing
+(service/front.py).
 
 A request's budget counts from its first database access (the key check's reload included) and
 covers all of its database work, whatever the database does; past it, 503 with Retry-After:
@@ -14,8 +15,7 @@ covers all of its database work, whatever the database does; past it, 503 with R
 from __future__ import annotations
 
 from service import db
-from service.auth import API, INGEST, route_path
-from service.metrics import ASGIApp, Receive, Scope, Send
+from service.auth import API, INGEST
 from service.settings import Settings
 
 READY_S = 2.0
@@ -31,22 +31,3 @@ def budget_s(method: str, path: str, settings: Settings) -> float:
     if method == "POST" and path == BATCH_TRACK:
         return float(settings.batch_track_timeout_s)
     return db.statement_bound_s(settings)
-
-
-class Deadlines:
-    """ASGI middleware: gives each HTTP request its database budget."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        seconds = budget_s(scope["method"], route_path(scope), self.settings)
-        token = db.budget.set(db.Budget(seconds))
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            db.budget.reset(token)

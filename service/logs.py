@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -26,6 +27,8 @@ SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 EXTRAS = ("method", "path", "status", "duration_ms")
 QUEUE_LINES = 10_000
 FLUSH_S = 0.05
+ACCESS = "astraeus.access"
+_encode_line = msgspec.json.Encoder().encode
 
 
 class RequestIdFilter(logging.Filter):
@@ -86,6 +89,10 @@ class BackgroundHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
+        self.put(line)
+
+    def put(self, line: str) -> None:
+        """Queue a formatted line for the thread to write."""
         if len(self.lines) >= QUEUE_LINES:
             self.dropped += 1
             return
@@ -113,6 +120,88 @@ class BackgroundHandler(logging.Handler):
         if not self.stopping.is_set():
             self.stopping.set()
             self.writer.join(5)
+
+
+class AccessLog:
+    """The access line of each request (logger astraeus.access, at info), made cheaply.
+
+    Through `logging`, a line is a LogRecord, a caller lookup, a filter and a formatter: about
+    35 us, a tenth of a single-event record request. When the line would only go to our own
+    handler as JSON (a server not on a terminal, the usual case), it is made here directly:
+    the same JSON, in a few microseconds. In any other set-up (a terminal, a handler or filter
+    added, as pytest's caplog does), it goes through `logging` as any line does.
+    """
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger(ACCESS)
+        self.second = -1
+        self.stamp = ""
+
+    def __call__(self, method: str, path: str, status: int, ms: float, rid: str) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        shown = path.encode("unicode_escape").decode("ascii")  # one line, always
+        handler = self._direct()
+        if handler is None:
+            self.logger.info(
+                "%s %s %d %.1f ms",
+                method,
+                shown,
+                status,
+                ms,
+                extra={
+                    "request_id": rid,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(ms, 3),
+                },
+            )
+            return
+        handler.put(
+            _encode_line(
+                {
+                    "time": self._time(),
+                    "level": "info",
+                    "logger": ACCESS,
+                    "message": f"{method} {shown} {status} {ms:.1f} ms",
+                    "request_id": rid,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(ms, 3),
+                }
+            ).decode()
+        )
+
+    def _direct(self) -> BackgroundHandler | None:
+        """Our JSON handler, when it is the only place the line would go."""
+        logger = self.logger
+        if logger.handlers or logger.filters or not logger.propagate:
+            return None
+        parent = logger.parent
+        while parent is not None and parent is not logging.root:
+            if parent.handlers or not parent.propagate:
+                return None
+            parent = parent.parent
+        handlers = logging.root.handlers
+        if len(handlers) != 1 or logging.root.filters:
+            return None
+        handler = handlers[0]
+        if not isinstance(handler, BackgroundHandler) or len(handler.filters) != 1:
+            return None
+        if type(handler.formatter) is not JsonFormatter or handler.level > logging.INFO:
+            return None
+        return handler
+
+    def _time(self) -> str:
+        """Now as JsonFormatter writes it (UTC, milliseconds), the date part made once a second."""
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.second = second
+            self.stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self.stamp}.{int((now - second) * 1000):03d}+00:00"
 
 
 def configure(level: str, log_format: str = "auto") -> None:

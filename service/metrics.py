@@ -11,21 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 import sql
 from service.db import connection
-from service.logs import SANE_ID, request_id
 
-access = logging.getLogger("astraeus.access")
 log = logging.getLogger("astraeus.http")
 
 Scope = MutableMapping[str, Any]
@@ -33,7 +30,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SCRAPE_DB_TIMEOUT_S = 2.0
 SCRAPE_DB_EVERY_S = 5.0
@@ -43,6 +39,7 @@ BATCH_BUCKETS = (1, 10, 100, 500, 1000, 5000, 10_000, 50_000)
 class Metrics:
     def __init__(self) -> None:
         self.db_read_at = -1e9
+        self.stored_by_kind: dict[str, tuple[Any, Any, Any]] = {}
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "astraeus_http_requests",
@@ -137,89 +134,17 @@ class Metrics:
 
 
 def stored(metrics: Metrics, kind: str, events: int, body_bytes: int) -> None:
-    metrics.events.labels(kind).inc(events)
-    metrics.bytes.labels(kind).inc(body_bytes)
-    metrics.batch_events.labels(kind).observe(events)
-
-
-class RequestMetrics:
-    """ASGI middleware: gives every HTTP request its id (X-Request-ID, service/logs.py), counts
-    and times it by its route template, and logs it (logger astraeus.access, at info)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-        # labels() takes a lock and builds a key on every call: keep the children instead.
-        self.counted: dict[tuple[str, str, int], Any] = {}
-        self.timed: dict[str, Any] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
-            "latin-1"
+    children = metrics.stored_by_kind.get(kind)
+    if children is None:  # labels() takes a lock and builds a key: once per kind
+        children = metrics.stored_by_kind[kind] = (
+            metrics.events.labels(kind),
+            metrics.bytes.labels(kind),
+            metrics.batch_events.labels(kind),
         )
-        rid = given if SANE_ID.match(given) else uuid.uuid4().hex
-        token = request_id.set(rid)
-        started_response = False
-
-        async def sending(message: MutableMapping[str, Any]) -> None:
-            nonlocal status, started_response
-            if message["type"] == "http.response.start":
-                started_response = True
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        except Exception:
-            if started_response:
-                raise
-            # A bug: answered here, with the request id, rather than by the server's catch-all.
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            self.metrics.refused.labels("internal_error").inc()
-            body = {
-                "error": "internal_error",
-                "message": "The server failed to handle the request.",
-                "details": [],
-            }
-            await JSONResponse(body, 500)(scope, receive, sending)
-        finally:
-            request_id.reset(token)
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            elapsed = time.perf_counter() - started
-            method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            key = (method, template, status)
-            counter = self.counted.get(key)
-            if counter is None:
-                counter = self.counted[key] = self.metrics.requests.labels(
-                    method, template, str(status)
-                )
-            counter.inc()
-            timer = self.timed.get(template)
-            if timer is None:
-                timer = self.timed[template] = self.metrics.latency.labels(template)
-            timer.observe(elapsed)
-            if access.isEnabledFor(logging.INFO):
-                access.info(
-                    "%s %s %d %.1f ms",
-                    method,
-                    scope["path"].encode("unicode_escape").decode("ascii"),  # one line, always
-                    status,
-                    elapsed * 1e3,
-                    extra={
-                        "request_id": rid,
-                        "method": method,
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(elapsed * 1e3, 3),
-                    },
-                )
+    counted, sized, batched = children
+    counted.inc(events)
+    sized.inc(body_bytes)
+    batched.observe(events)
 
 
 async def _from_database(metrics: Metrics, pool: Any) -> None:

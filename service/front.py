@@ -1,0 +1,132 @@
+"""The one ASGI layer every HTTP request passes before routing.
+
+In this order, for each request:
+
+1. its id: the client's `X-Request-ID` when sane, else a new one (service/logs.py), sent back on
+   every response, errors included;
+2. its database budget (service/deadlines.py), counting from its first database access;
+3. its API key against the scope its path needs (service/auth.py): 401/403 before any route runs;
+4. the route; an exception that escapes it is a 500 answered here, with the request id;
+5. once answered: counted and timed by route template (/metrics) and logged (astraeus.access).
+
+One layer rather than three stacked middlewares: each layer is another coroutine and another
+wrapper around `send` for every request, and on the single-event record path, where a request
+is a few hundred microseconds of Python, that was a measurable share of the time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from service import db
+from service.auth import KeyTable, refusal, required_scope, route_path
+from service.deadlines import budget_s
+from service.http import JSON
+from service.logs import SANE_ID, AccessLog, request_id
+from service.metrics import ASGIApp, Metrics, Receive, Scope, Send
+from service.settings import Settings
+
+log = logging.getLogger("astraeus.http")
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def new_request_id() -> str:
+    """32 random hex digits, as uuid4().hex gave, without its system call (an id to follow a
+    request through the logs needs to be unique, not unguessable)."""
+    return f"{random.getrandbits(128):032x}"
+
+
+class Front:
+    def __init__(self, app: ASGIApp, metrics: Metrics, keys: KeyTable, settings: Settings) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.keys = keys
+        self.settings = settings
+        self.auth = not settings.auth_disabled
+        self.access = AccessLog()
+        # labels() takes a lock and builds a key on every call: keep the children instead.
+        self.counted: dict[tuple[str, str, int], Any] = {}
+        self.timed: dict[str, Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # none are served: refuse before anything runs
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
+            "latin-1"
+        )
+        rid = given if SANE_ID.match(given) else new_request_id()
+        rid_header = (b"x-request-id", rid.encode())
+        method, path = scope["method"], route_path(scope)
+        answer = {"status": 500, "started": False}
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer["started"] = True
+                answer["status"] = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        rid_token = request_id.set(rid)
+        budget_token = db.budget.set(db.Budget(budget_s(method, path, self.settings)))
+        try:
+            await self._serve(scope, receive, sending, method, path)
+        except Exception:
+            if answer["started"]:
+                raise
+            # A bug: answered here, with the request id, rather than by the server's catch-all.
+            log.exception("unhandled error on %s %s", method, scope["path"])
+            self.metrics.refused.labels("internal_error").inc()
+            body = {
+                "error": "internal_error",
+                "message": "The server failed to handle the request.",
+                "details": [],
+            }
+            await JSONResponse(body, 500)(scope, receive, sending)
+        finally:
+            db.budget.reset(budget_token)
+            request_id.reset(rid_token)
+            self._account(scope, method, int(answer["status"]), started, rid)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, method: str, path: str
+    ) -> None:
+        if self.auth:
+            needed = required_scope(method, path, self.settings.metrics_require_key)
+            if needed is not None:
+                refused = await refusal(self.keys, scope, needed)
+                if refused is not None:
+                    self.metrics.refused.labels(refused.code).inc()
+                    response = JSON(refused.body(), refused.status, headers=refused.headers)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    def _account(self, scope: Scope, method: str, status: int, started: float, rid: str) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        elapsed = time.perf_counter() - started
+        method = method if method in METHODS else "OTHER"
+        key = (method, template, status)
+        counter = self.counted.get(key)
+        if counter is None:
+            counter = self.counted[key] = self.metrics.requests.labels(
+                method, template, str(status)
+            )
+        counter.inc()
+        timer = self.timed.get(template)
+        if timer is None:
+            timer = self.timed[template] = self.metrics.latency.labels(template)
+        timer.observe(elapsed)
+        self.access(method, scope["path"], status, elapsed * 1e3, rid)
