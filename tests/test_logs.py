@@ -63,3 +63,36 @@ def test_the_server_logs_json_when_not_on_a_terminal() -> None:
     )
 
     assert json.loads(done.stderr.strip())["message"] == "hello"
+
+
+def test_the_access_line_is_the_same_json_whichever_way_it_is_made() -> None:
+    # The direct path (only our JSON handler listening) and logging's own path (a filter added,
+    # as any extra set-up does) must write the same line, newline in the path included.
+    code = (
+        "import logging; from service import logs; logs.configure('info', 'json'); "
+        "a = logs.AccessLog(); a('POST', '/a\\nb', 201, 1.23456, 'rid-1'); "
+        "logging.getLogger('astraeus.access').addFilter(lambda r: True); "
+        "a('POST', '/a\\nb', 201, 1.23456, 'rid-1'); logs.flush()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    direct, through_logging = (json.loads(line) for line in done.stderr.splitlines())
+    assert direct["time"][:16] == through_logging["time"][:16]  # same minute, same format
+    assert len(direct["time"]) == len(through_logging["time"])
+    del direct["time"], through_logging["time"]
+    assert (
+        direct
+        == through_logging
+        == {
+            "level": "info",
+            "logger": "astraeus.access",
+            "message": "POST /a\\nb 201 1.2 ms",
+            "request_id": "rid-1",
+            "method": "POST",
+            "path": "/a\nb",
+            "status": 201,
+            "duration_ms": 1.235,
+        }
+    )
