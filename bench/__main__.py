@@ -93,7 +93,8 @@ def run_record(url: str, seconds: int) -> dict[str, object]:
     log = RESULTS / f"server-record-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     server = Server(url, log=log)
     try:
-        return {**record_path.run(server.base, (10, 50), seconds), "server_log": str(log)}
+        figures = record_path.run(server.base, url, (10, 50), seconds)
+        return {**figures, "server_log": str(log)}
     finally:
         server.stop()
 

@@ -3,16 +3,31 @@ Metric" example to /metrics/record, with an API key, at 10 and 50 connections (o
 
 The server runs with its defaults as users run it (LOG_LEVEL=info: an access log line per
 request, written to a file; RUN_SCHEDULER on), against a durable database (see bench/durable.py).
+
+Two references run in the same pass, at the same connection counts, so that the figures read as
+ratios on a noisy machine:
+- the raw database: as many asyncpg clients, each committing one single-row INSERT per
+  transaction into a table of the same columns: what one durable event per request costs with
+  nothing in front;
+- the framework's floor: bench/noop.py, a Starlette route that decodes the body and stores
+  nothing, under wrk the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+import asyncpg
+import httpx2
 
 from bench import HEADERS
 
@@ -69,32 +84,115 @@ def parse(output: str) -> dict[str, float]:
     }
 
 
-def run(base: str, connections: tuple[int, ...], seconds: int) -> dict[str, Any]:
-    wrk = wrk_path()
+def wrk_run(script: Path, base: str, connections: int, seconds: int) -> dict[str, float]:
+    done = subprocess.run(
+        [wrk_path(), "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), base + RECORD],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return parse(done.stdout)
+
+
+def show(label: str, figures: dict[str, float]) -> None:
+    print(
+        f"    {label:<22} {figures['requests_per_s']:>7,.0f} req/s, p50 {figures['p50_ms']:.1f} "
+        f"ms, p99 {figures['p99_ms']:.1f} ms, p99.9 {figures['p99_9_ms']:.1f} ms, "
+        f"max {figures['max_ms']:.0f} ms, {figures.get('errors', 0):.0f} errors",
+        flush=True,
+    )
+
+
+async def raw_commits(url: str, connections: int, seconds: float) -> dict[str, float]:
+    """`connections` clients, each committing one single-row INSERT at a time, for `seconds`."""
+    latencies: list[float] = []
+    setup = await asyncpg.connect(url)
+    await setup.execute(
+        "CREATE TABLE IF NOT EXISTS bench_raw_commits "
+        "(time timestamptz NOT NULL, series_id integer NOT NULL, value double precision)"
+    )
+    clients = [await asyncpg.connect(url) for _ in range(connections)]
+    end = time.perf_counter() + seconds
+
+    async def client(conn: asyncpg.Connection) -> None:
+        while time.perf_counter() < end:
+            started = time.perf_counter()
+            await conn.execute("INSERT INTO bench_raw_commits VALUES (now(), 1, 125.5)")
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    try:
+        await asyncio.gather(*(client(conn) for conn in clients))
+    finally:
+        elapsed = time.perf_counter() - began
+        for conn in clients:
+            await conn.close()
+        await setup.execute("DROP TABLE bench_raw_commits")
+        await setup.close()
+    latencies.sort()
+
+    def at(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1e3
+
+    return {
+        "requests_per_s": len(latencies) / elapsed,
+        "requests": len(latencies),
+        "p50_ms": at(0.5),
+        "p99_ms": at(0.99),
+        "p99_9_ms": at(0.999),
+        "max_ms": latencies[-1] * 1e3,
+    }
+
+
+class NoOp:
+    """bench/noop.py as its own process."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.noop", str(port)])
+        self.base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx2.post(self.base + RECORD, content=SEED_EXAMPLE, timeout=1)
+                return
+            except httpx2.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("bench/noop.py did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def run(base: str, url: str, connections: tuple[int, ...], seconds: int) -> dict[str, Any]:
+    """Ours, the raw database and the framework's floor, one after the other at each count."""
     results: dict[str, Any] = {"body": SEED_EXAMPLE, "seconds": seconds}
-    with tempfile.TemporaryDirectory() as scratch:
-        script = Path(scratch) / "record.lua"
-        script.write_text(script_text())
-        # A few seconds first: the series is created and every connection opened.
-        subprocess.run(
-            [wrk, "-t1", "-c10", "-d3s", "-s", str(script), base + RECORD],
-            check=True,
-            capture_output=True,
-        )
-        for count in connections:
-            print(f"    wrk -t1 -c{count} -d{seconds}s ...", flush=True)
-            done = subprocess.run(
-                [wrk, "-t1", f"-c{count}", f"-d{seconds}s", "-s", str(script), base + RECORD],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            figures = parse(done.stdout)
-            results[f"c{count}"] = figures
-            print(
-                f"    {figures['requests_per_s']:,.0f} req/s, p50 {figures['p50_ms']:.1f} ms, "
-                f"p99 {figures['p99_ms']:.1f} ms, p99.9 {figures['p99_9_ms']:.1f} ms, "
-                f"max {figures['max_ms']:.0f} ms, {figures['errors']} errors",
-                flush=True,
-            )
+    noop = NoOp()
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            script = Path(scratch) / "record.lua"
+            script.write_text(script_text())
+            # A few seconds first: the series is created and every connection opened.
+            wrk_run(script, base, 10, 3)
+            wrk_run(script, noop.base, 10, 3)
+            for count in connections:
+                print(f"    {count} connections, {seconds} s each:", flush=True)
+                ours = results[f"c{count}"] = wrk_run(script, base, count, seconds)
+                show("ours (wrk)", ours)
+                raw = results[f"raw_c{count}"] = asyncio.run(raw_commits(url, count, seconds))
+                show("raw database (asyncpg)", raw)
+                floor = results[f"noop_c{count}"] = wrk_run(script, noop.base, count, seconds)
+                show("Starlette no-op (wrk)", floor)
+                print(
+                    f"    p99 ours / raw database {ours['p99_ms'] / raw['p99_ms']:.2f}, "
+                    f"ours / no-op {ours['p99_ms'] / floor['p99_ms']:.2f}; req/s ours / raw "
+                    f"{ours['requests_per_s'] / raw['requests_per_s']:.2f}",
+                    flush=True,
+                )
+    finally:
+        noop.stop()
     return results
