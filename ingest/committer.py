@@ -214,6 +214,10 @@ class GroupCommitter:
                     log.exception("group commit failed")
                     for pending in group:
                         pending.settle(translate(exc) or ApiError())
+                # Answered: let go of the group before waiting for the next one. Kept until
+                # then, it held up to INGEST_GROUP_MAX_EVENTS decoded events and their bodies
+                # for as long as the queue stayed empty, pinning memory after every burst.
+                del group
         finally:
             await held.close()
 
