@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Any
 
 import msgspec
 import psycopg
+import pytest
 
+from ingest.budget import ByteBudget, QueueFull
 from ingest.validate import Batch
+from service.memory import release_free_memory, resident_bytes
 from tests.conftest import make_client
 from tests.test_group_commit import BATCH, count, event, wait_for
 
@@ -28,3 +32,43 @@ def test_a_committed_batch_is_not_kept_once_answered(
         # (2,000 decoded events and, through their tags, the whole body).
         wait_for(lambda: live_batches() == 0, timeout=5)
     assert count(db) == 2000
+
+
+def test_the_burst_is_handed_back_once_the_budget_drains() -> None:
+    """The release runs when a burst that filled at least half the budget is over, not after
+    every small request, and not while anything is still held."""
+    drained: list[int] = []
+    budget = ByteBudget(1000, on_drained=lambda: drained.append(budget.held))
+    with budget.admit(100), budget.admit(200):
+        pass
+    assert drained == []  # a small burst: nothing to hand back
+    first, second = budget.admit(400), budget.admit(None)
+    second.resize(300)  # a chunked body, counted once read
+    first.release()
+    assert drained == []  # still holding the second
+    second.release()
+    assert drained == [0]
+    with pytest.raises(QueueFull), budget.admit(900), budget.admit(200):
+        pass
+    assert drained == [0, 0]  # the refused request held nothing; the burst's end still counts
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or release_free_memory() is False,
+    reason="malloc_trim is glibc's",
+)
+def test_releasing_free_memory_lowers_the_resident_size() -> None:
+    """What a burst freed in glibc's heap goes back to the system, even with a few live
+    allocations above it (which keep glibc from trimming the heap by itself)."""
+    release_free_memory()
+    kept, burst = [], [bytes(2000) for _ in range(40_000)]  # 80 MB, in the heap (< mmap size)
+    for i in range(0, len(burst), 1000):
+        kept.append(burst[i])
+    before = resident_bytes()
+    del burst
+    freed = resident_bytes()
+    assert release_free_memory()
+    after = resident_bytes()
+    assert before - freed < 20 * 2**20  # freed, but kept by the process
+    assert freed - after > 50 * 2**20  # handed back
+    assert len(kept) == 40
