@@ -42,7 +42,7 @@ from service.auth import ApiKeys, KeyTable
 from service.deadlines import Deadlines
 from service.errors import ApiError
 from service.http import JSON
-from service.memory import AfterBursts
+from service.memory import AfterBursts, configure_malloc
 from service.metrics import Metrics, RequestMetrics
 from service.settings import Settings, load, redact_url
 
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         if settings.services_file:
             loaded = await load_services_file(app.state.pool, settings.services_file)
             log.info("%d service(s) loaded from %s", loaded, settings.services_file)
+        configure_malloc()
         app.state.tagsets = TagSets(settings.ingest)
         # One bytes budget for all ingest; once a burst that filled it drains, its memory is
         # handed back to the system (service/memory.py).

@@ -12,7 +12,7 @@ import pytest
 
 from ingest.budget import ByteBudget, QueueFull
 from ingest.validate import Batch
-from service.memory import release_free_memory, resident_bytes
+from service.memory import configure_malloc, release_free_memory, resident_bytes
 from tests.conftest import make_client
 from tests.test_group_commit import BATCH, count, event, wait_for
 
@@ -72,3 +72,19 @@ def test_releasing_free_memory_lowers_the_resident_size() -> None:
     assert before - freed < 20 * 2**20  # freed, but kept by the process
     assert freed - after > 50 * 2**20  # handed back
     assert len(kept) == 40
+
+
+@pytest.mark.skipif(not configure_malloc(), reason="mallopt is glibc's")
+def test_request_sized_blocks_go_back_to_the_system_when_freed() -> None:
+    """Blocks the size of request bodies get pages of their own, returned as soon as they are
+    freed, instead of staying in the heap once glibc has raised its threshold past them."""
+    first = bytearray(2 * 1024 * 1024)
+    del first  # one freed already, as after a server's first large request
+    pinned, bodies = [], []
+    for _ in range(60):
+        bodies.append(bytearray(1024 * 1024))  # touched: resident
+        pinned.append(bytes(3000))  # small blocks after each, in the heap
+    held = resident_bytes()
+    del bodies
+    assert held - resident_bytes() > 50 * 2**20
+    assert len(pinned) == 60
