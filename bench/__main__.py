@@ -278,7 +278,7 @@ def main() -> None:
             )
         print(
             "targets at 2x: acknowledged >= 90% of capacity, accepted p99 < "
-            "INGEST_COMMIT_TIMEOUT_S, RSS back near its start"
+            "INGEST_COMMIT_TIMEOUT_S, RSS back near its baseline (before the overload)"
         )
     if args.only in (None, "queries"):
         print("== queries ==", flush=True)

@@ -6,7 +6,9 @@
    connection or a new one, whatever the answers; a refused batch is not retried), for a fixed
    time: events acknowledged per second, the share of requests refused, the latency of the
    accepted and of the refused ones;
-3. the server's resident memory before, right after, and some seconds after the overload.
+3. the server's resident memory at start, before the overload (the baseline: warmed up by the
+   capacity phase, every series and connection in place), right after it, and some seconds
+   later, when it should be back near the baseline.
 
 The bodies are encoded once up front and sent with a minimal keep-alive client, so that the
 load generator costs little of the machine the server runs on.
@@ -194,6 +196,7 @@ def run(base: str, pid: int, workload: OverloadWorkload) -> dict[str, Any]:
             "after_overload": rss_after,
             "after_cooldown": rss_cooled,
         },
+        "rss_after_cooldown_over_baseline_mb": rss_cooled - rss_before,
     }
     print(
         f"    offered {overload['offered_events_per_s']:,.0f} events/s, acknowledged "
@@ -208,8 +211,10 @@ def run(base: str, pid: int, workload: OverloadWorkload) -> dict[str, Any]:
         flush=True,
     )
     print(
-        f"    server RSS {rss_start:.0f} MB at start, {rss_before:.0f} MB before, "
-        f"{rss_after:.0f} MB after, {rss_cooled:.0f} MB {workload.cooldown_seconds:g} s later",
+        f"    server RSS {rss_start:.0f} MB at start, {rss_before:.0f} MB before the overload "
+        f"(baseline, warmed up by the capacity phase), {rss_after:.0f} MB right after, "
+        f"{rss_cooled:.0f} MB {workload.cooldown_seconds:g} s later "
+        f"({rss_cooled - rss_before:+.0f} MB over the baseline)",
         flush=True,
     )
     return result

@@ -24,10 +24,11 @@ committed, so its batches are answered `commit_timeout`, never as accepted.
 
 Admission comes first, before a request's body is read: `admit` answers 429 at once when the
 queue is full of events (INGEST_QUEUE_MAX_EVENTS) or when the body's declared size does not fit
-in the bytes budget (INGEST_QUEUE_MAX_BYTES), which counts every admitted request's body from
-admission until its answer (being read, decoded, validated, queued or in a commit). A refusal
-under overload thus costs a header check, not a decode, and the memory held by ingest stays
-bounded by the budget whatever the clients send.
+in the bytes budget (INGEST_QUEUE_MAX_BYTES, ingest/budget.py, shared with platform events),
+which counts every admitted request's body from admission until its answer (being read,
+decoded, validated, queued or in a commit). A refusal under overload thus costs a header check,
+not a decode, and the memory held by ingest stays bounded by the budget whatever the clients
+send.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 import sql
+from ingest.budget import ByteBudget, QueueFull, Ticket
 from ingest.idempotency import IdempotencyKeys
 from ingest.pending import Accepted, IdempotencyKey, Pending
 from ingest.series import SeriesRegistry
@@ -56,12 +58,6 @@ log = logging.getLogger("astraeus.ingest")
 EVENT_COLUMNS = ("time", "series_id", "value")
 
 
-class QueueFull(ApiError):
-    status = 429
-    code = "ingest_queue_full"
-    default_message = "The server is taking in more events than it can store; retry shortly."
-
-
 class CommitTimeout(ApiError):
     status = 503
     code = "commit_timeout"
@@ -69,30 +65,6 @@ class CommitTimeout(ApiError):
         "The batch was not confirmed in time. It may still be committed: retry with the same "
         "Idempotency-Key to be sure it is stored exactly once."
     )
-
-
-class Ticket:
-    """A request's share of the bytes budget, held from admission until it is answered."""
-
-    def __init__(self, committer: GroupCommitter, size: int) -> None:
-        self.committer = committer
-        self.size = size
-        committer._held_bytes += size
-
-    def resize(self, size: int) -> None:
-        """The real size, once the body is read (a chunked body declares none; gzip inflates)."""
-        self.committer._held_bytes += size - self.size
-        self.size = size
-
-    def release(self) -> None:
-        self.committer._held_bytes -= self.size
-        self.size = 0
-
-    def __enter__(self) -> Ticket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 @dataclass
@@ -111,6 +83,7 @@ class GroupCommitter:
         registry: SeriesRegistry,
         limits: IngestSettings,
         on_commit: Callable[[float], None] = lambda seconds: None,
+        budget: ByteBudget | None = None,
     ) -> None:
         self.pool = pool
         self.on_commit = on_commit  # seconds of each committed group (/metrics)
@@ -119,7 +92,8 @@ class GroupCommitter:
         self.ttl = timedelta(hours=limits.idempotency_ttl_hours)
         self._queue: deque[Pending] = deque()
         self._queued_events = 0
-        self._held_bytes = 0
+        # Shared with platform events (ingest/events.py): one bound on what ingest holds.
+        self.budget = budget or ByteBudget(limits.queue_max_bytes)
         self._work = asyncio.Condition()
         self._writers: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -134,7 +108,7 @@ class GroupCommitter:
     @property
     def queued_bytes(self) -> int:
         """Body bytes of the requests admitted and not yet answered."""
-        return self._held_bytes
+        return self.budget.held
 
     def admit(self, declared: int | None) -> Ticket:
         """Admission, before the body is read: a ticket for `declared` bytes, or 429 at once.
@@ -145,12 +119,9 @@ class GroupCommitter:
         """
         if self._stopping:
             raise DatabaseUnavailable("The server is shutting down; retry on another instance.")
-        size = declared or 0
-        if self._queued_events >= self.limits.queue_max_events or (
-            self._held_bytes and self._held_bytes + size > self.limits.queue_max_bytes
-        ):
+        if self._queued_events >= self.limits.queue_max_events:
             raise QueueFull(headers={"Retry-After": "1"})
-        return Ticket(self, size)
+        return self.budget.admit(declared)
 
     def start(self) -> None:
         self._writers = [
@@ -218,6 +189,10 @@ class GroupCommitter:
                     log.exception("group commit failed")
                     for pending in group:
                         pending.settle(translate(exc) or ApiError())
+                # Answered: let go of the group before waiting for the next one. Kept until
+                # then, it held up to INGEST_GROUP_MAX_EVENTS decoded events and their bodies
+                # for as long as the queue stayed empty, pinning memory after every burst.
+                del group
         finally:
             await held.close()
 

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 import sql
-from ingest.committer import CommitTimeout, QueueFull
+from ingest.budget import ByteBudget, QueueFull, Ticket
+from ingest.committer import CommitTimeout
 from ingest.idempotency import reused_key
 from ingest.pending import Accepted, IdempotencyKey
 from ingest.routes import JSON_TYPE, NDJSON_TYPES, idempotency_key
@@ -26,8 +27,9 @@ from ingest.validate import from_epoch
 from ingest.wire import describe, refuse
 from service.db import connection
 from service.errors import BadRequest, DatabaseTimeout, PayloadTooLarge, field_error
-from service.http import JSON, read_body, require_media_type
+from service.http import JSON, declared_length, read_body, require_media_type
 from service.metrics import stored
+from service.settings import IngestSettings
 
 EventType = Literal[
     "user_signup",
@@ -249,12 +251,25 @@ def seen(
 
 
 class EventWriter:
-    """One transaction per batch, at most `concurrency` at once: past that, 429."""
+    """One transaction per batch, at most `concurrency` at once: past that, 429.
 
-    def __init__(self, pool: Any, ttl: timedelta, concurrency: int) -> None:
+    Admission comes before the body is read, as for metric batches: `admit` answers 429 at once
+    when every slot is taken or when the declared size does not fit in the bytes budget (the
+    one metric ingest uses, INGEST_QUEUE_MAX_BYTES), so that a refusal costs no read or decode.
+    """
+
+    def __init__(
+        self, pool: Any, ttl: timedelta, concurrency: int, budget: ByteBudget | None = None
+    ) -> None:
         self.pool = pool
         self.ttl = ttl
         self.slots = asyncio.Semaphore(concurrency)
+        self.budget = budget or ByteBudget(IngestSettings().queue_max_bytes)
+
+    def admit(self, declared: int | None) -> Ticket:
+        if self.slots.locked():
+            raise QueueFull(headers={"Retry-After": "1"})
+        return self.budget.admit(declared)
 
     async def store(self, rows: list[tuple[Any, ...]], key: IdempotencyKey | None) -> Accepted:
         if self.slots.locked():
@@ -301,11 +316,14 @@ async def post_events(request: Request) -> JSON:
     """POST /api/v1/analytics/events."""
     state = request.app.state
     media = require_media_type(request, JSON_TYPE, *NDJSON_TYPES)
-    body = await read_body(request, state.settings.ingest.max_body_bytes)
-    key = idempotency_key(request, "events", body)
-    items = decode(body, ndjson=media != JSON_TYPE)
-    rows = validate(items, datetime.now(UTC), state.settings.ingest)
-    outcome = await state.events.store(rows, key)
+    writer: EventWriter = state.events
+    with writer.admit(declared_length(request)) as ticket:
+        body = await read_body(request, state.settings.ingest.max_body_bytes)
+        ticket.resize(len(body))
+        key = idempotency_key(request, "events", body)
+        items = decode(body, ndjson=media != JSON_TYPE)
+        rows = validate(items, datetime.now(UTC), state.settings.ingest)
+        outcome = await writer.store(rows, key)
     if not outcome.duplicate:
         stored(state.metrics, "platform", outcome.accepted, len(body))
     return JSON(outcome.body())

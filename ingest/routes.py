@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.routing import Route
 
-from ingest.committer import GroupCommitter, Ticket
+from ingest.budget import Ticket
+from ingest.committer import GroupCommitter
 from ingest.pending import IdempotencyKey
 from ingest.validate import validate
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record

@@ -26,6 +26,7 @@ import query.entities
 import query.routes
 import service.metrics
 import service.openapi
+from ingest.budget import ByteBudget
 from ingest.committer import GroupCommitter
 from ingest.events import EventWriter
 from ingest.series import SeriesRegistry
@@ -41,6 +42,7 @@ from service.auth import KeyTable
 from service.errors import ApiError
 from service.front import Front
 from service.http import JSON
+from service.memory import AfterBursts, configure_malloc
 from service.metrics import Metrics
 from service.settings import Settings, load, redact_url
 
@@ -111,19 +113,27 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         if settings.services_file:
             loaded = await load_services_file(app.state.pool, settings.services_file)
             log.info("%d service(s) loaded from %s", loaded, settings.services_file)
+        configure_malloc()
         app.state.tagsets = TagSets(settings.ingest)
+        # One bytes budget for all ingest; once a burst that filled it drains, its memory is
+        # handed back to the system (service/memory.py).
+        app.state.ingest_budget = ByteBudget(
+            settings.ingest.queue_max_bytes, on_drained=AfterBursts()
+        )
         app.state.series = SeriesRegistry(settings.ingest.max_series_per_metric)
         app.state.committer = GroupCommitter(
             app.state.pool,
             app.state.series,
             settings.ingest,
             on_commit=app.state.metrics.commit_seconds.observe,
+            budget=app.state.ingest_budget,
         )
         app.state.committer.start()
         app.state.events = EventWriter(
             app.state.pool,
             timedelta(hours=settings.ingest.idempotency_ttl_hours),
             concurrency=max(1, settings.db_pool_max - settings.ingest.writers - 1),
+            budget=app.state.ingest_budget,
         )
         app.state.live_figures = LiveFigures(
             settings.dashboard_cache_s, db.statement_bound_s(settings)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+import ingest.events
 import ingest.routes
 from tests.conftest import make_client
 from tests.test_group_commit import BATCH, RECORD, count, event, events_table_locked, wait_for
@@ -124,3 +125,47 @@ def test_the_budget_drains_to_zero_after_a_burst(db_url: str, db: psycopg.Connec
     assert 200 in statuses
     assert "astraeus_ingest_queue_bytes 0.0" in metrics
     assert count(db) == 500 * sum(r.status_code == 200 for r in answers)
+
+
+def test_platform_events_over_the_budget_are_refused_before_their_body_is_read(
+    db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Platform events share the metric batches' bytes budget and its early 429."""
+    read: list[str] = []
+    decode, read_body = ingest.events.decode, ingest.events.read_body
+
+    async def reading(request: Any, limit: int) -> bytes:
+        read.append("read")
+        return await read_body(request, limit)
+
+    monkeypatch.setattr(ingest.events, "read_body", reading)
+    monkeypatch.setattr(
+        ingest.events, "decode", lambda body, ndjson: read.append("decode") or decode(body, ndjson)
+    )
+    page_views = [{"event_type": "page_view", "user_id": f"u{i}"} for i in range(40)]
+    body = msgspec.json.encode(page_views)
+    with (
+        make_client(db_url, INGEST_WRITERS="1", INGEST_QUEUE_MAX_BYTES=str(len(body))) as client,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        committer = client.app.state.committer  # type: ignore[attr-defined]
+        with events_table_locked(db_url) as waiting:
+            blocker = pool.submit(client.post, BATCH, json=[event(0, "blocker")])
+            wait_for(lambda: waiting() == 1)
+            refused = post_raw(client, "/api/v1/analytics/events", body)
+            malformed = post_raw(client, "/api/v1/analytics/events", b"[" + b"x" * len(body))
+            assert committer.queued_bytes > 0
+        assert blocker.result().status_code == 200
+        assert read == []  # neither body was read, let alone decoded
+        accepted = post_raw(client, "/api/v1/analytics/events", body)
+        assert committer.queued_bytes == 0
+
+    for response in (refused, malformed):
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["error"] == "ingest_queue_full"
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json() == {"accepted": 40, "duplicate": False}
+    assert read == ["read", "decode"]
+    stored = db.execute("SELECT count(*) FROM analytics.platform_events").fetchone()
+    assert stored == (40,)
