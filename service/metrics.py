@@ -91,8 +91,9 @@ class Metrics:
         )
         self.queue_bytes = Gauge(
             "astraeus_ingest_queue_bytes",
-            "Body bytes of metric ingest requests admitted and not yet answered (being read, "
-            "decoded, queued or committed); bounded by INGEST_QUEUE_MAX_BYTES.",
+            "Body bytes of ingest requests (metric and platform events) admitted and not yet "
+            "answered (being read, decoded, queued or committed); bounded by "
+            "INGEST_QUEUE_MAX_BYTES.",
             registry=r,
         )
         self.pool = Gauge(
