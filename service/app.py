@@ -176,11 +176,12 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
     keys_table = KeyTable(settings.auth_cache_s)
     app = Starlette(
         routes=[
+            # The router tries routes in this order: the hot ingest paths first.
+            *ingest.routes.routes,
+            *ingest.events.routes,
             *health.routes,
             *service.metrics.routes,
             *service.openapi.routes,
-            *ingest.routes.routes,
-            *ingest.events.routes,
             *query.routes.routes,
             *query.entities.routes,
             *query.dashboard.routes,
