@@ -111,8 +111,7 @@ async def raw_commits(url: str, connections: int, seconds: float) -> dict[str, f
         "CREATE TABLE IF NOT EXISTS bench_raw_commits "
         "(time timestamptz NOT NULL, series_id integer NOT NULL, value double precision)"
     )
-    clients = [await asyncpg.connect(url) for _ in range(connections)]
-    end = time.perf_counter() + seconds
+    clients: list[asyncpg.Connection] = []
 
     async def client(conn: asyncpg.Connection) -> None:
         while time.perf_counter() < end:
@@ -120,11 +119,13 @@ async def raw_commits(url: str, connections: int, seconds: float) -> dict[str, f
             await conn.execute("INSERT INTO bench_raw_commits VALUES (now(), 1, 125.5)")
             latencies.append(time.perf_counter() - started)
 
-    began = time.perf_counter()
     try:
+        clients.extend([await asyncpg.connect(url) for _ in range(connections)])
+        began = time.perf_counter()
+        end = began + seconds
         await asyncio.gather(*(client(conn) for conn in clients))
-    finally:
         elapsed = time.perf_counter() - began
+    finally:
         for conn in clients:
             await conn.close()
         await setup.execute("DROP TABLE bench_raw_commits")
@@ -159,7 +160,8 @@ class NoOp:
                 httpx2.post(self.base + RECORD, content=SEED_EXAMPLE, timeout=1)
                 return
             except httpx2.TransportError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
                     raise RuntimeError("bench/noop.py did not start") from None
                 time.sleep(0.1)
 

@@ -13,9 +13,12 @@ the server then hands the burst's memory back to the system (service/memory.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from service.errors import ApiError
+
+log = logging.getLogger("astraeus.ingest")
 
 
 class QueueFull(ApiError):
@@ -73,6 +76,9 @@ class ByteBudget:
         if self._held > self._peak:
             self._peak = self._held
         elif self._held == 0:
-            if 2 * self._peak >= self.max_bytes:
-                self.on_drained()
-            self._peak = 0
+            drained, self._peak = 2 * self._peak >= self.max_bytes, 0
+            if drained:
+                try:
+                    self.on_drained()
+                except Exception:  # housekeeping: never the answer of the request that ended it
+                    log.exception("the after-burst callback failed")

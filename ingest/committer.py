@@ -187,8 +187,9 @@ class GroupCommitter:
                     await self._commit_group(group, held)
                 except Exception as exc:  # the writer must survive whatever one group does
                     log.exception("group commit failed")
-                    for pending in group:
-                        pending.settle(translate(exc) or ApiError())
+                    for failed in group:
+                        failed.settle(translate(exc) or ApiError())
+                    del failed, exc
                 # Answered: let go of the group before waiting for the next one. Kept until
                 # then, it held up to INGEST_GROUP_MAX_EVENTS decoded events and their bodies
                 # for as long as the queue stayed empty, pinning memory after every burst.

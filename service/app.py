@@ -194,8 +194,9 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         exception_handlers={
             ApiError: api_error,
             HTTPException: http_error,
-            # Database failures by class: handled inside service/front.py (request id, metrics,
-            # the connection kept alive), unlike the catch-all below.
+            # Database failures by class: answered by Starlette's exception layer, beneath the
+            # front layer (so with the request id and counted, the connection kept alive),
+            # unlike the catch-all below.
             **dict.fromkeys(DATABASE_ERRORS, unexpected_error),
             Exception: unexpected_error,
         },

@@ -158,21 +158,24 @@ class AccessLog:
                 },
             )
             return
-        handler.put(
-            _encode_line(
-                {
-                    "time": self._time(),
-                    "level": "info",
-                    "logger": ACCESS,
-                    "message": f"{method} {shown} {status} {ms:.1f} ms",
-                    "request_id": rid,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(ms, 3),
-                }
-            ).decode()
-        )
+        line = _encode_line(
+            {
+                "time": self._time(),
+                "level": "info",
+                "logger": ACCESS,
+                "message": f"{method} {shown} {status} {ms:.1f} ms",
+                "request_id": rid,
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(ms, 3),
+            }
+        ).decode()
+        handler.acquire()  # as logging holds it around emit: the dropped count is shared
+        try:
+            handler.put(line)
+        finally:
+            handler.release()
 
     def _direct(self) -> BackgroundHandler | None:
         """Our JSON handler, when it is the only place the line would go."""
@@ -188,7 +191,9 @@ class AccessLog:
         if len(handlers) != 1 or logging.root.filters:
             return None
         handler = handlers[0]
-        if not isinstance(handler, BackgroundHandler) or len(handler.filters) != 1:
+        if type(handler) is not BackgroundHandler or len(handler.filters) != 1:
+            return None
+        if type(handler.filters[0]) is not RequestIdFilter:  # a redaction filter, say
             return None
         if type(handler.formatter) is not JsonFormatter or handler.level > logging.INFO:
             return None
@@ -196,12 +201,12 @@ class AccessLog:
 
     def _time(self) -> str:
         """Now as JsonFormatter writes it (UTC, milliseconds), the date part made once a second."""
-        now = time.time()
-        second = int(now)
+        micros = round(time.time() * 1e6)  # datetime rounds to the microsecond, then truncates
+        second, within = divmod(micros, 1_000_000)
         if second != self.second:
             self.second = second
             self.stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self.stamp}.{int((now - second) * 1000):03d}+00:00"
+        return f"{self.stamp}.{within // 1000:03d}+00:00"
 
 
 def configure(level: str, log_format: str = "auto") -> None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 from starlette.testclient import TestClient
 
-from service.logs import JsonFormatter, RequestIdFilter, request_id
+from service.logs import AccessLog, JsonFormatter, RequestIdFilter, request_id
 
 
 def test_every_response_carries_a_request_id(
@@ -96,3 +96,15 @@ def test_the_access_line_is_the_same_json_whichever_way_it_is_made() -> None:
             "duration_ms": 1.235,
         }
     )
+
+
+@pytest.mark.parametrize("now", [1_700_000_000.9999996, 1_700_000_000.0009996, 1_700_000_000.25])
+def test_the_access_line_time_is_the_formatters_to_the_millisecond(
+    now: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = logging.LogRecord("astraeus.access", logging.INFO, __file__, 1, "x", (), None)
+    record.created = now
+    expected = json.loads(JsonFormatter().format(record))["time"]
+    monkeypatch.setattr("service.logs.time.time", lambda: now)
+
+    assert AccessLog()._time() == expected
