@@ -6,9 +6,9 @@ request, written to a file; RUN_SCHEDULER on), against a durable database (see b
 
 Two references run in the same pass, at the same connection counts, so that the figures read as
 ratios on a noisy machine:
-- the raw database: as many asyncpg clients, each committing one single-row INSERT per
-  transaction into a table of the same columns: what one durable event per request costs with
-  nothing in front;
+- the raw database: pgbench (asyncpg clients where it is missing) with as many clients, each
+  committing one single-row INSERT per transaction into a table of the same columns: what one
+  durable event per request costs with nothing in front;
 - the framework's floor: bench/noop.py, a Starlette route that decodes the body and stores
   nothing, under wrk the same way.
 """
@@ -103,20 +103,84 @@ def show(label: str, figures: dict[str, float]) -> None:
     )
 
 
-async def raw_commits(url: str, connections: int, seconds: float) -> dict[str, float]:
-    """`connections` clients, each committing one single-row INSERT at a time, for `seconds`."""
+RAW_TABLE = (
+    "CREATE TABLE IF NOT EXISTS bench_raw_commits "
+    "(time timestamptz NOT NULL, series_id integer NOT NULL, value double precision)"
+)
+RAW_INSERT = "INSERT INTO bench_raw_commits VALUES (now(), 1, 125.5)"
+
+
+def summary(latencies_s: list[float], elapsed: float) -> dict[str, float]:
+    ordered = sorted(latencies_s)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1e3
+
+    return {
+        "requests_per_s": len(ordered) / elapsed,
+        "requests": len(ordered),
+        "p50_ms": at(0.5),
+        "p99_ms": at(0.99),
+        "p99_9_ms": at(0.999),
+        "max_ms": ordered[-1] * 1e3,
+    }
+
+
+def raw_commits(url: str, connections: int, seconds: int) -> tuple[str, dict[str, float]]:
+    """`connections` clients, each committing one single-row INSERT at a time, for `seconds`:
+    with PostgreSQL's own load generator, pgbench (one thread, prepared statements, every
+    transaction's latency logged), or where it is not installed with asyncpg clients."""
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        return "raw database (asyncpg)", asyncio.run(raw_commits_asyncpg(url, connections, seconds))
+    with tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "insert.sql"
+        script.write_text(RAW_INSERT + ";\n")
+        subprocess.run(["psql", "-qX", "-c", RAW_TABLE, url], check=True, capture_output=True)
+        try:
+            subprocess.run(
+                [
+                    pgbench,
+                    "-n",
+                    f"-c{connections}",
+                    "-j1",
+                    f"-T{seconds}",
+                    "-Mprepared",
+                    "-f",
+                    str(script),
+                    "-l",
+                    f"--log-prefix={scratch}/tx",
+                    url,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            subprocess.run(
+                ["psql", "-qX", "-c", "DROP TABLE bench_raw_commits", url], capture_output=True
+            )
+        # Each line: client, transaction, latency (us), script, epoch seconds, microseconds.
+        latencies, first, last = [], float("inf"), 0.0
+        for log in Path(scratch).glob("tx*"):
+            for line in log.read_text().splitlines():
+                fields = line.split()
+                latencies.append(int(fields[2]) / 1e6)
+                ended = int(fields[4]) + int(fields[5]) / 1e6
+                first, last = min(first, ended - latencies[-1]), max(last, ended)
+    return "raw database (pgbench)", summary(latencies, last - first)
+
+
+async def raw_commits_asyncpg(url: str, connections: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     setup = await asyncpg.connect(url)
-    await setup.execute(
-        "CREATE TABLE IF NOT EXISTS bench_raw_commits "
-        "(time timestamptz NOT NULL, series_id integer NOT NULL, value double precision)"
-    )
+    await setup.execute(RAW_TABLE)
     clients: list[asyncpg.Connection] = []
 
     async def client(conn: asyncpg.Connection) -> None:
         while time.perf_counter() < end:
             started = time.perf_counter()
-            await conn.execute("INSERT INTO bench_raw_commits VALUES (now(), 1, 125.5)")
+            await conn.execute(RAW_INSERT)
             latencies.append(time.perf_counter() - started)
 
     try:
@@ -130,19 +194,7 @@ async def raw_commits(url: str, connections: int, seconds: float) -> dict[str, f
             await conn.close()
         await setup.execute("DROP TABLE bench_raw_commits")
         await setup.close()
-    latencies.sort()
-
-    def at(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1e3
-
-    return {
-        "requests_per_s": len(latencies) / elapsed,
-        "requests": len(latencies),
-        "p50_ms": at(0.5),
-        "p99_ms": at(0.99),
-        "p99_9_ms": at(0.999),
-        "max_ms": latencies[-1] * 1e3,
-    }
+    return summary(latencies, elapsed)
 
 
 class NoOp:
@@ -185,8 +237,9 @@ def run(base: str, url: str, connections: tuple[int, ...], seconds: int) -> dict
                 print(f"    {count} connections, {seconds} s each:", flush=True)
                 ours = results[f"c{count}"] = wrk_run(script, base, count, seconds)
                 show("ours (wrk)", ours)
-                raw = results[f"raw_c{count}"] = asyncio.run(raw_commits(url, count, seconds))
-                show("raw database (asyncpg)", raw)
+                label, raw = raw_commits(url, count, seconds)
+                results[f"raw_c{count}"] = {**raw, "client": label}
+                show(label, raw)
                 floor = results[f"noop_c{count}"] = wrk_run(script, noop.base, count, seconds)
                 show("Starlette no-op (wrk)", floor)
                 print(
