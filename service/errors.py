@@ -58,6 +58,21 @@ class PayloadTooLarge(ApiError):
     default_message = "The request body is too large."
 
 
+class BodyTimeout(ApiError):
+    """The body did not arrive in time: the rest of it may still come, so the connection
+    cannot carry another request and is closed."""
+
+    status = 408
+    code = "body_timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The request body did not arrive within {seconds:g} s (INGEST_BODY_TIMEOUT_S).",
+            details=[field_error("body", f"not all received within {seconds:g} s")],
+            headers={"Connection": "close"},
+        )
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"

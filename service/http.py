@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from typing import Any
 
@@ -9,7 +10,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest, BodyTimeout, PayloadTooLarge, UnsupportedMediaType
 
 _encoder = msgspec.json.Encoder()
 
@@ -41,7 +42,8 @@ def declared_length(request: Request) -> int | None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, decompressed if gzip, refused with 413 past `limit` bytes either way.
+    """The request body, decompressed if gzip, refused with 413 past `limit` bytes either way,
+    and with 408 when it has not all arrived within INGEST_BODY_TIMEOUT_S.
 
     Decompression is bounded: a small body that would inflate past the limit (a gzip bomb) is
     refused after producing at most `limit` + 1 bytes.
@@ -55,20 +57,30 @@ async def read_body(request: Request, limit: int) -> bytes:
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks: list[bytes] = []
     received = size = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
-        if inflater is not None:
-            chunk = _inflate(inflater, chunk, limit - size)
-        size += len(chunk)
-        chunks.append(chunk)
+    seconds = _body_timeout_s(request)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
+                if inflater is not None:
+                    chunk = _inflate(inflater, chunk, limit - size)
+                size += len(chunk)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(seconds) from None
     if inflater is not None:
         if not inflater.eof:
             raise BadRequest("The gzip body is truncated.")
         if inflater.unused_data:
             raise BadRequest("The gzip body has data after its end.")
     return b"".join(chunks)
+
+
+def _body_timeout_s(request: Request) -> float:
+    settings = getattr(request.app.state, "settings", None)
+    return float(settings.ingest.body_timeout_s) if settings is not None else 30.0
 
 
 def _inflate(inflater: Any, data: bytes, room: int) -> bytes:

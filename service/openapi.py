@@ -267,7 +267,7 @@ def _path_params(path: str) -> list[dict[str, Any]]:
 
 
 # The error statuses the service answers with (ErrorBody each): what a client must handle.
-ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 503)
+ERRORS = (400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429, 503)
 
 
 def op_errors(op: Op) -> tuple[int, ...]:

@@ -308,6 +308,13 @@ SETTINGS: tuple[Setting[Any], ...] = (
         _positive_int,
     ),
     Setting(
+        "INGEST_BODY_TIMEOUT_S",
+        30,
+        "Longest a request body may take to arrive once its headers are in; then 408 and the "
+        "connection is closed (a slow sender would hold its share of INGEST_QUEUE_MAX_BYTES).",
+        _positive_int,
+    ),
+    Setting(
         "IDEMPOTENCY_TTL_HOURS",
         24,
         "Hours an Idempotency-Key is remembered; a retry after that is stored again.",
@@ -331,6 +338,7 @@ class IngestSettings:
     group_max_events: int = 20_000
     writers: int = 2
     commit_timeout_s: int = 10
+    body_timeout_s: int = 30
     idempotency_ttl_hours: int = 24
     retention_days: int = 90
 
