@@ -3,13 +3,11 @@ read or decoded, and the bytes held by ingest stay within INGEST_QUEUE_MAX_BYTES
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import msgspec
@@ -19,9 +17,8 @@ from starlette.testclient import TestClient
 
 import ingest.events
 import ingest.routes
-from tests.conftest import make_client
+from tests.conftest import api_server, make_client
 from tests.test_group_commit import BATCH, RECORD, count, event, events_table_locked, wait_for
-from tests.test_health import free_port
 
 
 @pytest.fixture
@@ -180,48 +177,28 @@ def test_platform_events_over_the_budget_are_refused_before_their_body_is_read(
 def test_a_body_that_does_not_arrive_gives_its_budget_back(db_url: str) -> None:
     # A sender that declares a large body and stops sending would hold that much of the bytes
     # budget for as long as it kept the connection open: every batch after it refused with 429.
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "PORT": str(port),
-        "AUTH_DISABLED": "true",
-        "RUN_SCHEDULER": "false",
-        "LOG_LEVEL": "warning",
-        "INGEST_BODY_TIMEOUT_S": "2",
-        "INGEST_QUEUE_MAX_BYTES": "1000",
-    }
-    server = subprocess.Popen([sys.executable, "-m", "service"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    closing: list[socket.socket] = []
-    try:
-        wait_for(lambda: _ready(base), timeout=30)
-        stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
-        closing.append(stalled)
-        stalled.sendall(
-            b"POST " + BATCH.encode() + b" HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 90000\r\n\r\n[{"
-        )
-        wait_for(lambda: _post(base, [event(1.0)]) == 429)  # the budget is held meanwhile
+    with api_server(
+        db_url,
+        AUTH_DISABLED="true",
+        RUN_SCHEDULER="false",
+        LOG_LEVEL="warning",
+        INGEST_BODY_TIMEOUT_S="2",
+        INGEST_QUEUE_MAX_BYTES="1000",
+    ) as base:
+        address = urlsplit(base)
+        with socket.create_connection((address.hostname, address.port), timeout=10) as stalled:
+            stalled.sendall(
+                b"POST " + BATCH.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 90000\r\n\r\n[{"
+            )
+            wait_for(lambda: _post(base, [event(1.0)]) == 429)  # the budget is held meanwhile
 
-        answer = stalled.recv(65536).decode()  # within the timeout, not when the client gives up
+            answer = stalled.recv(65536).decode()  # within the timeout, not at the client's
 
-        assert answer.startswith("HTTP/1.1 408")
-        assert '"error":"body_timeout"' in answer and "connection: close" in answer.lower()
-        assert stalled.recv(65536) == b""  # closed: the rest of that body is no next request
+            assert answer.startswith("HTTP/1.1 408")
+            assert '"error":"body_timeout"' in answer and "connection: close" in answer.lower()
+            assert stalled.recv(65536) == b""  # closed: the rest of that body is no next request
         assert _post(base, [event(2.0)]) == 200  # its share of the budget is back
-    finally:
-        for sock in closing:
-            sock.close()
-        server.terminate()
-        server.wait(timeout=15)
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx2.get(f"{base}/readyz", timeout=1).status_code == 200
-    except httpx2.TransportError:
-        return False
 
 
 def _post(base: str, events: list[dict[str, Any]]) -> int:

@@ -3,15 +3,10 @@ operation of /openapi.json, and no answer may be a 5xx or stray from the documen
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import httpx2
 import psycopg
 import pytest
 import schemathesis
@@ -27,8 +22,8 @@ from starlette.routing import Route
 from jobs import keys
 from service.auth import required_scope
 from service.openapi import OPERATIONS
+from tests.conftest import api_server
 from tests.databases import Databases
-from tests.peers import free_port
 
 
 @pytest.fixture(scope="module")
@@ -38,31 +33,12 @@ def live(databases: Databases) -> Iterator[tuple[str, str]]:
     with psycopg.connect(url, autocommit=True) as conn:  # keep our key clear of ids tried
         conn.execute("ALTER TABLE analytics.api_keys ALTER COLUMN id RESTART WITH 1000000")
     _, key = keys.create(url, "schemathesis", list(keys.SCOPES))
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "PORT": str(port),
-        "MIGRATE_ON_START": "false",
-        "RUN_SCHEDULER": "false",
-        "LOG_LEVEL": "error",
-    }
-    server = subprocess.Popen([sys.executable, "-m", "service"], env=env)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx2.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the API server did not start"
-            time.sleep(0.1)
-        yield base, key
+        with api_server(
+            url, MIGRATE_ON_START="false", RUN_SCHEDULER="false", LOG_LEVEL="error"
+        ) as base:
+            yield base, key
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         databases.drop(url)
 
 
