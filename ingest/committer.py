@@ -271,9 +271,7 @@ class GroupCommitter:
         self.registry.remember(resolution)
         if writing and marked_current is not None:
             self._marked_hour = marked_current  # only now: this transaction's mark committed
-        self.stats.groups += 1
-        self.stats.batches += len(writing)
-        self.stats.events += sum(len(pending.batch) for pending, _ in writing)
+        self._count([pending for pending, _ in writing])
         for pending, outcome in answers.items():
             pending.settle(outcome)
 
@@ -303,12 +301,16 @@ class GroupCommitter:
                 columns=EVENT_COLUMNS,
                 records=_records(writing),
             )
-        self.stats.groups += 1
-        self.stats.batches += len(group)
-        self.stats.events += sum(len(pending.batch) for pending in group)
+        self._count(group)
         for pending in group:
             pending.settle(Accepted(len(pending.batch)))
         return True
+
+    def _count(self, written: list[Pending]) -> None:
+        """One committed group with these batches in it."""
+        self.stats.groups += 1
+        self.stats.batches += len(written)
+        self.stats.events += sum(len(pending.batch) for pending in written)
 
     def _marks_needed(self, hours: set[datetime]) -> tuple[list[datetime], datetime | None]:
         """The hours this group must list in the invalidation log, and the current hour if it

@@ -141,22 +141,16 @@ class AccessLog:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         shown = path.encode("unicode_escape").decode("ascii")  # one line, always
+        fields = {  # in JsonFormatter's order: request_id, then EXTRAS
+            "request_id": rid,
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(ms, 3),
+        }
         handler = self._direct()
         if handler is None:
-            self.logger.info(
-                "%s %s %d %.1f ms",
-                method,
-                shown,
-                status,
-                ms,
-                extra={
-                    "request_id": rid,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(ms, 3),
-                },
-            )
+            self.logger.info("%s %s %d %.1f ms", method, shown, status, ms, extra=fields)
             return
         line = _encode_line(
             {
@@ -164,11 +158,7 @@ class AccessLog:
                 "level": "info",
                 "logger": ACCESS,
                 "message": f"{method} {shown} {status} {ms:.1f} ms",
-                "request_id": rid,
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": round(ms, 3),
+                **fields,
             }
         ).decode()
         handler.acquire()  # as logging holds it around emit: the dropped count is shared
