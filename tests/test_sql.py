@@ -37,3 +37,30 @@ def test_a_query_defined_twice_is_refused() -> None:
 def test_an_unknown_query_name_says_where_it_looked() -> None:
     with pytest.raises(sql.UnknownQuery, match="no query named 'nope'"):
         sql.query("nope")
+
+
+def test_sketch_keys_are_computed_inline_with_the_values_of_0003(
+    db: psycopg.Connection[Any],
+) -> None:
+    # Called as a function per row, sketch_key made keying raw events several times slower than
+    # a plain percentile over them; inlined, the plan holds its expression instead of a call.
+    plan = db.execute(
+        "EXPLAIN (VERBOSE, COSTS OFF) SELECT analytics.sketch_key(v), analytics.sketch_value(k) "
+        "FROM (VALUES (1.5::float8, 50001)) AS t (v, k)"
+    ).fetchall()
+    text = "\n".join(row[0] for row in plan)
+    assert "sketch_key" not in text and "sketch_value" not in text, text
+    # The keys 0003's definition gives (ceil(ln |v| / ln g), biased, mirrored; zero alone).
+    rows = db.execute(
+        "SELECT v, analytics.sketch_key(v) FROM unnest(ARRAY[125.5, 1, 0.001, 0, -3.25, NULL])"
+        " AS t (v)"
+    ).fetchall()
+    assert rows == [
+        (125.5, 50269),
+        (1.0, 50000),
+        (0.001, 49617),
+        (0.0, 0),
+        (-3.25, -50066),
+        (None, None),
+    ]
+    assert db.execute("SELECT analytics.sketch_value(NULL)").fetchone() == (None,)
