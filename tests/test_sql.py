@@ -52,8 +52,8 @@ def test_sketch_keys_are_computed_inline_with_the_values_of_0003(
     assert "sketch_key" not in text and "sketch_value" not in text, text
     # The keys 0003's definition gives (ceil(ln |v| / ln g), biased, mirrored; zero alone).
     rows = db.execute(
-        "SELECT v, analytics.sketch_key(v) FROM unnest(ARRAY[125.5, 1, 0.001, 0, -3.25, NULL])"
-        " AS t (v)"
+        "SELECT v, analytics.sketch_key(v)"
+        " FROM unnest(ARRAY[125.5, 1, 0.001, 0, -3.25, NULL]::float8[]) AS t (v)"
     ).fetchall()
     assert rows == [
         (125.5, 50269),
