@@ -30,6 +30,7 @@ METRICS = 300
 TAG_SETS_PER_METRIC = 8
 ENDPOINTS = ["/api/agents", "/api/contracts", "/api/users", "/api/payments", "/api/search"]
 REGIONS = ["eu-west", "us-east", "ap-south"]
+SPREAD_S = float(__import__("os").environ.get("BENCH_SPREAD_S", "86400"))
 TYPES = ["counter", "gauge", "histogram", "timer"]
 
 
@@ -60,7 +61,7 @@ def make_events(count: int, seed: int = 7) -> list[dict[str, Any]]:
     events = []
     for _ in range(count):
         name, metric_type, tags = series[rng.randrange(len(series))]
-        when = now - timedelta(seconds=rng.uniform(0, 86_400))
+        when = now - timedelta(seconds=rng.uniform(0, SPREAD_S))
         events.append(
             {
                 "metric_name": name,

@@ -1,13 +1,15 @@
 """Query benchmark: statistics and time series from our API against raw SQL scans, one run.
 
 Loads EVENTS events over 30 days into one metric with hundreds of series (binary COPY, streamed
-from a generator), builds the rollups with the rollup job, then times each query repeatedly
+from a generator, around the ingest path), builds the rollup tiers from them with
+`python -m jobs refresh --start --end` (a rebuild from raw), then times each query repeatedly
 through the HTTP API and the equivalent raw SQL over analytics.metric_events, and measures the
 percentile errors against percentile_disc on raw.
 
-range_refresh (`--only refresh`): events sent through the API over 30 days (so every hour is
-listed as invalidated, as after a backfill), then 30-day statistics after a range refresh, after
-a plain refresh, and as a raw percentile_cont scan.
+range_refresh (`--only refresh`): events sent through the API over 30 days (a backfill), with no
+compactor running; then 30-day statistics with all of their deltas pending, after a compactor
+round, after a rebuild of the range (`python -m jobs refresh --start --end`), and as a raw
+percentile_cont scan.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import httpx2
 
 from bench import HEADERS
 from bench.ingest import http_batches
-from jobs.rollups import refresh_invalidated, refresh_range
+from jobs.compact import compact, rebuild
 
 METRIC = "bench.latency"
 ENDPOINTS = [
@@ -211,9 +213,9 @@ def run(url: str, base: str, events: int, repeat: int = 30, raw_repeat: int = 3)
     print(f"loading {events:,} events over {DAYS} days (binary COPY) ...", flush=True)
     series, load_s = asyncio.run(load(url, events, end))
     print(f"    {series} series, {events / load_s:,.0f} events/s", flush=True)
-    print("building rollups (python -m jobs refresh --start ... --end ...) ...", flush=True)
+    print("building the tiers (python -m jobs refresh --start ... --end ...) ...", flush=True)
     started = time.perf_counter()
-    refresh_range(url, end - timedelta(days=DAYS, hours=1), end, progress=lambda _: None)
+    rebuild(url, end - timedelta(days=DAYS, hours=1), end)
     refresh_s = time.perf_counter() - started
     print(f"    {refresh_s:.1f} s ({events / refresh_s:,.0f} events/s)", flush=True)
     print(f"querying ({repeat} API calls, {raw_repeat} raw scans each) ...", flush=True)
@@ -228,8 +230,7 @@ def run(url: str, base: str, events: int, repeat: int = 30, raw_repeat: int = 3)
 
 
 def _ingested(count: int, end: datetime) -> list[dict[str, Any]]:
-    """`count` events over the DAYS before `end`, as clients send them: each batch through the
-    API lists the hours it touched in the invalidation log."""
+    """`count` events over the DAYS before `end`, as clients send them."""
     rng = random.Random(43)
     tags = [
         {"endpoint": e, "region": r, "host": f"h{h}"}
@@ -250,15 +251,13 @@ def _ingested(count: int, end: datetime) -> list[dict[str, Any]]:
     ]
 
 
-async def _invalidations(url: str, start: datetime, end: datetime) -> int:
+async def _pending(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
         return int(
             await conn.fetchval(
-                "SELECT count(DISTINCT bucket) FROM _analytics.rollup_invalidations "
-                "WHERE bucket >= $1 AND bucket < $2",
-                start,
-                end,
+                "SELECT (SELECT count(*) FROM _analytics.series_deltas)"
+                " + (SELECT count(*) FROM _analytics.metric_deltas)"
             )
         )
     finally:
@@ -266,32 +265,34 @@ async def _invalidations(url: str, start: datetime, end: datetime) -> int:
 
 
 def range_refresh(url: str, base: str, events: int, repeat: int = 20, raw_repeat: int = 3) -> dict:
-    """30-day statistics after `python -m jobs refresh --start --end` over events loaded through
-    the API (no scheduler running), against the same after a plain refresh and a raw scan."""
+    """30-day statistics over events loaded through the API (no compactor running): with every
+    delta pending, after a compactor round, after `python -m jobs refresh --start --end`, and as
+    a raw scan."""
     end = datetime.now(UTC).replace(microsecond=0)
     start = end - timedelta(days=DAYS)
     print(f"sending {events:,} events over {DAYS} days (POST /metrics/batch) ...", flush=True)
     rate = asyncio.run(http_batches(base, _ingested(events, end), 5_000, 2))
-    print(f"    {rate:,.0f} events/s; {asyncio.run(_invalidations(url, start, end))} hours listed")
+    pending = asyncio.run(_pending(url))
+    print(f"    {rate:,.0f} events/s; {pending:,} delta rows pending", flush=True)
     params = {"start": start.isoformat(), "end": end.isoformat()}
     path = f"/api/v1/analytics/metrics/{METRIC}/statistics"
-    print("range refresh (python -m jobs refresh --start ... --end ...) ...", flush=True)
+    with_pending, _ = asyncio.run(_time_api(base, path, params, repeat))
+    print("compactor round (python -m jobs refresh) ...", flush=True)
     started = time.perf_counter()
-    report = refresh_range(url, start - timedelta(hours=1), end, progress=lambda _: None)
-    refresh_s = time.perf_counter() - started
-    left = asyncio.run(_invalidations(url, start, end))
-    after_range, _ = asyncio.run(_time_api(base, path, params, repeat))
-    print(
-        f"    {refresh_s:.1f} s, {report.invalidations:,} invalidation(s) cleared, "
-        f"{left} hour(s) still listed",
-        flush=True,
-    )
-    refresh_invalidated(url, progress=lambda _: None)
-    after_plain, _ = asyncio.run(_time_api(base, path, params, repeat))
+    compact(url)
+    compact_s = time.perf_counter() - started
+    after_compaction, _ = asyncio.run(_time_api(base, path, params, repeat))
+    print("range rebuild (python -m jobs refresh --start ... --end ...) ...", flush=True)
+    started = time.perf_counter()
+    rebuild(url, start - timedelta(hours=1), end)
+    rebuild_s = time.perf_counter() - started
+    print(f"    compaction {compact_s:.1f} s, rebuild {rebuild_s:.1f} s", flush=True)
+    after_rebuild, _ = asyncio.run(_time_api(base, path, params, repeat))
     raw = asyncio.run(_time_sql(url, RAW_STATISTICS, (start, end, METRIC), raw_repeat))
     for label, figures in (
-        ("after range refresh", after_range),
-        ("after plain refresh", after_plain),
+        ("deltas pending", with_pending),
+        ("after compaction", after_compaction),
+        ("after rebuild", after_rebuild),
         ("raw percentile_cont", raw),
     ):
         print(
@@ -302,11 +303,12 @@ def range_refresh(url: str, base: str, events: int, repeat: int = 20, raw_repeat
     return {
         "events": events,
         "ingest_events_per_s": rate,
-        "refresh_s": refresh_s,
-        "invalidations_cleared": report.invalidations,
-        "hours_still_listed": left,
-        "statistics_30d_after_range_refresh": after_range,
-        "statistics_30d_after_plain_refresh": after_plain,
+        "deltas_pending": pending,
+        "compaction_s": compact_s,
+        "rebuild_s": rebuild_s,
+        "statistics_30d_deltas_pending": with_pending,
+        "statistics_30d_after_compaction": after_compaction,
+        "statistics_30d_after_rebuild": after_rebuild,
         "statistics_30d_raw_sql": raw,
-        "range_to_plain_p50": after_range["p50_ms"] / after_plain["p50_ms"],
+        "rebuild_to_compaction_p50": after_rebuild["p50_ms"] / after_compaction["p50_ms"],
     }

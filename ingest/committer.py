@@ -7,12 +7,13 @@ larger batch goes alone), and commit it in one transaction:
 1. claim the batches' Idempotency-Keys (a key already there marks its batch a duplicate);
 2. resolve series, refusing batches whose metric type or series count is wrong;
 3. COPY every accepted event into analytics.metric_events;
-4. append the hours touched to the rollup invalidation log;
+4. insert the group's partial aggregates into the rollup deltas (ingest/deltas.py,
+   record_group), so that queries count the events the moment they commit;
 5. commit, then answer each request.
 
-In the steady state (no Idempotency-Key in the group, every series known, the current hour
-already listed) steps 1, 2 and 4 have nothing to do, and the group is one COPY on its own,
-which commits as it ends: two round trips fewer per group.
+In the steady state (no Idempotency-Key in the group, every series known) steps 1 and 2 ask
+the database nothing, and a small group (the record path's) is one statement (record_group)
+with its raw rows in it, outside a transaction block: one round trip instead of five.
 
 One refused batch never fails the others in its group. A data error the checks did not foresee
 makes the group retry each batch in a transaction of its own, so only the culprit fails.
@@ -37,13 +38,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
 import sql
+from ingest import deltas
 from ingest.budget import ByteBudget, QueueFull, Ticket
 from ingest.idempotency import IdempotencyKeys
 from ingest.pending import Accepted, IdempotencyKey, Pending
@@ -99,7 +101,6 @@ class GroupCommitter:
         self._stopping = False
         self.keys = IdempotencyKeys(pool, self.ttl)
         self.stats = CommitStats()
-        self._marked_hour: datetime | None = None  # the current hour, once its mark committed
 
     @property
     def queued_events(self) -> int:
@@ -232,7 +233,7 @@ class GroupCommitter:
         await self.keys.prune(self.limits.commit_timeout_s)
 
     async def _commit(self, group: list[Pending], held: HeldConnection) -> None:
-        if await self._commit_copy_only(group, held):
+        if await self._commit_steady(group, held):
             return
         async with held.connection(self.limits.commit_timeout_s) as conn, conn.transaction():
             live, answers, followers = await self.keys.claim(conn, group)
@@ -246,18 +247,8 @@ class GroupCommitter:
                 else:
                     writing.append((pending, resolved))
             await self.keys.release(conn, refused)
-            marked_current: datetime | None = None
             if writing:
-                await conn.copy_records_to_table(
-                    "metric_events",
-                    schema_name="analytics",
-                    columns=EVENT_COLUMNS,
-                    records=_records(writing),
-                )
-                hours = set().union(*(pending.batch.hours() for pending, _ in writing))
-                marks, marked_current = self._marks_needed(hours)
-                if marks:
-                    await conn.execute(sql.query("record_invalidations"), marks)
+                await self._write(conn, writing, self.registry.metric_of(resolution))
             for pending, _ in writing:
                 answers[pending] = Accepted(len(pending.batch))
             for follower, first in followers:
@@ -269,25 +260,21 @@ class GroupCommitter:
                     else outcome
                 )
         self.registry.remember(resolution)
-        if writing and marked_current is not None:
-            self._marked_hour = marked_current  # only now: this transaction's mark committed
         self._count([pending for pending, _ in writing])
         for pending, outcome in answers.items():
             pending.settle(outcome)
 
-    async def _commit_copy_only(self, group: list[Pending], held: HeldConnection) -> bool:
-        """The steady state in one statement, when the group needs nothing but its rows stored:
-        no Idempotency-Key, every series known, no hour to list. A COPY outside a transaction
-        block commits as it ends, whole or not at all, so BEGIN and COMMIT, two of the four
-        round trips of a group commit, are saved. False, having done nothing, otherwise."""
+    async def _commit_steady(self, group: list[Pending], held: HeldConnection) -> bool:
+        """The steady state of a small group, in one statement: no Idempotency-Key, every
+        series known, few enough events for the raw rows to go with the deltas (record_group
+        alone commits as it ends, whole or not at all: no BEGIN and COMMIT round trips).
+        False, having done nothing, otherwise."""
         if any(pending.key is not None for pending in group):
+            return False
+        if sum(len(pending.batch) for pending in group) >= deltas.SMALL:
             return False
         resolution = self.registry.known([pending.batch for pending in group])
         if resolution is None:
-            return False
-        hours = set().union(*(pending.batch.hours() for pending in group))
-        marks, _ = self._marks_needed(hours)
-        if marks:
             return False
         writing = [
             (pending, ids)
@@ -295,38 +282,45 @@ class GroupCommitter:
             if not isinstance(ids, ApiError)  # known series: never refused
         ]
         async with held.connection(self.limits.commit_timeout_s) as conn:
+            await self._write(conn, writing, self.registry.metric_of(resolution), copy=False)
+        self._count(group)
+        for pending in group:
+            pending.settle(Accepted(len(pending.batch)))
+        return True
+
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        writing: list[tuple[Pending, list[int]]],
+        metric_of: Mapping[int, int],
+        copy: bool = True,
+    ) -> None:
+        """The raw rows (by COPY, or within record_group) and the group's deltas."""
+        raw: tuple[list[object], ...] = ([], [], [])
+        if copy:
             await conn.copy_records_to_table(
                 "metric_events",
                 schema_name="analytics",
                 columns=EVENT_COLUMNS,
                 records=_records(writing),
             )
-        self._count(group)
-        for pending in group:
-            pending.settle(Accepted(len(pending.batch)))
-        return True
+        else:
+            raw = tuple(list(column) for column in zip(*_records(writing), strict=True)) or raw
+        found = deltas.compute(
+            [pending.batch for pending, _ in writing], [ids for _, ids in writing], metric_of
+        )
+        await conn.execute(
+            sql.query("record_group"),
+            *raw,
+            *found.series.columns(),
+            *found.metrics.columns(),
+        )
 
     def _count(self, written: list[Pending]) -> None:
         """One committed group with these batches in it."""
         self.stats.groups += 1
         self.stats.batches += len(written)
         self.stats.events += sum(len(pending.batch) for pending in written)
-
-    def _marks_needed(self, hours: set[datetime]) -> tuple[list[datetime], datetime | None]:
-        """The hours this group must list in the invalidation log, and the current hour if it
-        is among them (to remember once the transaction has committed).
-
-        Every transaction lists the hours it writes into, so that the rollup job, which deletes
-        the marks its snapshot sees, never drops one whose events it cannot see yet. The one
-        exception is the current hour once this process has committed a mark for it: the job
-        leaves an hour alone until ROLLUP_GRACE after it closes, longer than any ingest
-        transaction lasts, so that mark still stands when the job finally reads the hour, by
-        which time every transaction that skipped its own has committed. Without this, every
-        group commit would add a row for the current hour.
-        """
-        current = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        marks = sorted(h for h in hours if not (h == current and self._marked_hour == current))
-        return marks, (current if current in marks else None)
 
 
 def _records(

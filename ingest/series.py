@@ -8,7 +8,8 @@ the group's transaction, and the cache learns them only once that transaction ha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import ChainMap
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ class Resolution:
     outcomes: list[list[int] | ApiError]
     metrics: dict[str, Metric] = field(default_factory=dict)
     series: dict[SeriesKey, int] = field(default_factory=dict)
+    metric_of: dict[int, int] = field(default_factory=dict)  # series id -> metric id, new ones
 
 
 class SeriesRegistry:
@@ -47,14 +49,23 @@ class SeriesRegistry:
         self.max_series_per_metric = max_series_per_metric
         self._metrics: dict[str, Metric] = {}
         self._series: dict[SeriesKey, int] = {}
+        self._metric_of: dict[int, int] = {}
 
     def remember(self, resolution: Resolution) -> None:
         self._metrics.update(resolution.metrics)
         self._series.update(resolution.series)
+        self._metric_of.update(resolution.metric_of)
 
     def forget(self) -> None:
         self._metrics.clear()
         self._series.clear()
+        self._metric_of.clear()
+
+    def metric_of(self, resolution: Resolution) -> Mapping[int, int]:
+        """The metric of every series a resolution names, known before or found by it."""
+        if not resolution.metric_of:
+            return self._metric_of
+        return ChainMap(resolution.metric_of, self._metric_of)
 
     def known(self, batches: Sequence[Batch]) -> Resolution | None:
         """The steady state: every series is known, nothing to ask the database (else None)."""
@@ -127,7 +138,8 @@ class _Group:
         learned = {n: m for n, m in self.metrics.items() if n not in self.registry._metrics}
         # Only keys of the metric's own type may be cached (see SeriesKey).
         series = {k: v for k, v in self.series.items() if self.metrics[k[0]].metric_type == k[1]}
-        return Resolution(outcomes, learned, series)
+        metric_of = {v: self.metrics[k[0]].id for k, v in series.items()}
+        return Resolution(outcomes, learned, series, metric_of)
 
     def _id(self, key: SeriesKey) -> int:
         found = self.known(key)

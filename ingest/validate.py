@@ -17,10 +17,6 @@ from service.errors import PayloadTooLarge, field_error
 from service.settings import IngestSettings
 
 MILLISECONDS_FROM = 1e11
-HOUR = 3600
-# A batch spanning at most this many hours invalidates every hour in its range; a wider one
-# (a backfill, scattered late events) works out exactly which hours it touches.
-CONTIGUOUS_HOURS = 6
 
 
 @dataclass
@@ -35,16 +31,6 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.events)
-
-    def hours(self) -> set[datetime]:
-        """Start of every hour (UTC) the batch's events fall in, for rollup invalidation."""
-        first = int(self.earliest.timestamp()) // HOUR
-        last = int(self.latest.timestamp()) // HOUR
-        if last - first <= CONTIGUOUS_HOURS:
-            numbers: set[int] | range = range(first, last + 1)
-        else:
-            numbers = {int(when.timestamp()) // HOUR for when in self.times}
-        return {datetime.fromtimestamp(n * HOUR, UTC) for n in numbers}
 
 
 def from_epoch(stamp: float) -> datetime:

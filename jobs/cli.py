@@ -7,14 +7,14 @@ _analytics.job_runs as 'manual' runs, beside the scheduler's (see jobs/scheduler
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
 
 import click
 
@@ -23,22 +23,24 @@ from jobs import compress, retention
 from jobs.alerts import evaluate
 from jobs.cli_common import database_errors, database_url, fail
 from jobs.cli_keys import keys_group
+from jobs.compact import compact, rebuild
+from jobs.compact import start_in_thread as start_compactor
 from jobs.health import check_services
 from jobs.migrate import MigrationError, migrate
 from jobs.notify import deliver
 from jobs.periodic import (
     alerted,
     checked,
+    compactor,
+    horizons,
     own_api_url,
     periodic_jobs,
-    refreshed,
     repeat_interval,
     retained,
     retention_policy,
     tracked,
 )
-from jobs.rollups import UnknownRollup, check_rollup, refresh_invalidated, refresh_range
-from jobs.scheduler import Scheduler, manual_run
+from jobs.scheduler import Outcome, Scheduler, manual_run
 from jobs.track import batch_track, track_invalidated
 from service import logs
 from service.db import connect_sync
@@ -94,70 +96,53 @@ def migrate_command(database_url: str) -> None:
 
 @main.command("refresh")
 @database_url
-@click.option("--start", help="Recompute from this time (RFC 3339); with --end.")
-@click.option("--end", help="Recompute up to this time (RFC 3339); with --start.")
-@click.option("--view", help="Only this rollup (e.g. metric_rollup_1h); default: all of them.")
-def refresh_command(
-    database_url: str, start: str | None, end: str | None, view: str | None
-) -> None:
-    """Bring the rollups up to date.
+@click.option("--start", help="Rebuild from this time (RFC 3339); with --end.")
+@click.option("--end", help="Rebuild up to this time (RFC 3339); with --start.")
+def refresh_command(database_url: str, start: str | None, end: str | None) -> None:
+    """Bring the rollup tiers up to date.
 
-    Without --start/--end: recompute the hours that new or late events touched (listed by the
-    ingest path), as the scheduled job does. With them: recompute the rollups over the range,
-    a day at a time (Community edition: refresh_continuous_aggregate; Apache edition: the
-    rollup job), never before the oldest raw events, and clear the range's invalidations (of
-    hours closed 15 minutes ago; not with --view), so that queries read the range from the
-    rollups at once. Safe to interrupt and re-run.
+    Without --start/--end: one compactor round now (merge what ingest committed into the
+    tiers, fold the hours and days that closed), as the compactor loop does about once a
+    second. With them: rebuild every tier over the range from raw events, a day per
+    transaction, with a progress bar on a terminal and log lines otherwise; for repairs after
+    raw rows were edited or deleted by hand (ingest keeps the tiers current without it).
+    Never before the oldest raw events (the tiers are all that is left there). Safe to
+    interrupt and re-run.
     """
     first, last = _moment(start, "--start"), _moment(end, "--end")
     if (first is None) != (last is None):
         raise click.UsageError("give both --start and --end, or neither")
-    if view is not None and first is None:
-        raise click.UsageError("--view goes with --start and --end")
     if first is not None and last is not None and last <= first:
         raise click.UsageError("--end must be later than --start")
-    with database_errors(database_url):
-        if view is not None:
-            with connect_sync(database_url, "astraeus-jobs") as conn:
-                try:
-                    check_rollup(conn, view)
-                except UnknownRollup as exc:
-                    raise click.BadParameter(str(exc), param_hint="--view") from None
-        with manual_run(database_url, "rollups", waiting=_to_stderr) as run:
-            if first is None or last is None:
-                report = refresh_invalidated(database_url, progress=click.echo)
-                run.outcome = refreshed(report)
-            else:
-                report = _refresh_with_progress(database_url, first, last, view)
-                scope = f" from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
-                run.outcome = refreshed(report, scope + (f", {view} only" if view else ""))
-    click.echo(
-        f"{report.hours} hour(s) in {len(report.ranges)} range(s) refreshed, "
-        f"{report.invalidations} invalidation(s) cleared"
-    )
+    with (
+        database_errors(database_url),
+        manual_run(database_url, "rollups", waiting=_to_stderr) as run,
+    ):
+        if first is None or last is None:
+            report = compact(database_url, horizons(settings()))
+            run.outcome = Outcome(report.events, report.detail)
+            click.echo(report.detail)
+            return
+        written = _rebuild_with_progress(database_url, first, last)
+        days = -(-(last - first) // timedelta(days=1))
+        scope = f"from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
+        run.outcome = Outcome(written, f"tiers rebuilt {scope}")
+    click.echo(f"{written} series-hour(s) rebuilt over {days} day(s) {scope}")
+
+
+def _rebuild_with_progress(url: str, first: datetime, last: datetime) -> int:
+    def said(lo: datetime, hi: datetime, rows: int) -> None:
+        click.echo(f"rebuilt {lo:%Y-%m-%d %H:%M} to {hi:%Y-%m-%d %H:%M} UTC")
+
+    if not sys.stdout.isatty():
+        return rebuild(url, first, last, on_day=said)
+    days = max(1, -(-(last - first) // timedelta(days=1)))
+    with click.progressbar(length=days, label="rebuilding", show_pos=True) as bar:
+        return rebuild(url, first, last, on_day=lambda lo, hi, rows: bar.update(1))
 
 
 def _to_stderr(message: str) -> None:
     click.echo(message, err=True)
-
-
-def _refresh_with_progress(url: str, first: datetime, last: datetime, view: str | None) -> Any:
-    if not sys.stdout.isatty():
-        return refresh_range(url, first, last, only=view, progress=click.echo)
-    bar: Any = None
-
-    def advance(lo: datetime, hi: datetime, done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = click.progressbar(length=total, label="refreshing", show_pos=True)
-            bar.__enter__()
-        bar.update(1)
-
-    try:
-        return refresh_range(url, first, last, only=view, on_range=advance)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
 
 
 @main.command("track")
@@ -239,9 +224,7 @@ def retention_command(database_url: str, days: int | None, dry_run: bool) -> Non
     """
     policy = retention_policy(settings())
     if days is not None:
-        policy = retention.Policy(
-            days, policy.hourly_days, policy.daily_days, policy.idempotency_ttl
-        )
+        policy = dataclasses.replace(policy, raw_days=days)
     with database_errors(database_url):
         if dry_run:  # not a run of the job: it changes nothing
             report = retention.apply(database_url, policy, dry_run=True)
@@ -370,8 +353,10 @@ def run_command(database_url: str, tick: float) -> None:
     signal.signal(signal.SIGTERM, stop_gracefully)
     signal.signal(signal.SIGINT, stop_gracefully)
     scheduler = Scheduler(database_url, periodic_jobs(settings()), stop)
+    compacting = start_compactor(compactor(database_url, settings(), stop))
     with database_errors(database_url):
         scheduler.serve(tick)
+    compacting.join()
 
 
 @main.command("status")

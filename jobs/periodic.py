@@ -1,18 +1,34 @@
 """The periodic jobs and their intervals, as the scheduler runs them, and the outcome each
-records (the same for a run started by hand, see jobs/cli.py)."""
+records (the same for a run started by hand, see jobs/cli.py); and the compactor loop that the
+scheduler's host runs beside them (jobs/compact.py)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from jobs import retention
 from jobs.alerts import EvaluationReport, evaluate
+from jobs.compact import Compactor, Horizons
 from jobs.health import HealthReport, check_services
 from jobs.notify import DeliveryReport, deliver
-from jobs.rollups import RefreshReport, refresh_invalidated
 from jobs.scheduler import Job, Outcome
 from jobs.track import TrackReport, track_invalidated
 from service.settings import Settings
+
+
+def horizons(settings: Settings) -> Horizons:
+    return Horizons(
+        series_minutes=timedelta(hours=settings.retention_series_minute_hours),
+        metric_minutes=timedelta(hours=settings.retention_minute_hours),
+    )
+
+
+def compactor(url: str, settings: Settings, stop: threading.Event) -> Compactor:
+    """The compactor loop the scheduler's host runs beside the periodic jobs."""
+    return Compactor(
+        url, timedelta(milliseconds=settings.compact_every_ms), horizons(settings), stop
+    )
 
 
 def retention_policy(settings: Settings) -> retention.Policy:
@@ -21,6 +37,8 @@ def retention_policy(settings: Settings) -> retention.Policy:
         hourly_days=settings.retention_hourly_days,
         daily_days=settings.retention_daily_days,
         idempotency_ttl=timedelta(hours=settings.ingest.idempotency_ttl_hours),
+        series_minute_hours=settings.retention_series_minute_hours,
+        metric_minute_hours=settings.retention_minute_hours,
     )
 
 
@@ -30,10 +48,6 @@ def repeat_interval(settings: Settings) -> timedelta | None:
 
 def own_api_url(settings: Settings) -> str:
     return settings.self_api_url or f"http://127.0.0.1:{settings.port}"
-
-
-def refreshed(report: RefreshReport, scope: str = "") -> Outcome:
-    return Outcome(report.invalidations, f"{report.hours} hour(s) refreshed{scope}")
 
 
 def tracked(report: TrackReport) -> Outcome:
@@ -66,9 +80,6 @@ def checked(report: HealthReport, delivered: DeliveryReport) -> Outcome:
 
 
 def periodic_jobs(settings: Settings) -> list[Job]:
-    def rollups(url: str) -> Outcome:
-        return refreshed(refresh_invalidated(url, progress=lambda _: None))
-
     def track(url: str) -> Outcome:
         return tracked(track_invalidated(url))
 
@@ -89,7 +100,6 @@ def periodic_jobs(settings: Settings) -> list[Job]:
         return checked(report, deliver(url, settings))
 
     return [
-        Job("rollups", timedelta(seconds=settings.schedule_rollups_s), rollups),
         Job("health", timedelta(seconds=settings.schedule_health_s), health),
         Job("alerts", timedelta(seconds=settings.schedule_alerts_s), alerts),
         Job("track", timedelta(seconds=settings.schedule_track_s), track),

@@ -24,20 +24,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
 
 import sql
-from jobs.rollups import ROLLUP_GRACE
 from service.db import connect_sync
 from service.periods import previous_start, spanning
 
 TRACK_LOCK = 0x61737472_7472616B  # "astr" "trak"
 # A period is tracked this long after it closes: a writer's transaction has long committed.
-TRACK_GRACE = ROLLUP_GRACE
+TRACK_GRACE = timedelta(minutes=15)
 MAX_INVALIDATIONS = 100_000  # read per run; the rest waits for the next run
 MAX_PERIODS_PER_RUN = 2_000
 TRACK_BUDGET_S = 30.0  # per scheduled run: health checks and alerts wait behind it

@@ -113,7 +113,7 @@ class Interval:
 
     text: str  # for PostgreSQL: '5 minutes', '1 month'
     approx: timedelta  # a month counts as 31 days, for the bucket-count limit
-    resolution: str  # 'raw', '1h' or '1d'
+    resolution: str  # the widest tier row a bucket takes whole: '1m', '1h' or '1d'
 
 
 _INTERVAL = re.compile(
@@ -142,7 +142,7 @@ def interval(params: QueryParams, default: str = "1h") -> Interval:
     elif width % timedelta(hours=1) == timedelta(0):
         resolution = "1h"
     else:
-        resolution = "raw"
+        resolution = "1m"
     return Interval(f"{count} {name}", width, resolution)
 
 

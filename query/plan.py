@@ -1,17 +1,26 @@
-"""How a time window splits between raw events, hourly rollups and daily rollups.
+"""How a time window splits between the daily, hourly and minute tiers and the pending deltas.
 
-Whole days inside the window with no stale hour come from the daily rollups; the other whole
-hours from the hourly rollups, except stale hours (listed in the invalidation log, so not yet
-exact in the rollups); the partial hours at the window's edges and the stale hours from raw
-events. The parts never overlap and together cover the window exactly.
+The tiers (sql/migrations/0015_rollup_tiers.sql) are complete where their watermarks say:
+days below the daily mark, hours below the hourly mark, minutes from the minute tier's horizon
+on (or from the hourly mark, if earlier). A window, snapped to whole minutes, is read as:
+
+- whole days below the daily mark from the daily tier (when the answer's buckets are days);
+- the other whole hours below the hourly mark from the hourly tier (when buckets are hours);
+- what is left (the partial hours at the edges, the hours not folded yet) from the minute tier;
+  an edge older than the minute tier's horizon widens to its whole hour instead;
+- plus every delta still pending in the window, whatever its minute (one statement reads the
+  tiers and the deltas, so a delta is counted once: pending, or compacted).
+
+The parts never overlap and together cover the window as answered (`start`, `end`). The cost
+is a function of the window and of the series read, never of how many events arrived.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -26,63 +35,82 @@ def ceil(moment: datetime, width: timedelta) -> datetime:
 
 
 @dataclass(frozen=True)
-class Plan:
-    start: datetime
-    end: datetime
-    first_hour: datetime  # whole hours are [first_hour, last_hour); the rest is raw
-    last_hour: datetime
-    stale: list[datetime]  # hours inside [first_hour, last_hour) read from raw
-    days: list[datetime]  # days read from the daily rollups
+class Marks:
+    """_analytics.tier_watermarks as one query read them, with the database's clock."""
 
-    def arguments(
-        self, ids: list[int], groups: list[str | None], whole_metric: int | None
-    ) -> tuple[object, ...]:
-        """$1..$12 of statistics_merged and timeseries_merged."""
+    hours: datetime  # hours below are in the hourly tiers
+    days: datetime  # days below are in the daily tiers
+    series_minutes: datetime  # the per-series minute tier holds every minute from here on
+    metric_minutes: datetime  # the per-metric one likewise
+    now: datetime
+
+    def minutes_from(self, kind: str) -> datetime:
+        horizon = self.series_minutes if kind == "series" else self.metric_minutes
+        return min(horizon, self.hours)  # an hour not folded yet keeps all of its minutes
+
+
+@dataclass(frozen=True)
+class Plan:
+    start: datetime  # the window as answered: whole minutes, or whole hours at an old edge
+    end: datetime
+    days: tuple[datetime, datetime]  # [from, to) from the daily tier (empty when equal)
+    hours: list[datetime]  # from the hourly tier
+    minutes: list[tuple[datetime, datetime]]  # at most two ranges, from the minute tier
+
+    def arguments(self, owners: list[int], groups: list[str | None]) -> tuple[object, ...]:
+        """$1..$11 of statistics_tiers and timeseries_tiers."""
+        (first_from, first_to), (second_from, second_to) = (
+            *self.minutes,
+            *[(self.end, self.end)] * (2 - len(self.minutes)),
+        )
         return (
-            ids,
+            owners,
+            groups,
             self.start,
             self.end,
-            self.first_hour,
-            self.last_hour,
-            self.stale,
-            self.days,
-            groups,
-            whole_metric,
-            *self.stale_span,
+            *self.days,
             self.hours,
+            first_from,
+            first_to,
+            second_from,
+            second_to,
         )
 
-    @property
-    def hours(self) -> list[datetime]:
-        """Whole hours read from the hourly rollups: not stale, not in a day read whole."""
-        skip = set(self.stale)
-        days = set(self.days)
-        found = []
-        hour = self.first_hour
-        while hour < self.last_hour:
-            if hour not in skip and floor(hour, DAY) not in days:
-                found.append(hour)
+
+def covered_by_minutes(start: datetime, end: datetime, marks: Marks, kind: str) -> bool:
+    """Whether the minute tier alone answers [start, end) (a time series of minute buckets)."""
+    return floor(start, MINUTE) >= marks.minutes_from(kind) and start < end
+
+
+def plan(
+    start: datetime, end: datetime, marks: Marks, kind: str, coarsest: timedelta = DAY
+) -> Plan:
+    """The parts of [start, end) for a `kind` of tier ('series' or 'metric'); `coarsest` is
+    the widest tier row the answer's buckets can take whole (a day, an hour, a minute)."""
+    first, last = floor(start, MINUTE), ceil(end, MINUTE)
+    minutes_from = marks.minutes_from(kind)
+    if coarsest >= HOUR:
+        # An edge hour reaching below the minute tier's horizon is read whole, from the
+        # hourly tier (folded: the horizon is never above the hourly mark).
+        if first < minutes_from:
+            first = floor(first, HOUR)
+        if floor(last, HOUR) < minutes_from:
+            last = ceil(last, HOUR)
+    hour_from, hour_to = ceil(first, HOUR), min(floor(last, HOUR), marks.hours)
+    if coarsest < HOUR or hour_from >= hour_to:
+        return Plan(first, last, (last, last), [], [(first, last)] if first < last else [])
+    day_from, day_to = last, last
+    if coarsest >= DAY:
+        day_from, day_to = ceil(hour_from, DAY), min(floor(hour_to, DAY), marks.days)
+        if day_from >= day_to:
+            day_from, day_to = last, last
+    hours = []
+    hour = hour_from
+    while hour < hour_to:
+        if hour >= day_to or hour < day_from:
+            hours.append(hour)
             hour += HOUR
-        return found
-
-    @property
-    def stale_span(self) -> tuple[datetime, datetime]:
-        """The range the stale hours lie in (empty when there are none)."""
-        if not self.stale:
-            return self.end, self.end
-        return self.stale[0], self.stale[-1] + HOUR
-
-
-def plan(start: datetime, end: datetime, stale_hours: Iterable[datetime]) -> Plan:
-    first_hour, last_hour = ceil(start, HOUR), floor(end, HOUR)
-    if first_hour >= last_hour:  # no whole hour: all of it from raw
-        return Plan(start, end, end, end, [], [])
-    stale = sorted(h for h in set(stale_hours) if first_hour <= h < last_hour)
-    stale_days = {floor(h, DAY) for h in stale}
-    days = []
-    day = ceil(first_hour, DAY)
-    while day + DAY <= last_hour:
-        if day not in stale_days:
-            days.append(day)
-        day += DAY
-    return Plan(start, end, first_hour, last_hour, stale, days)
+        else:
+            hour = day_to
+    minutes = [(a, b) for a, b in ((first, hour_from), (hour_to, last)) if a < b]
+    return Plan(first, last, (day_from, day_to), hours, minutes)

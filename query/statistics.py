@@ -1,4 +1,5 @@
-"""Statistics of a metric over a time window, from rollups merged with the raw tail."""
+"""Statistics of a metric over a time window, from the rollup tiers and the pending deltas
+(query/plan.py), or with exact=true from raw events."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import msgspec
 
 import sql
 from query.params import Window
-from query.plan import plan
+from query.plan import Marks, Plan, plan
 from service.errors import NotFound, QueryTooLarge
 
 FIGURES = ("count", "avg", "min", "max", "sum", "p50", "p95", "p99")
@@ -64,42 +65,55 @@ def figures(row: asyncpg.Record | None) -> dict[str, Any]:
     }
 
 
-async def merged(
-    conn: asyncpg.Connection,
-    ids: list[int],
-    groups: list[str | None],
-    window: Window,
-    whole_metric: int | None,
-) -> list[asyncpg.Record]:
-    """Statistics per group from the rollups and the raw tail (see statistics_merged)."""
-    stale = [
-        r["bucket"] for r in await conn.fetch(sql.query("stale_hours"), window.start, window.end)
-    ]
-    parts = plan(window.start, window.end, stale)
+async def marks(conn: asyncpg.Connection) -> Marks:
+    row = await conn.fetchrow(sql.query("tier_marks"))
+    assert row is not None
+    return Marks(
+        row["hours"], row["days"], row["series_minutes"], row["metric_minutes"], row["now"]
+    )
+
+
+@dataclass(frozen=True)
+class Owners:
+    """What a query reads: the metric's own tier rows, or those of some of its series."""
+
+    kind: str  # 'metric' or 'series'
+    ids: list[int]
+    groups: list[str | None]
+
+
+async def owners(conn: asyncpg.Connection, metric_id: int, selection: Selection) -> Owners:
+    if selection.whole_metric:  # never lists the series: 100,000 of them cost as much as one
+        return Owners("metric", [metric_id], [None])
+    ids, groups = await series(conn, metric_id, selection)
+    return Owners("series", ids, groups)
+
+
+async def from_tiers(conn: asyncpg.Connection, read: Owners, parts: Plan) -> list[asyncpg.Record]:
+    """Statistics per group from the tiers and the pending deltas (see statistics_tiers)."""
     return list(
         await conn.fetch(
-            sql.query("statistics_merged"), *parts.arguments(ids, groups, whole_metric)
+            sql.tier_query("statistics_tiers", read.kind), *parts.arguments(read.ids, read.groups)
         )
     )
 
 
 async def check_raw_rows(
-    conn: asyncpg.Connection,
-    ids: list[int],
-    window: Window,
-    limit: int | None,
-    whole_metric: int | None,
+    conn: asyncpg.Connection, read: Owners, window: Window, limit: int | None
 ) -> None:
-    """Refuse (422) a query that would read more than `limit` raw events; counted on rollups."""
+    """Refuse (422) a query that would read more than `limit` raw events; counted on tiers."""
     if limit is None:
         return
-    rows = await merged(conn, ids, [None] * len(ids), window, whole_metric)
+    whole = Owners(read.kind, read.ids, [None] * len(read.ids))
+    rows = await from_tiers(
+        conn, whole, plan(window.start, window.end, await marks(conn), read.kind)
+    )
     count = int(rows[0]["count"]) if rows else 0
     if count > limit:
         raise QueryTooLarge(
             f"The query would read {count:,} raw events; the limit is {limit:,} "
             "(QUERY_MAX_RAW_ROWS). Narrow the window or the tag filters, or use rollups "
-            "(no exact=true, an interval of an hour or more)."
+            "(no exact=true, an interval the minute tier holds)."
         )
 
 
@@ -112,18 +126,25 @@ async def statistics(
     max_raw_rows: int | None = None,
 ) -> dict[str, Any]:
     found = await metric(conn, name)
-    ids, groups = await series(conn, found["id"], selection)
-    whole = found["id"] if selection.whole_metric else None
+    read = await owners(conn, found["id"], selection)
+    answered = window
     if exact:
-        await check_raw_rows(conn, ids, window, max_raw_rows, whole)
+        await check_raw_rows(conn, read, window, max_raw_rows)
+        ids, groups = (
+            await series(conn, found["id"], selection)
+            if read.kind == "metric"
+            else (read.ids, read.groups)
+        )
         rows = await conn.fetch(sql.query("statistics_raw"), ids, window.start, window.end, groups)
     else:
-        rows = await merged(conn, ids, groups, window, whole)
+        parts = plan(window.start, window.end, await marks(conn), read.kind)
+        rows = await from_tiers(conn, read, parts)
+        answered = Window(parts.start, parts.end)
     answer: dict[str, Any] = {"metric_name": found["name"]}
     if selection.group_by is None:
         answer.update(figures(rows[0] if rows else None))
     else:
         answer["group_by"] = selection.group_by
         answer["groups"] = [{"value": row["grp"], **figures(row)} for row in rows]
-    answer.update(start=window.start, end=window.end, exact=exact)
+    answer.update(start=answered.start, end=answered.end, exact=exact)
     return answer

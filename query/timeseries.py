@@ -4,7 +4,8 @@ Buckets are aligned as time_bucket aligns them: to the hour, to UTC midnight, we
 Monday 00:00 UTC, months from the first of the month 00:00 UTC; wider multiples of an hour or a
 day count from 2000-01-03 00:00 UTC. The interval chooses the resolution: a whole number of days
 (or weeks, or a month) is built from the daily rollups, a whole number of hours from the hourly
-ones, anything finer from raw events. Buckets with no events have the value null (count: 0).
+ones, any other whole number of minutes from the minute tier (raw events past its horizon).
+Buckets with no events have the value null (count: 0).
 """
 
 from __future__ import annotations
@@ -15,20 +16,11 @@ import asyncpg
 
 import sql
 from query.params import Interval, Window, bad
-from query.plan import Plan, plan
-from query.statistics import Selection, check_raw_rows, metric, series
+from query.plan import DAY, HOUR, MINUTE, covered_by_minutes, plan
+from query.statistics import Selection, check_raw_rows, marks, metric, owners, series
 
 MAX_POINTS = 10_000
 PERCENTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
-
-
-def parts_for(window: Window, resolution: str, stale: list[Any]) -> Plan:
-    if resolution == "raw":
-        return Plan(window.start, window.end, window.end, window.end, [], [])
-    parts = plan(window.start, window.end, stale)
-    if resolution == "1h":
-        return Plan(parts.start, parts.end, parts.first_hour, parts.last_hour, parts.stale, [])
-    return parts
 
 
 def value(agg: str, row: asyncpg.Record) -> float | int | None:
@@ -57,21 +49,42 @@ async def time_series(
         raise bad(
             "interval", f"more than {MAX_POINTS} buckets: widen the interval or narrow the window"
         )
-    ids, groups = await series(conn, found["id"], selection)
-    whole = found["id"] if selection.whole_metric else None
-    if width.resolution == "raw":
-        await check_raw_rows(conn, ids, window, max_raw_rows, whole)
-    stale = [
-        r["bucket"] for r in await conn.fetch(sql.query("stale_hours"), window.start, window.end)
-    ]
-    parts = parts_for(window, width.resolution, stale)
-    # A percentile comes with the figures of its bucket, clamped to their min and max.
-    rows = await conn.fetch(
-        sql.query("timeseries_merged"),
-        *parts.arguments(ids, groups, whole),
-        width.text,
-        PERCENTILES.get(agg),
-    )
+    read = await owners(conn, found["id"], selection)
+    found_marks = await marks(conn)
+    coarsest = {"1d": DAY, "1h": HOUR, "1m": MINUTE}[width.resolution]
+    resolution = width.resolution
+    if coarsest == MINUTE and not covered_by_minutes(
+        window.start, window.end, found_marks, read.kind
+    ):
+        resolution = "raw"  # older than the minute tier keeps: raw events, as many as allowed
+    if resolution == "raw":
+        await check_raw_rows(conn, read, window, max_raw_rows)
+        ids, groups = (
+            await series(conn, found["id"], selection)
+            if read.kind == "metric"
+            else (read.ids, read.groups)
+        )
+        # A whole-metric answer has one group (null), as the tiers give it.
+        rows = await conn.fetch(
+            sql.query("timeseries_raw"),
+            ids,
+            [None] * len(ids) if read.kind == "metric" else groups,
+            window.start,
+            window.end,
+            width.text,
+            PERCENTILES.get(agg),
+        )
+        answered = window
+    else:
+        parts = plan(window.start, window.end, found_marks, read.kind, coarsest)
+        # A percentile comes with the figures of its bucket, clamped to their min and max.
+        rows = await conn.fetch(
+            sql.tier_query("timeseries_tiers", read.kind),
+            *parts.arguments(read.ids, read.groups),
+            width.text,
+            PERCENTILES.get(agg),
+        )
+        answered = Window(parts.start, parts.end)
 
     by_group: dict[str | None, list[dict[str, Any]]] = {}
     for row in rows:
@@ -81,9 +94,9 @@ async def time_series(
         "metric_name": found["name"],
         "interval": width.text,
         "agg": agg,
-        "resolution": width.resolution,
-        "start": window.start,
-        "end": window.end,
+        "resolution": resolution,
+        "start": answered.start,
+        "end": answered.end,
     }
     if selection.group_by is None:
         answer["points"] = by_group.get(None, [])

@@ -31,8 +31,9 @@ from ingest.committer import GroupCommitter
 from ingest.events import EventWriter
 from ingest.series import SeriesRegistry
 from ingest.tagsets import TagSets
+from jobs.compact import start_in_thread as start_compactor
 from jobs.migrate import migrate, read_migrations
-from jobs.periodic import periodic_jobs
+from jobs.periodic import compactor, periodic_jobs
 from jobs.routes import routes as jobs_routes
 from jobs.scheduler import Scheduler, start_in_thread
 from monitoring.services import load_services_file
@@ -145,6 +146,9 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             # each job through the database, so any number of replicas can do this at once.
             app.state.scheduler = Scheduler(url, periodic_jobs(settings))
             app.state.scheduler_thread = start_in_thread(app.state.scheduler)
+            # The compactor keeps a loop of its own: a long job must not hold it up.
+            app.state.compactor = compactor(url, settings, app.state.scheduler.stop)
+            app.state.compactor_thread = start_compactor(app.state.compactor)
         async with app.state.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT extversion, current_setting('timescaledb.license', true) AS edition "
@@ -169,6 +173,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         finally:
             if app.state.scheduler is not None:
                 await stop_scheduler(app.state.scheduler, app.state.scheduler_thread)
+                await asyncio.to_thread(app.state.compactor_thread.join, SCHEDULER_STOP_WAIT_S)
             await app.state.committer.stop()
             await app.state.pool.close()
 

@@ -104,8 +104,9 @@ class Metrics:
         )
         self.lag = Gauge(
             "astraeus_refresh_lag_seconds",
-            "Age of the oldest change not yet processed: rollups (metric events) or track "
-            "(platform events). Hours wait 15 minutes after they close by design.",
+            "Age of the oldest change not yet processed: rollups (metric deltas the compactor "
+            "has not taken, about a second) or track (platform events; hours wait TRACK_GRACE "
+            "after they close by design).",
             ["job"],
             registry=r,
         )

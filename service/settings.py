@@ -135,11 +135,17 @@ SETTINGS: tuple[Setting[Any], ...] = (
     Setting(
         "RUN_SCHEDULER",
         True,
-        "Run the periodic jobs (rollup refresh, retention) inside the API server; false when "
-        "separate `python -m jobs run` processes do it.",
+        "Run the periodic jobs (retention, alerts, ...) and the rollup compactor inside the API "
+        "server; false when separate `python -m jobs run` processes do it.",
         _bool,
     ),
-    Setting("SCHEDULE_ROLLUPS_S", 60, "Seconds between rollup refreshes.", _positive_int),
+    Setting(
+        "COMPACT_EVERY_MS",
+        1000,
+        "Milliseconds between rounds of the compactor, which merges what ingest committed into "
+        "the rollup tiers (queries see it at once either way).",
+        _positive_int,
+    ),
     Setting(
         "AUTH_DISABLED",
         False,
@@ -227,6 +233,18 @@ SETTINGS: tuple[Setting[Any], ...] = (
         str,
     ),
     Setting("SCHEDULE_RETENTION_S", 3600, "Seconds between retention runs.", _positive_int),
+    Setting(
+        "RETENTION_SERIES_MINUTE_HOURS",
+        6,
+        "Hours the per-series minute tier is kept (finer time series of a few series).",
+        _positive_int,
+    ),
+    Setting(
+        "RETENTION_MINUTE_HOURS",
+        48,
+        "Hours the per-metric minute tier is kept (a metric's 1-minute time series).",
+        _positive_int,
+    ),
     Setting(
         "RETENTION_HOURLY_DAYS",
         400,
@@ -358,7 +376,7 @@ class Settings:
     log_level: str
     log_format: str
     run_scheduler: bool
-    schedule_rollups_s: int
+    compact_every_ms: int
     schedule_track_s: int
     dashboard_cache_s: int
     auth_disabled: bool
@@ -380,6 +398,8 @@ class Settings:
     self_api_url: str
     services_file: str
     schedule_retention_s: int
+    retention_series_minute_hours: int
+    retention_minute_hours: int
     retention_hourly_days: int
     retention_daily_days: int
     compress_after_days: int

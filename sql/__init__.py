@@ -57,3 +57,13 @@ def query(name: str) -> str:
         return _all_queries()[name]
     except KeyError:
         raise UnknownQuery(f"no query named {name!r} in {QUERIES}") from None
+
+
+# The two kinds of rollup tier, with the column naming what a row is of (0015_rollup_tiers).
+TIER_KINDS = {"series": "series_id", "metric": "metric_id"}
+
+
+def tier_query(name: str, kind: str) -> str:
+    """A statement of sql/queries/tiers.sql for one kind of tier: `{kind}` and `{owner}` filled
+    in from TIER_KINDS, a fixed pair, never from input."""
+    return query(name).format(kind=kind, owner=TIER_KINDS[kind])

@@ -195,34 +195,52 @@ def test_a_malformed_key_is_a_400(client: TestClient, key: bytes) -> None:
     assert response.json()["details"][0]["field"] == "Idempotency-Key"
 
 
-def invalidated(db: psycopg.Connection[Any]) -> list[datetime]:
-    rows = db.execute("SELECT DISTINCT bucket FROM _analytics.rollup_invalidations ORDER BY 1")
-    return [row[0] for row in rows.fetchall()]
-
-
-def test_a_batch_invalidates_the_hours_it_spans(
+def test_a_batch_writes_its_partial_aggregates_with_its_events(
     client: TestClient, db: psycopg.Connection[Any]
 ) -> None:
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
-    times = [hour + timedelta(minutes=5), hour + timedelta(minutes=55), hour + timedelta(hours=3)]
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
+    events = [
+        event(2.0, timestamp=(minute + timedelta(seconds=5)).isoformat()),
+        event(2.0, timestamp=(minute + timedelta(seconds=50)).isoformat()),
+        event(-3.5, timestamp=(minute + timedelta(seconds=20)).isoformat(), tags={"host": "b"}),
+        event(0.0, timestamp=(minute + timedelta(minutes=1)).isoformat()),
+    ]
 
-    client.post(BATCH, json=[event(i, timestamp=t.isoformat()) for i, t in enumerate(times)])
+    assert client.post(BATCH, json=events).status_code == 200
 
-    assert invalidated(db) == [hour + timedelta(hours=h) for h in range(4)]
+    # One row per (minute, series), keys ascending with their counts (analytics.sketch_key).
+    series = db.execute(
+        "SELECT d.minute - %s, d.count, d.sum, d.min, d.max, d.keys, d.counts "
+        "FROM _analytics.series_deltas AS d ORDER BY 1, 2 DESC",
+        (minute,),
+    ).fetchall()
+    keys = db.execute("SELECT analytics.sketch_key(2.0), analytics.sketch_key(-3.5)").fetchone()
+    assert keys is not None
+    two, minus = keys
+    assert series == [
+        (timedelta(0), 2, 4.0, 2.0, 2.0, [two], [2]),
+        (timedelta(0), 1, -3.5, -3.5, -3.5, [minus], [1]),
+        (timedelta(minutes=1), 1, 0.0, 0.0, 0.0, [0], [1]),
+    ]
+    # And one per (minute, metric), all of its series together.
+    metric = db.execute(
+        "SELECT minute - %s, count, sum, keys, counts FROM _analytics.metric_deltas ORDER BY 1",
+        (minute,),
+    ).fetchall()
+    assert metric == [
+        (timedelta(0), 3, 0.5, [minus, two], [1, 2]),
+        (timedelta(minutes=1), 1, 0.0, [0], [1]),
+    ]
 
 
-def test_scattered_late_events_invalidate_exactly_their_hours(
+def test_a_refused_batch_writes_no_partial_aggregates(
     client: TestClient, db: psycopg.Connection[Any]
 ) -> None:
-    now = datetime.now(UTC)
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    times = [now, now - timedelta(days=3), now - timedelta(days=3, minutes=1)]
+    response = client.post(BATCH, json=[event(1.0), {**event(2.0), "metric_type": "nope"}])
 
-    client.post(BATCH, json=[event(i, timestamp=t.isoformat()) for i, t in enumerate(times)])
-
-    late = (now - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
-    late_too = (now - timedelta(days=3, minutes=1)).replace(minute=0, second=0, microsecond=0)
-    assert invalidated(db) == sorted({late, late_too, hour})
+    assert response.status_code == 422
+    assert db.execute("SELECT count(*) FROM _analytics.series_deltas").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM _analytics.metric_deltas").fetchone() == (0,)
 
 
 def test_a_type_conflict_in_a_batch_names_both_types(
@@ -409,22 +427,3 @@ def test_nul_characters_are_refused(
         field,
     )
     assert stored(db) == []
-
-
-def test_the_current_hour_is_listed_once_per_process_and_late_hours_every_time(
-    client: TestClient, db: psycopg.Connection[Any]
-) -> None:
-    before = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    late = before - timedelta(days=1)
-    for i in range(5):
-        client.post(BATCH, json=[event(i, timestamp=datetime.now(UTC).isoformat())])
-    for i in range(3):
-        client.post(BATCH, json=[event(i, timestamp=late.isoformat())])
-    if datetime.now(UTC).replace(minute=0, second=0, microsecond=0) != before:
-        pytest.skip("the hour turned during the test")
-
-    rows = db.execute(
-        "SELECT bucket, count(*) FROM _analytics.rollup_invalidations GROUP BY 1 ORDER BY 1"
-    ).fetchall()
-
-    assert rows == [(late, 3), (before, 1)]

@@ -15,7 +15,6 @@ import pytest
 
 from jobs.scheduler import Job, Outcome, Scheduler, lock_key, manual_run
 from tests.conftest import make_client
-from tests.test_rollups import assert_rollups_equal_raw
 
 
 def runs(db: psycopg.Connection[Any], job: str | None = None) -> list[tuple[Any, ...]]:
@@ -185,8 +184,9 @@ def test_refresh_over_a_range_fixes_rollups_after_late_data(
     )
 
     assert result.returncode == 0, result.stderr
-    assert "48 hour(s) in 2 range(s) refreshed" in result.stdout
-    assert_rollups_equal_raw(db)
+    assert "30 series-hour(s) rebuilt over 2 day(s)" in result.stdout
+    hourly = db.execute("SELECT sum(count), max(max) FROM analytics.series_1h").fetchone()
+    assert hourly == (32, 29.0)
 
 
 def refresh_since(db_url: str, start: datetime) -> subprocess.CompletedProcess[str]:
@@ -207,7 +207,7 @@ def test_retention_dry_run_lists_and_drops_nothing_then_drops_keeping_rollups(
     insert_raw(db, [old, old + timedelta(days=1), datetime.now(UTC) - timedelta(hours=2)])
     assert refresh_since(db_url, old - timedelta(days=1)).returncode == 0
     before = chunks(db, "analytics.metric_events")
-    hourly_before = db.execute("SELECT count(*) FROM analytics.metric_rollup_1h").fetchone()
+    hourly_before = db.execute("SELECT count(*) FROM analytics.series_1h").fetchone()
 
     dry = jobs_cli("retention", "--dry-run", url=db_url)
     assert dry.returncode == 0, dry.stderr
@@ -218,11 +218,9 @@ def test_retention_dry_run_lists_and_drops_nothing_then_drops_keeping_rollups(
     real = jobs_cli("retention", url=db_url)
     assert real.returncode == 0, real.stderr
     assert chunks(db, "analytics.metric_events") == before - 2
-    # The rollups outlive the raw events, and a refresh over the dropped range keeps them.
+    # The tiers outlive the raw events, and a rebuild over the dropped range keeps them.
     assert refresh_since(db_url, old - timedelta(days=1)).returncode == 0
-    assert db.execute("SELECT count(*) FROM analytics.metric_rollup_1h").fetchone() == (
-        hourly_before
-    )
+    assert db.execute("SELECT count(*) FROM analytics.series_1h").fetchone() == (hourly_before)
 
 
 @pytest.mark.parametrize(
@@ -288,20 +286,18 @@ def test_the_api_server_runs_the_scheduler_and_lists_the_runs(db_url: str) -> No
             # Wait for what the assertion checks: every job's run has *finished*. A job that has
             # only started is listed as 'running' (this loop once ended on that and flaked).
             finished = {run["job"] for run in answer["runs"] if run["outcome"] != "running"}
-            if finished >= {"rollups", "track", "health", "alerts", "retention"}:
+            if finished >= {"track", "health", "alerts", "retention"}:
                 break
             time.sleep(0.2)
 
     assert answer["scheduler_in_this_process"] is True
     assert [job["name"] for job in answer["jobs"]] == [
-        "rollups",
         "health",
         "alerts",
         "track",
         "retention",
     ]
     assert {(run["job"], run["outcome"]) for run in answer["runs"]} == {
-        ("rollups", "ok"),
         ("health", "ok"),
         ("alerts", "ok"),
         ("retention", "ok"),
@@ -345,7 +341,7 @@ def test_a_manual_refresh_is_listed_right_after_it(
     lines = status.stdout.splitlines()
     assert lines[0].split()[:2] == ["job", "trigger"]
     assert lines[1].split()[:2] == ["rollups", "manual"]
-    assert "ok" in lines[1] and "48 hour(s) refreshed from" in lines[1]
+    assert "ok" in lines[1] and "tiers rebuilt from" in lines[1]
     [run] = answer["runs"]
     assert (run["job"], run["trigger"], run["outcome"]) == ("rollups", "manual", "ok")
     assert run["finished_at"] is not None
@@ -366,7 +362,7 @@ def test_every_manual_run_is_recorded(
 def test_a_failed_manual_run_is_recorded_as_failed(
     db_url: str, db: psycopg.Connection[Any]
 ) -> None:
-    db.execute("ALTER TABLE _analytics.rollup_invalidations RENAME TO gone")
+    db.execute("ALTER TABLE _analytics.series_deltas RENAME TO gone")
 
     result = jobs_cli("refresh", url=db_url)
 
@@ -375,7 +371,7 @@ def test_a_failed_manual_run_is_recorded_as_failed(
         "SELECT outcome, error, trigger FROM _analytics.job_runs WHERE job = 'rollups'"
     ).fetchall()
     assert (outcome, trigger) == ("failed", "manual")
-    assert "rollup_invalidations" in error
+    assert "series_deltas" in error
 
 
 def test_a_dry_run_is_not_a_run(db_url: str, db: psycopg.Connection[Any]) -> None:

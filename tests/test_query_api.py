@@ -132,11 +132,24 @@ def capped(db_url: str) -> Iterator[TestClient]:
 
 
 def test_queries_that_would_read_too_many_raw_events_are_refused(capped: TestClient) -> None:
-    capped.post(BATCH, json=[ev("m", float(i)) for i in range(10)])
+    # Three days ago: past the minute tier's horizon (48 h for a whole metric), so 5-minute
+    # buckets there come from raw events.
+    old = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    capped.post(
+        BATCH, json=[{**ev("m", float(i)), "timestamp": old.isoformat()} for i in range(10)]
+    )
+    window = {
+        "start": (old - timedelta(hours=1)).isoformat(),
+        "end": (old + timedelta(hours=1)).isoformat(),
+    }
 
-    exact = capped.get("/api/v1/analytics/metrics/m/statistics?exact=true")
-    fine = capped.get("/api/v1/analytics/metrics/m/time-series?interval=5m&hours=1")
-    rolled = capped.get("/api/v1/analytics/metrics/m/statistics")
+    exact = capped.get("/api/v1/analytics/metrics/m/statistics", params={**window, "exact": "true"})
+    fine = capped.get(
+        "/api/v1/analytics/metrics/m/time-series", params={**window, "interval": "5m"}
+    )
+    rolled = capped.get("/api/v1/analytics/metrics/m/statistics", params=window)
+    capped.post(BATCH, json=[ev("m", float(i)) for i in range(10)])
+    recent = capped.get("/api/v1/analytics/metrics/m/time-series?interval=5m&hours=1")
 
     for refused in (exact, fine):
         assert refused.status_code == 422
@@ -144,6 +157,10 @@ def test_queries_that_would_read_too_many_raw_events_are_refused(capped: TestCli
         assert "10 raw events; the limit is 5" in refused.json()["message"]
     assert rolled.status_code == 200
     assert rolled.json()["count"] == 10
+    # Within the minute tier's horizon, minute buckets read no raw event.
+    assert recent.status_code == 200
+    assert recent.json()["resolution"] == "1m"
+    assert sum(p["value"] is not None for p in recent.json()["points"]) >= 1
 
 
 SQL_INJECTION = ["' OR 1=1 --", "x'; DROP TABLE analytics.metrics; --", "$$", "\\", 'a"b']

@@ -1,5 +1,6 @@
-"""Rollups: equal to a recomputation from raw, corrected by late data, fresh, and percentiles
-within 1% of percentile_disc. These run against whichever edition the test server has."""
+"""Rollups: the tiers equal a rebuild from raw, late data corrects them, statistics are fresh,
+and percentiles lie within 1% of percentile_disc and within [min, max]. These run against
+whichever edition the test server has (the tiers are the same on both)."""
 
 from __future__ import annotations
 
@@ -15,64 +16,35 @@ import pytest
 from psycopg import sql as pgsql
 from starlette.testclient import TestClient
 
-from jobs.rollups import refresh_invalidated, refresh_range
+from jobs.compact import compact, rebuild
 
 BATCH = "/api/v1/analytics/metrics/batch"
-
-# Recomputations from raw, to compare each rollup relation with.
-RECOMPUTED = {
-    "metric_rollup_1h": """
-        SELECT time_bucket('1 hour', time) AS bucket, series_id, count(*) AS count,
-               sum(value) AS sum, min(value) AS min, max(value) AS max, last(value, time) AS last
-        FROM analytics.metric_events GROUP BY 1, 2""",
-    "metric_rollup_1d": """
-        SELECT time_bucket('1 day', time) AS bucket, series_id, count(*) AS count,
-               sum(value) AS sum, min(value) AS min, max(value) AS max, last(value, time) AS last
-        FROM analytics.metric_events GROUP BY 1, 2""",
-    "metric_sketch_1h": """
-        SELECT time_bucket('1 hour', time) AS bucket, series_id,
-               analytics.sketch_key(value) AS key, count(*) AS n
-        FROM analytics.metric_events GROUP BY 1, 2, 3""",
-    "metric_sketch_1d": """
-        SELECT time_bucket('1 day', time) AS bucket, series_id,
-               analytics.sketch_key(value) AS key, count(*) AS n
-        FROM analytics.metric_events GROUP BY 1, 2, 3""",
-    "metric_totals_1h": """
-        SELECT time_bucket('1 hour', e.time) AS bucket, s.metric_id, count(*) AS count,
-               sum(e.value) AS sum, min(e.value) AS min, max(e.value) AS max
-        FROM analytics.metric_events e JOIN analytics.series s ON s.id = e.series_id
-        GROUP BY 1, 2""",
-    "metric_totals_1d": """
-        SELECT time_bucket('1 day', e.time) AS bucket, s.metric_id, count(*) AS count,
-               sum(e.value) AS sum, min(e.value) AS min, max(e.value) AS max
-        FROM analytics.metric_events e JOIN analytics.series s ON s.id = e.series_id
-        GROUP BY 1, 2""",
-    "metric_totals_sketch_1h": """
-        SELECT time_bucket('1 hour', e.time) AS bucket, s.metric_id,
-               analytics.sketch_key(e.value) AS key, count(*) AS n
-        FROM analytics.metric_events e JOIN analytics.series s ON s.id = e.series_id
-        GROUP BY 1, 2, 3""",
-    "metric_totals_sketch_1d": """
-        SELECT time_bucket('1 day', e.time) AS bucket, s.metric_id,
-               analytics.sketch_key(e.value) AS key, count(*) AS n
-        FROM analytics.metric_events e JOIN analytics.series s ON s.id = e.series_id
-        GROUP BY 1, 2, 3""",
-}
+TIERS = ("series_1m", "series_1h", "series_1d", "metric_1m", "metric_1h", "metric_1d")
 
 
-def rows(db: psycopg.Connection[Any], query: str) -> list[tuple[Any, ...]]:
-    return db.execute(f"SELECT * FROM ({query}) AS q ORDER BY 1, 2, 3").fetchall()
+def tier_rows(db: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    found = {}
+    for tier in TIERS:
+        owner = "series_id" if tier.startswith("series") else "metric_id"
+        found[tier] = db.execute(
+            pgsql.SQL(
+                "SELECT bucket, {}, count, sum, min, max, keys, counts::bigint[], k50, k95, k99 "
+                "FROM analytics.{} ORDER BY 1, 2"
+            ).format(pgsql.Identifier(owner), pgsql.Identifier(tier))
+        ).fetchall()
+    return found
 
 
-def assert_rollups_equal_raw(db: psycopg.Connection[Any]) -> None:
-    for name, recompute in RECOMPUTED.items():
-        stored = rows(db, f"SELECT * FROM analytics.{name}")
-        expected = rows(db, recompute)
-        assert len(stored) == len(expected), name
-        for got, want in zip(stored, expected, strict=True):
-            assert got[:3] == want[:3], name
-            for a, b in zip(got[3:], want[3:], strict=True):
-                assert a == pytest.approx(b, rel=1e-12), (name, got, want)
+def assert_tiers_equal_raw(db: psycopg.Connection[Any], db_url: str) -> None:
+    """The tiers as the compactor left them equal a rebuild of everything from raw events."""
+    compacted = tier_rows(db)
+    rebuild(db_url, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1))
+    rebuilt = tier_rows(db)
+    for tier in TIERS:
+        assert len(compacted[tier]) == len(rebuilt[tier]), tier
+        for got, want in zip(compacted[tier], rebuilt[tier], strict=True):
+            assert got[:3] == want[:3] and got[4:] == want[4:], (tier, got, want)
+            assert got[3] == pytest.approx(want[3], rel=1e-12), (tier, got, want)
 
 
 def hour_ago(hours: float) -> datetime:
@@ -122,12 +94,11 @@ def test_rollups_equal_a_recomputation_from_raw(
     ]
     post(client, events)
 
-    report = refresh_invalidated(db_url, grace=timedelta(0))
+    report = compact(db_url)
 
-    assert report.hours >= 49
-    assert_rollups_equal_raw(db)
-    left = db.execute("SELECT count(*) FROM _analytics.rollup_invalidations").fetchone()
-    assert left == (0,)
+    assert report.events == 3000
+    assert db.execute("SELECT count(*) FROM _analytics.series_deltas").fetchone() == (0,)
+    assert_tiers_equal_raw(db, db_url)
 
 
 def test_late_events_correct_past_rollups(
@@ -135,16 +106,16 @@ def test_late_events_correct_past_rollups(
 ) -> None:
     start = hour_ago(24 * 5)
     post(client, spread([float(v) for v in range(100)], start, 10))
-    refresh_invalidated(db_url, grace=timedelta(0))
+    compact(db_url)
 
     # Days late, into hours already rolled up, and far outside any policy's refresh window.
     post(client, [ev(1000.0, start + timedelta(hours=2, minutes=30)), ev(-5.0, start)])
     window = {"start": start.isoformat(), "end": (start + timedelta(hours=10)).isoformat()}
     before_refresh = stats(client, **window)
-    refresh_invalidated(db_url, grace=timedelta(0))
+    compact(db_url)
     after_refresh = stats(client, **window)
 
-    assert_rollups_equal_raw(db)
+    assert_tiers_equal_raw(db, db_url)
     for answer in (before_refresh, after_refresh):
         assert answer["count"] == 102
         assert answer["max"] == 1000.0
@@ -175,18 +146,18 @@ def test_events_on_bucket_edges_land_in_their_own_buckets(
         ],
     )
 
-    refresh_invalidated(db_url, grace=timedelta(0))
+    compact(db_url)
 
-    assert_rollups_equal_raw(db)
+    assert_tiers_equal_raw(db, db_url)
     hourly = db.execute(
-        "SELECT bucket, count, sum FROM analytics.metric_rollup_1h ORDER BY bucket"
+        "SELECT bucket, count, sum FROM analytics.series_1h ORDER BY bucket"
     ).fetchall()
     assert [(b - midnight, c, s) for b, c, s in hourly] == [
         (-timedelta(hours=1), 1, 1.0),
         (timedelta(0), 2, 5.0),
         (timedelta(hours=1), 1, 4.0),
     ]
-    daily = db.execute("SELECT bucket, count FROM analytics.metric_rollup_1d ORDER BY 1").fetchall()
+    daily = db.execute("SELECT bucket, count FROM analytics.series_1d ORDER BY 1").fetchall()
     assert daily == [(midnight - timedelta(days=1), 1), (midnight, 3)]
 
 
@@ -194,7 +165,7 @@ def test_statistics_include_an_event_committed_a_moment_ago(
     client: TestClient, db_url: str
 ) -> None:
     post(client, spread([10.0] * 48, hour_ago(48), 47))
-    refresh_invalidated(db_url, grace=timedelta(0))
+    compact(db_url)
 
     post(client, [ev(500.0, datetime.now(UTC) - timedelta(seconds=1))])
     answer = stats(client, hours=72)
@@ -209,12 +180,12 @@ def test_a_refresh_over_a_range_is_safe_to_repeat(
 ) -> None:
     start = hour_ago(30)
     post(client, spread([1.0, 2.0, 3.0, 4.0], start, 20))
-    refresh_invalidated(db_url, grace=timedelta(0))
+    compact(db_url)
 
-    refresh_range(db_url, start - timedelta(hours=3), start + timedelta(hours=25))
-    refresh_range(db_url, start - timedelta(hours=3), start + timedelta(hours=25))
+    rebuild(db_url, start - timedelta(hours=3), start + timedelta(hours=25))
+    rebuild(db_url, start - timedelta(hours=3), start + timedelta(hours=25))
 
-    assert_rollups_equal_raw(db)
+    assert_tiers_equal_raw(db, db_url)
 
 
 def lognormal(rng: random.Random, n: int) -> list[float]:
@@ -263,7 +234,7 @@ def test_percentiles_from_rollups_are_within_one_percent(
         for i, v in enumerate(shape(rng, n))
     ]
     post(client, events)
-    refresh_invalidated(db_url, grace=timedelta(0))
+    compact(db_url)
     window = {
         "start": (start - timedelta(minutes=30)).isoformat(),
         "end": datetime.now(UTC).isoformat(),
@@ -285,7 +256,7 @@ def test_group_by_and_tag_filters(client: TestClient, db_url: str) -> None:
     post(client, spread([10.0, 20.0], start, 20, endpoint="/b", method="GET"))
     post(client, spread([100.0], start, 20, endpoint="/b", method="POST"))
     post(client, spread([1000.0], start, 20))
-    refresh_invalidated(db_url, grace=timedelta(0))
+    compact(db_url)
 
     grouped = stats(client, hours=48, group_by="endpoint")
     filtered = stats(client, hours=48, **{"tag.method": "GET"})
@@ -312,21 +283,6 @@ def test_a_filter_matching_nothing_gives_count_zero(client: TestClient) -> None:
     assert answer["p99"] is None
 
 
-def test_the_job_leaves_an_hour_alone_until_its_grace_has_passed(
-    client: TestClient, db: psycopg.Connection[Any], db_url: str
-) -> None:
-    hour = hour_ago(5)
-    post(client, [ev(1.0, hour + timedelta(minutes=1))])  # separate batches: two marked hours
-    post(client, [ev(2.0, hour + timedelta(hours=3, minutes=1))])
-
-    # Ten minutes after the later hour closed: only the earlier one is past the 15-minute grace.
-    report = refresh_invalidated(db_url, now=hour + timedelta(hours=4, minutes=10))
-
-    assert report.ranges == [(hour, hour + timedelta(hours=1))]
-    left = db.execute("SELECT DISTINCT bucket FROM _analytics.rollup_invalidations").fetchall()
-    assert left == [(hour + timedelta(hours=3),)]
-
-
 def test_one_value_is_its_own_percentile_on_every_path(client: TestClient, db_url: str) -> None:
     # 125.5 keys to a sketch bucket whose representative is 125.598: outside [min, max].
     when = hour_ago(50) + timedelta(minutes=20)
@@ -345,9 +301,9 @@ def test_one_value_is_its_own_percentile_on_every_path(client: TestClient, db_ur
             found.extend(grouped["groups"])
         return found
 
-    before_refresh = answers()  # the hour is listed as invalidated: read from raw events
-    refresh_invalidated(db_url, grace=timedelta(0))
-    after_refresh = answers()  # hourly and daily rollups
+    before_refresh = answers()  # pending deltas
+    compact(db_url)
+    after_refresh = answers()  # hourly and daily tiers
 
     for figures in before_refresh + after_refresh:
         assert figures["count"] == 1
@@ -409,130 +365,53 @@ def test_percentiles_lie_between_min_and_max_per_group_and_bucket(
                 if figures["min"] is not None:
                     ordered(figures, (path, interval, key))
 
-    check("raw")
-    refresh_invalidated(db_url, grace=timedelta(0))
-    check("rollups")
+    check("pending")
+    compact(db_url)
+    check("tiers")
 
 
-def invalidated(db: psycopg.Connection[Any]) -> list[datetime]:
-    rows = db.execute("SELECT DISTINCT bucket FROM _analytics.rollup_invalidations ORDER BY 1")
-    return [row[0] for row in rows]
-
-
-def test_a_range_refresh_leaves_its_hours_read_from_the_rollups(
-    client: TestClient, db: psycopg.Connection[Any], db_url: str
-) -> None:
-    rng = random.Random(3)
-    start = hour_ago(24 * 5)
-    post(
-        client,
-        [
-            ev(
-                rng.lognormvariate(3, 1),
-                start + timedelta(seconds=rng.uniform(0, 4 * 24 * 3600)),
-                host=f"h{rng.randrange(3)}",
-            )
-            for _ in range(2000)
-        ],
-    )
-    # From mid-day to mid-day: whole days inside and partial days at both edges.
-    lo, hi = start + timedelta(hours=30), start + timedelta(hours=30 + 48)
-    outside = [hour for hour in invalidated(db) if not lo <= hour < hi]
-
-    report = refresh_range(db_url, lo, hi)
-
-    assert [hour for hour in invalidated(db) if lo <= hour < hi] == []  # read from the rollups
-    assert report.invalidations > 0
-    assert invalidated(db) == outside  # the rest waits for the periodic run
-    windows = [
-        {"start": lo.isoformat(), "end": hi.isoformat()},
-        {"start": lo.isoformat(), "end": hi.isoformat(), "group_by": "host"},
-        {"start": (lo + timedelta(hours=20)).isoformat(), "end": hi.isoformat()},
-    ]
-    after_range = [stats(client, **window) for window in windows]
-    exact = stats(client, exact="true", **windows[0])
-    refresh_invalidated(db_url, grace=timedelta(0))
-    assert invalidated(db) == []
-    assert [stats(client, **window) for window in windows] == after_range
-    assert {k: after_range[0][k] for k in ("count", "min", "max")} == {
-        k: exact[k] for k in ("count", "min", "max")
-    }
-    assert_rollups_equal_raw(db)
-
-
-def test_a_range_refresh_of_one_rollup_leaves_the_invalidations(
-    client: TestClient, db: psycopg.Connection[Any], db_url: str
-) -> None:
-    start = hour_ago(30)
-    post(client, spread([1.0, 2.0, 3.0], start, 3))
-    before = invalidated(db)
-
-    refresh_range(db_url, start, start + timedelta(hours=3), only="metric_rollup_1h")
-
-    assert invalidated(db) == before  # the other rollups are not recomputed yet
-
-
-def test_a_range_refresh_keeps_the_hours_still_in_their_grace(
-    client: TestClient, db: psycopg.Connection[Any], db_url: str
-) -> None:
-    hour = hour_ago(5)
-    post(client, [ev(1.0, hour + timedelta(minutes=1))])
-    post(client, [ev(2.0, hour + timedelta(hours=3, minutes=1))])
-
-    # As the periodic run: an hour closed less than 15 minutes ago stays listed (ingest lists
-    # the current hour once per process, relying on that).
-    refresh_range(
-        db_url, hour, hour + timedelta(hours=4), now=hour + timedelta(hours=4, minutes=10)
-    )
-
-    assert invalidated(db) == [hour + timedelta(hours=3)]
-
-
-def test_an_event_committed_during_a_range_refresh_stays_invalidated(
+def test_an_event_committed_during_a_rebuild_is_counted_once(
     client: TestClient, db: psycopg.Connection[Any], db_url: str
 ) -> None:
     day = hour_ago(24 * 3).replace(hour=0)
     post(client, spread([float(v) for v in range(24)], day, 24))
-    first_id = db.execute("SELECT min(id) FROM _analytics.rollup_invalidations").fetchone()
-    assert first_id is not None
     failed: list[BaseException] = []
 
-    def refresh() -> None:
+    def rebuilding() -> None:
         try:
-            refresh_range(db_url, day, day + timedelta(days=1))
+            rebuild(db_url, day, day + timedelta(days=1))
         except BaseException as exc:  # seen by the assertions, not only printed by the thread
             failed.append(exc)
             raise
 
-    refreshing = threading.Thread(target=refresh)
+    thread = threading.Thread(target=rebuilding)
     with psycopg.connect(db_url) as holder:
-        # A row lock the refresh's DELETE of the rows it read waits on: it has read its
-        # invalidations and recomputed the day, and has not deleted them yet.
-        holder.execute(
-            "SELECT 1 FROM _analytics.rollup_invalidations WHERE id = %s FOR UPDATE", first_id
-        )
-        refreshing.start()
+        # A row lock the rebuild's DELETE of the day's deltas waits on: its snapshot is taken.
+        holder.execute("SELECT 1 FROM _analytics.series_deltas LIMIT 1 FOR UPDATE")
+        thread.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             waiting = db.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                "'astraeus-rollups' AND wait_event_type = 'Lock' "
-                "AND query LIKE 'DELETE FROM _analytics.rollup_invalidations WHERE id%%'"
+                "'astraeus-rebuild' AND wait_event_type = 'Lock'"
             ).fetchone()
             if (waiting and waiting[0]) or failed:
                 break
             time.sleep(0.05)
         else:
-            pytest.fail("the refresh never reached its delete")
+            pytest.fail("the rebuild never reached its delete")
         assert failed == []
         late = day + timedelta(hours=7, minutes=30)
-        post(client, [ev(1000.0, late)])  # commits while the refresh is between read and delete
+        post(client, [ev(1000.0, late)])  # commits after the rebuild's snapshot
         holder.rollback()
-    refreshing.join(timeout=60)
+    thread.join(timeout=60)
 
-    assert not refreshing.is_alive()
+    assert not thread.is_alive()
     assert failed == []
-    assert invalidated(db) == [late.replace(minute=0)]
-    answer = stats(client, start=day.isoformat(), end=(day + timedelta(days=1)).isoformat())
-    assert answer["count"] == 25
-    assert answer["max"] == 1000.0
+    window = {"start": day.isoformat(), "end": (day + timedelta(days=1)).isoformat()}
+    for _ in ("rebuilt, the late delta pending", "compacted"):
+        answer = stats(client, **window)
+        assert answer["count"] == 25
+        assert answer["max"] == 1000.0
+        compact(db_url)
+    assert_tiers_equal_raw(db, db_url)

@@ -9,13 +9,20 @@ import pytest
 import sql
 
 
-def all_query_names() -> list[str]:
-    return sorted(sql._all_queries())
+def all_statements() -> list[tuple[str, str | None]]:
+    """Every named query, a tier statement once for each kind of tier."""
+    found: list[tuple[str, str | None]] = []
+    for name, text in sorted(sql._all_queries().items()):
+        if "{owner}" in text:
+            found.extend((name, kind) for kind in sql.TIER_KINDS)
+        else:
+            found.append((name, None))
+    return found
 
 
-@pytest.mark.parametrize("name", all_query_names())
+@pytest.mark.parametrize(("name", "kind"), all_statements())
 def test_every_named_query_prepares_against_the_schema(
-    db: psycopg.Connection[Any], name: str
+    db: psycopg.Connection[Any], name: str, kind: str | None
 ) -> None:
     # PREPARE parses and plans the statement without running it: a typo in a column or a
     # type fails here, not in production. psycopg's %(name)s placeholders become $1, $2, ...
@@ -24,7 +31,8 @@ def test_every_named_query_prepares_against_the_schema(
     def number(match: re.Match[str]) -> str:
         return f"${numbers.setdefault(match.group(1), len(numbers) + 1)}"
 
-    statement = re.sub(r"%\((\w+)\)s", number, sql.query(name))
+    text = sql.query(name) if kind is None else sql.tier_query(name, kind)
+    statement = re.sub(r"%\((\w+)\)s", number, text)
     db.execute(f"PREPARE check_statement AS {statement}".encode())
     db.execute("DEALLOCATE check_statement")
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from jobs.rollups import refresh_invalidated
+from jobs.compact import compact
 
 BATCH = "/api/v1/analytics/metrics/batch"
 
@@ -60,14 +60,15 @@ def month_of_data(client: TestClient, db_url: str) -> tuple[datetime, datetime]:
             for _ in range(6000)
         ],
     )
-    refresh_invalidated(db_url, grace=timedelta(0))
+    compact(db_url)
     return start, end
 
 
 @pytest.mark.parametrize(
     ("interval", "width", "resolution", "days"),
     [
-        ("15m", "15 minutes", "raw", 1),
+        ("15m", "15 minutes", "1m", 1),
+        ("15m", "15 minutes", "raw", 5),
         ("1h", "1 hour", "1h", 3),
         ("6h", "6 hours", "1h", 5),
         ("1d", "1 day", "1d", 30),
@@ -86,16 +87,23 @@ def test_every_resolution_equals_raw(
 ) -> None:
     end = month_of_data[1]
     start = end - timedelta(days=days)
-    want = expected(db, width, start, end)
-
     answers = {
         agg: series(
             client, interval=interval, agg=agg, start=start.isoformat(), end=end.isoformat()
         )
         for agg in ("count", "sum", "min", "max", "avg")
     }
+    # Over the window as answered: whole minutes (or an hour past the minute tier's horizon).
+    answered = answers["count"]
+    want = expected(
+        db,
+        width,
+        datetime.fromisoformat(answered["start"]),
+        datetime.fromisoformat(answered["end"]),
+    )
 
-    assert answers["count"]["resolution"] == resolution
+    assert answered["resolution"] == resolution
+    assert datetime.fromisoformat(answered["start"]) <= start
     points = answers["count"]["points"]
     assert {iso(datetime.fromisoformat(p["time"])) for p in points if p["value"]} == set(want)
     for agg, index in (("count", 0), ("sum", 1), ("min", 2), ("max", 3)):
@@ -131,16 +139,15 @@ def test_percentiles_per_bucket_are_within_one_percent(
     client: TestClient, db: psycopg.Connection[Any], month_of_data: tuple[datetime, datetime]
 ) -> None:
     start, end = month_of_data[1] - timedelta(days=20), month_of_data[1]
+    answer = series(client, interval="1d", agg="p95", start=start.isoformat(), end=end.isoformat())
     exact = {
         iso(b): v
         for b, v in db.execute(
             "SELECT time_bucket('1 day', time), percentile_disc(0.95) WITHIN GROUP (ORDER BY "
             "value) FROM analytics.metric_events WHERE time >= %s AND time < %s GROUP BY 1",
-            (start, end),
+            (datetime.fromisoformat(answer["start"]), datetime.fromisoformat(answer["end"])),
         ).fetchall()
     }
-
-    answer = series(client, interval="1d", agg="p95", start=start.isoformat(), end=end.isoformat())
 
     got = {iso(datetime.fromisoformat(p["time"])): p["value"] for p in answer["points"]}
     assert set(exact) <= set(got)
@@ -234,5 +241,5 @@ def test_a_bucket_of_one_value_has_that_value_as_every_percentile(
                     assert sorted(found.values()) == [-7.1, 0.3, 125.5], (agg, params, interval)
 
     check()  # from raw events: the hours are listed as invalidated
-    refresh_invalidated(db_url, grace=timedelta(0))
+    compact(db_url)
     check()  # from the hourly and daily rollups

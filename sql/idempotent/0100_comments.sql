@@ -1,7 +1,7 @@
 -- Descriptions a DBA sees in \d+ and in catalog tools. Re-applied on every migrate.
 
 COMMENT ON SCHEMA analytics IS
-    'astraeus-analytics: metrics, series, raw events and (later) rollups, alerts and health.';
+    'astraeus-analytics: metrics, series, raw events, rollup tiers, alerts and health.';
 COMMENT ON TABLE analytics.metrics IS
     'One row per metric name; metric_type is fixed by the first event of the metric.';
 COMMENT ON TABLE analytics.series IS
@@ -13,8 +13,27 @@ COMMENT ON COLUMN analytics.metric_events.series_id IS 'analytics.series.id (not
 COMMENT ON TABLE _analytics.idempotency_keys IS
     'Idempotency-Key of each committed batch (recorded with its events); pruned after '
     'IDEMPOTENCY_TTL_HOURS.';
-COMMENT ON TABLE _analytics.rollup_invalidations IS
-    'Append-only: the hours touched by each committed batch, consumed by the rollup job.';
+COMMENT ON TABLE _analytics.series_deltas IS
+    'Partial aggregates per (minute, series) written by each group commit with its events; '
+    'taken by the compactor into the tiers, added to them by queries until then.';
+COMMENT ON TABLE _analytics.metric_deltas IS
+    'Partial aggregates per (minute, metric), as _analytics.series_deltas.';
+COMMENT ON TABLE _analytics.tier_watermarks IS
+    'Where each rollup tier is complete: hours below 1h are folded into the hourly tiers, days '
+    'below 1d into the daily ones; the minute tiers hold every minute from their mark on.';
+COMMENT ON TABLE analytics.series_1m IS
+    'Per series and minute: count, sum, min, max and the percentile sketch (keys ascending, '
+    'counts); kept RETENTION_SERIES_MINUTE_HOURS.';
+COMMENT ON TABLE analytics.series_1h IS
+    'Per series and hour, as series_1m; folded from the minutes, kept RETENTION_HOURLY_DAYS.';
+COMMENT ON TABLE analytics.series_1d IS
+    'Per series and day, as series_1m; folded from the hours, kept RETENTION_DAILY_DAYS.';
+COMMENT ON TABLE analytics.metric_1m IS
+    'Per metric (all its series) and minute, as series_1m; kept RETENTION_MINUTE_HOURS.';
+COMMENT ON TABLE analytics.metric_1h IS
+    'Per metric and hour, as metric_1m; folded from the minutes, kept RETENTION_HOURLY_DAYS.';
+COMMENT ON TABLE analytics.metric_1d IS
+    'Per metric and day, as metric_1m; folded from the hours, kept RETENTION_DAILY_DAYS.';
 COMMENT ON TABLE _analytics.job_runs IS
     'One row per run of a periodic job (rollup refresh, retention, ...): outcome and figures.';
 COMMENT ON TABLE analytics.users_seen IS

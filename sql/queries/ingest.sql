@@ -60,9 +60,6 @@ DELETE FROM _analytics.idempotency_keys WHERE scope = $1 AND key = ANY ($2::text
 -- name: prune_idempotency_keys
 DELETE FROM _analytics.idempotency_keys WHERE created_at < now() - $1::interval;
 
--- name: record_invalidations
-INSERT INTO _analytics.rollup_invalidations (bucket)
-SELECT unnest($1::timestamptz[]);
 
 -- name: record_event_invalidations
 -- What a batch of platform events changes besides its rows, in its transaction: the users
@@ -134,3 +131,25 @@ SELECT h, $2 OR h IN (SELECT date_trunc('hour', m.first_seen AT TIME ZONE 'UTC')
 FROM unnest($1::timestamptz[]) AS h
 WHERE h <> date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
    OR NOT EXISTS (SELECT 1 FROM _analytics.event_invalidations i WHERE i.hour = h);
+
+-- name: record_group
+-- What a group commit writes besides its Idempotency-Keys and series, in one statement (one
+-- round trip, and on its own an implicit transaction: all of it or nothing): the raw rows
+-- $1..$3 (empty when they went by COPY, faster for a large group), and the group's partial
+-- aggregates (ingest/deltas.py), per (minute, series) $4..$11 and per (minute, metric)
+-- $12..$19, the sketch keys and their counts as array literals.
+WITH raw AS (
+    INSERT INTO analytics.metric_events (time, series_id, value)
+    SELECT * FROM unnest($1::timestamptz[], $2::integer[], $3::float8[])
+), series AS (
+    INSERT INTO _analytics.series_deltas (minute, series_id, count, sum, min, max, keys, counts)
+    SELECT minute, owner, count, sum, min, max, keys::integer[], counts::integer[]
+    FROM unnest($4::timestamptz[], $5::integer[], $6::integer[], $7::float8[], $8::float8[],
+                $9::float8[], $10::text[], $11::text[])
+        AS d (minute, owner, count, sum, min, max, keys, counts)
+)
+INSERT INTO _analytics.metric_deltas (minute, metric_id, count, sum, min, max, keys, counts)
+SELECT minute, owner, count, sum, min, max, keys::integer[], counts::integer[]
+FROM unnest($12::timestamptz[], $13::integer[], $14::integer[], $15::float8[], $16::float8[],
+            $17::float8[], $18::text[], $19::text[])
+    AS d (minute, owner, count, sum, min, max, keys, counts);

@@ -40,31 +40,10 @@ LIMIT %(limit)s;
 DELETE FROM _analytics.job_runs WHERE started_at < now() - %(keep)s::interval;
 
 -- name: oldest_raw_time
--- Where raw events begin: rollups are never recomputed before it (that would empty them).
+-- Where raw events begin: the tiers are never rebuilt before it (that would empty them).
 SELECT min(range_start) AS oldest
 FROM timescaledb_information.chunks
 WHERE hypertable_schema = 'analytics' AND hypertable_name = 'metric_events';
-
--- name: rollup_invalidations_in_range
--- What a range refresh consumes: the invalidations of its hours [%(start)s, %(end)s) that closed
--- %(grace)s ago, the periodic run's own rule (ingest lists the current hour once per process:
--- its mark must outlive every transaction that relied on it). Read before the hours are
--- recomputed and deleted by id after, so that a batch committing meanwhile keeps its rows.
-SELECT id FROM _analytics.rollup_invalidations
-WHERE bucket >= %(start)s AND bucket < %(end)s
-  AND bucket < date_trunc('hour', coalesce(%(now)s, now()) - %(grace)s::interval);
-
--- name: rollup_invalidations_moot_delete
--- Invalidations of [%(start)s, %(end)s) older than the oldest raw events: retention dropped
--- them, so the rollups there stay as they are. One statement, one snapshot: a batch that made
--- an older chunk is seen with its chunk, never as moot.
-DELETE FROM _analytics.rollup_invalidations
-WHERE bucket >= %(start)s AND bucket < %(end)s
-  AND bucket < date_trunc('hour', coalesce(%(now)s, now()) - %(grace)s::interval)
-  AND bucket < coalesce(
-      (SELECT min(range_start) FROM timescaledb_information.chunks
-       WHERE hypertable_schema = 'analytics' AND hypertable_name = 'metric_events'),
-      'infinity');
 
 -- name: idempotency_keys_prune
 DELETE FROM _analytics.idempotency_keys WHERE created_at < now() - %(ttl)s::interval;
@@ -352,3 +331,39 @@ RETURNING id, name, prefix, scopes, created_at, revoked_at;
 -- analytics.users_seen and agents_seen recomputed from the stored events; the number of
 -- entities added, changed or removed (the periods they move are logged for the track job).
 SELECT analytics.refresh_entities_seen();
+
+-- name: tier_watermarks
+-- Where the hourly and daily tiers end (what lies below is folded), and the database's clock.
+SELECT max(mark) FILTER (WHERE tier = '1h') AS hours,
+       max(mark) FILTER (WHERE tier = '1d') AS days,
+       now() AS now
+FROM _analytics.tier_watermarks;
+
+-- name: tier_watermark_move
+UPDATE _analytics.tier_watermarks SET mark = %(mark)s WHERE tier = %(tier)s;
+
+-- name: tier_minutes_from
+-- A minute tier's horizon moves on (never back): from the next step on, minutes before it go
+-- only to the hourly and daily tiers. Whole minutes, the first at or after %(horizon)s.
+UPDATE _analytics.tier_watermarks
+SET mark = greatest(mark, time_bucket(INTERVAL '1 minute', %(horizon)s::timestamptz - INTERVAL '1 microsecond')
+                          + INTERVAL '1 minute')
+WHERE tier = %(tier)s
+RETURNING mark;
+
+-- name: tier_rebuild
+-- See _analytics.rebuild_tiers (0015): run in a REPEATABLE READ transaction holding the
+-- compactor's lock.
+SELECT _analytics.rebuild_tiers(%(start)s, %(end)s);
+
+-- name: minute_tier_cutoffs
+-- What retention may drop of each minute tier: chunks older than its retention, but never a
+-- minute queries may still read (from the tier's horizon mark on) nor one of an hour not
+-- folded yet (the fold reads it).
+SELECT least(now() - %(series)s::interval,
+             max(mark) FILTER (WHERE tier = 'series_1m'),
+             max(mark) FILTER (WHERE tier = '1h')) AS series,
+       least(now() - %(metric)s::interval,
+             max(mark) FILTER (WHERE tier = 'metric_1m'),
+             max(mark) FILTER (WHERE tier = '1h')) AS metric
+FROM _analytics.tier_watermarks;

@@ -84,9 +84,11 @@ ON CONFLICT (name) DO UPDATE SET
 RETURNING id;
 
 -- name: self_metrics_lag
--- Age in seconds of the oldest change the rollup and track jobs have not processed yet.
+-- Age in seconds of the oldest change the compactor and the track job have not processed yet.
 SELECT (SELECT extract(epoch FROM now() - min(recorded_at))
-        FROM _analytics.rollup_invalidations) AS rollups,
+        FROM (SELECT recorded_at FROM _analytics.series_deltas
+              UNION ALL
+              SELECT recorded_at FROM _analytics.metric_deltas) AS pending) AS rollups,
        (SELECT extract(epoch FROM now() - min(recorded_at))
         FROM _analytics.event_invalidations) AS track;
 

@@ -1,0 +1,234 @@
+"""The compactor: what ingest committed, merged into the rollup tiers within about a second.
+
+Every group commit writes its partial aggregates ("deltas", ingest/deltas.py) with its rows.
+A round of the compactor, holding its advisory lock (one compactor at a time across replicas):
+
+1. takes the committed deltas of each kind (series, metric), a step of at most STEP_LIMIT at a
+   time, each step one statement and so one transaction (compact_deltas): merged into the
+   minute tier, and straight into the hourly and daily tiers for hours and days already folded;
+2. folds every hour that closed FOLD_GRACE ago from its minute rows into the hourly tier, and
+   every whole folded day into the daily tier, moving the watermarks in the same transaction.
+
+Queries add the deltas still pending to the tiers (one statement, one snapshot), so a delta is
+counted exactly once whether a round has taken it or not, and a stopped compactor makes
+queries slower (more pending rows), never wrong. The scheduler's host runs the loop in a
+thread of its own (`serve`), besides the periodic jobs; `python -m jobs compact` runs a round
+by hand and `python -m jobs refresh --start --end` rebuilds a range from raw events (`rebuild`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg
+
+import sql
+from jobs.scheduler import lock_key, one_line
+from service.db import connect_sync
+
+log = logging.getLogger("astraeus.compact")
+
+LOCK = lock_key("compact")
+STEP_LIMIT = 50_000  # deltas taken per statement
+# An hour is folded this long after it closes: a delta of it committed later still lands in
+# the hourly tier directly (correct either way), but the fold then reads it from its minute.
+FOLD_GRACE = timedelta(minutes=2)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+EPOCH = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
+
+
+def floor(moment: datetime, width: timedelta) -> datetime:
+    return EPOCH + ((moment - EPOCH) // width) * width
+
+
+@dataclass(frozen=True)
+class Horizons:
+    """How far back each minute tier is kept (RETENTION_SERIES_MINUTE_HOURS and
+    RETENTION_MINUTE_HOURS): older minutes go only to the hourly and daily tiers."""
+
+    series_minutes: timedelta = timedelta(hours=6)
+    metric_minutes: timedelta = timedelta(hours=48)
+
+    def of(self, kind: str) -> timedelta:
+        return self.series_minutes if kind == "series" else self.metric_minutes
+
+
+@dataclass
+class CompactReport:
+    deltas: int = 0
+    events: int = 0
+    hours_folded: int = 0
+    days_folded: int = 0
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def detail(self) -> str:
+        return (
+            f"{self.deltas} delta(s) of {self.events} event(s) compacted, "
+            f"{self.hours_folded} hour(s) and {self.days_folded} day(s) folded"
+        )
+
+
+def compact_round(
+    conn: psycopg.Connection, horizons: Horizons = Horizons()
+) -> CompactReport | None:
+    """One round on an autocommit connection; None when another process holds the lock."""
+    locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK,)).fetchone()
+    if not locked or not locked[0]:
+        return None
+    try:
+        return _round(conn, horizons)
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+
+
+def _marks(conn: psycopg.Connection) -> tuple[datetime, datetime, datetime]:
+    row = conn.execute(sql.query("tier_watermarks")).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def _round(conn: psycopg.Connection, horizons: Horizons) -> CompactReport:
+    report = CompactReport()
+    hours, days, now = _marks(conn)
+    for kind in sql.TIER_KINDS:
+        moved = conn.execute(
+            sql.query("tier_minutes_from"),
+            {"tier": f"{kind}_1m", "horizon": now - horizons.of(kind)},
+        ).fetchone()
+        assert moved is not None
+        step = sql.tier_query("compact_deltas", kind)
+        arguments = {
+            "limit": STEP_LIMIT,
+            "hour_mark": hours,
+            "day_mark": days,
+            "minutes_from": moved[0],
+        }
+        while True:
+            row = conn.execute(step, arguments).fetchone()
+            assert row is not None
+            report.deltas += row[0]
+            if kind == "series":  # (each event is in one delta of each kind)
+                report.events += row[1]
+            if row[0] < STEP_LIMIT:
+                break
+    closed = floor(now - FOLD_GRACE, HOUR)
+    if closed > hours:
+        with conn.transaction():
+            for kind in sql.TIER_KINDS:
+                conn.execute(sql.tier_query("fold_hours", kind), {"start": hours, "end": closed})
+            conn.execute(sql.query("tier_watermark_move"), {"tier": "1h", "mark": closed})
+        report.hours_folded = int((closed - hours) / HOUR)
+        hours = closed
+    whole_days = floor(hours, DAY)
+    if whole_days > days:
+        with conn.transaction():
+            for kind in sql.TIER_KINDS:
+                conn.execute(sql.tier_query("fold_days", kind), {"start": days, "end": whole_days})
+            conn.execute(sql.query("tier_watermark_move"), {"tier": "1d", "mark": whole_days})
+        report.days_folded = int((whole_days - days) / DAY)
+    return report
+
+
+def compact(url: str, horizons: Horizons = Horizons()) -> CompactReport:
+    """One round by hand (`python -m jobs compact`), waiting for a round in flight elsewhere."""
+    with connect_sync(url, "astraeus-compact", autocommit=True) as conn:
+        while True:
+            report = compact_round(conn, horizons)
+            if report is not None:
+                return report
+            time.sleep(0.05)
+
+
+def rebuild(
+    url: str,
+    start: datetime,
+    end: datetime,
+    on_day: Callable[[datetime, datetime, int], None] | None = None,
+) -> int:
+    """Recompute every tier over [start, end) from raw events, a day per transaction (see
+    _analytics.rebuild_tiers); clamped to where raw events begin, since before that the tiers
+    are all that is left. Returns the hourly rows written. Safe to interrupt and re-run."""
+    written = 0
+    with connect_sync(url, "astraeus-rebuild", autocommit=True) as conn:
+        oldest = conn.execute(sql.query("oldest_raw_time")).fetchone()
+        if oldest is None or oldest[0] is None:
+            return 0
+        cursor = max(floor(start, DAY), oldest[0])
+        while cursor < end:
+            step_end = min(floor(cursor, DAY) + DAY, end)
+            # The lock first, then the snapshot: a compactor round in between would leave
+            # this snapshot looking at deltas and tier rows the round has already changed.
+            conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    row = conn.execute(
+                        sql.query("tier_rebuild"), {"start": cursor, "end": step_end}
+                    ).fetchone()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+            rows = int(row[0]) if row and row[0] is not None else 0
+            written += rows
+            if on_day is not None:
+                on_day(cursor, step_end, rows)
+            cursor = step_end
+    return written
+
+
+class Compactor:
+    """The compactor's loop: a round every `every`, until `stop` is set."""
+
+    def __init__(
+        self,
+        url: str,
+        every: timedelta,
+        horizons: Horizons = Horizons(),
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.url = url
+        self.every = every.total_seconds()
+        self.horizons = horizons
+        self.stop = stop or threading.Event()
+        self.rounds = 0
+        self.last: CompactReport | None = None
+
+    def serve(self) -> None:
+        conn: psycopg.Connection | None = None
+        log.info("compactor started: a round every %g s", self.every)
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                try:
+                    if conn is None or conn.closed or conn.broken:
+                        conn = connect_sync(self.url, "astraeus-compact", autocommit=True)
+                    report = compact_round(conn, self.horizons)
+                    if report is not None:
+                        self.rounds += 1
+                        self.last = report
+                        if report.hours_folded or report.days_folded:
+                            log.info("compactor: %s", report.detail)
+                except Exception as exc:  # (an outage, a standby, a schema not migrated yet)
+                    log.warning("compactor round failed: %s", one_line(exc))
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                self.stop.wait(max(0.0, self.every - (time.monotonic() - started)))
+        finally:
+            if conn is not None:
+                conn.close()
+            log.info("compactor stopped")
+
+
+def start_in_thread(compactor: Compactor) -> threading.Thread:
+    thread = threading.Thread(target=compactor.serve, name="astraeus-compactor", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,300 @@
+-- Statements of the rollup tiers (jobs/compact.py; see 0015_rollup_tiers.sql). Parameters are
+-- psycopg's %(name)s. {kind} ({owner}) is series (series_id) or metric (metric_id), filled in
+-- by sql.tier_query from that fixed pair, never from input: one text for both kinds.
+
+-- name: compact_deltas
+-- One compaction step of one kind: takes up to %(limit)s committed deltas (a delta still in
+-- flight is invisible here and stays for the next round), merges them per (minute, owner),
+-- and adds them to the minute tier, to the hourly tier when their hour lies below the hourly
+-- watermark (already folded) and to the daily tier below the daily one. Minutes older than
+-- %(minutes_from)s (the minute tier's horizon) skip the minute tier unless their hour is not
+-- folded yet (the fold reads them). Two levels of GROUP BY and no join (a join of two
+-- aggregates of a just-deleted set is planned from no statistics): each delta's figures
+-- travel with its first key. Returns the deltas and events taken.
+WITH taken AS (
+    DELETE FROM _analytics.{kind}_deltas
+    WHERE id IN (SELECT id FROM _analytics.{kind}_deltas ORDER BY id LIMIT %(limit)s)
+    RETURNING minute, {owner}, count, sum, min, max, keys, counts
+), per_key AS MATERIALIZED (
+    SELECT t.minute, t.{owner}, u.key, sum(u.n)::bigint AS n,
+           sum(t.count) FILTER (WHERE u.ord = 1) AS rows_count,
+           sum(t.sum) FILTER (WHERE u.ord = 1) AS total,
+           min(t.min) FILTER (WHERE u.ord = 1) AS low,
+           max(t.max) FILTER (WHERE u.ord = 1) AS high
+    FROM taken AS t
+    CROSS JOIN LATERAL unnest(t.keys, t.counts) WITH ORDINALITY AS u (key, n, ord)
+    GROUP BY 1, 2, 3
+), minutes AS (
+    INSERT INTO analytics.{kind}_1m AS t (bucket, {owner}, count, sum, min, max, keys,
+                                        counts, k50, k95, k99)
+    SELECT m.*, r.*
+    FROM (
+        SELECT bucket, {owner}, sum(rows_count)::bigint, sum(total), min(low), max(high),
+               array_agg(key ORDER BY key), array_agg(n ORDER BY key)
+        FROM (
+            SELECT minute AS bucket, {owner}, key, sum(n)::bigint AS n,
+                   sum(rows_count) AS rows_count, sum(total) AS total, min(low) AS low,
+                   max(high) AS high
+            FROM per_key WHERE minute >= %(minutes_from)s OR minute >= %(hour_mark)s
+            GROUP BY 1, 2, 3
+        ) AS regrouped
+        GROUP BY 1, 2
+    ) AS m (bucket, {owner}, count, sum, min, max, keys, counts)
+    CROSS JOIN LATERAL analytics.sketch_rank_keys(m.keys, m.counts) AS r
+    ON CONFLICT ({owner}, bucket) DO UPDATE SET
+        count = t.count + excluded.count,
+        sum = t.sum + excluded.sum,
+        min = least(t.min, excluded.min),
+        max = greatest(t.max, excluded.max),
+        (keys, counts, k50, k95, k99) = (
+            SELECT m.keys, m.counts, r.k50, r.k95, r.k99
+            FROM analytics.sketch_add(t.keys, t.counts, excluded.keys, excluded.counts) AS m
+            CROSS JOIN LATERAL analytics.sketch_rank_keys(m.keys, m.counts) AS r)
+), hours AS (
+    INSERT INTO analytics.{kind}_1h AS t (bucket, {owner}, count, sum, min, max, keys,
+                                        counts, k50, k95, k99)
+    SELECT m.*, r.*
+    FROM (
+        SELECT bucket, {owner}, sum(rows_count)::bigint, sum(total), min(low), max(high),
+               array_agg(key ORDER BY key), array_agg(n ORDER BY key)
+        FROM (
+            SELECT time_bucket(INTERVAL '1 hour', minute) AS bucket, {owner}, key, sum(n)::bigint AS n,
+                   sum(rows_count) AS rows_count, sum(total) AS total, min(low) AS low,
+                   max(high) AS high
+            FROM per_key WHERE minute < %(hour_mark)s
+            GROUP BY 1, 2, 3
+        ) AS regrouped
+        GROUP BY 1, 2
+    ) AS m (bucket, {owner}, count, sum, min, max, keys, counts)
+    CROSS JOIN LATERAL analytics.sketch_rank_keys(m.keys, m.counts) AS r
+    ON CONFLICT ({owner}, bucket) DO UPDATE SET
+        count = t.count + excluded.count,
+        sum = t.sum + excluded.sum,
+        min = least(t.min, excluded.min),
+        max = greatest(t.max, excluded.max),
+        (keys, counts, k50, k95, k99) = (
+            SELECT m.keys, m.counts, r.k50, r.k95, r.k99
+            FROM analytics.sketch_add(t.keys, t.counts, excluded.keys, excluded.counts) AS m
+            CROSS JOIN LATERAL analytics.sketch_rank_keys(m.keys, m.counts) AS r)
+), days AS (
+    INSERT INTO analytics.{kind}_1d AS t (bucket, {owner}, count, sum, min, max, keys,
+                                        counts, k50, k95, k99)
+    SELECT m.*, r.*
+    FROM (
+        SELECT bucket, {owner}, sum(rows_count)::bigint, sum(total), min(low), max(high),
+               array_agg(key ORDER BY key), array_agg(n ORDER BY key)
+        FROM (
+            SELECT time_bucket(INTERVAL '1 day', minute) AS bucket, {owner}, key, sum(n)::bigint AS n,
+                   sum(rows_count) AS rows_count, sum(total) AS total, min(low) AS low,
+                   max(high) AS high
+            FROM per_key WHERE minute < %(day_mark)s
+            GROUP BY 1, 2, 3
+        ) AS regrouped
+        GROUP BY 1, 2
+    ) AS m (bucket, {owner}, count, sum, min, max, keys, counts)
+    CROSS JOIN LATERAL analytics.sketch_rank_keys(m.keys, m.counts) AS r
+    ON CONFLICT ({owner}, bucket) DO UPDATE SET
+        count = t.count + excluded.count,
+        sum = t.sum + excluded.sum,
+        min = least(t.min, excluded.min),
+        max = greatest(t.max, excluded.max),
+        (keys, counts, k50, k95, k99) = (
+            SELECT m.keys, m.counts, r.k50, r.k95, r.k99
+            FROM analytics.sketch_add(t.keys, t.counts, excluded.keys, excluded.counts) AS m
+            CROSS JOIN LATERAL analytics.sketch_rank_keys(m.keys, m.counts) AS r)
+)
+SELECT count(*) AS deltas, coalesce(sum(count), 0)::bigint AS events FROM taken;
+
+-- name: fold_hours
+-- The hours [%(start)s, %(end)s) of one kind, from their minute rows into the hourly tier.
+-- Those hours are not folded yet (they lie above the watermark, which moves in the same
+-- transaction), so nothing of theirs is in the hourly tier: a plain INSERT.
+INSERT INTO analytics.{kind}_1h (bucket, {owner}, count, sum, min, max, keys, counts,
+                                      k50, k95, k99)
+SELECT m.*, r.*
+FROM (
+    SELECT bucket, {owner}, sum(rows_count)::bigint, sum(total), min(low), max(high),
+           array_agg(key ORDER BY key), array_agg(n ORDER BY key)
+    FROM (
+        SELECT time_bucket(INTERVAL '1 hour', t.bucket) AS bucket, t.{owner}, u.key,
+               sum(u.n)::bigint AS n,
+               sum(t.count) FILTER (WHERE u.ord = 1) AS rows_count,
+               sum(t.sum) FILTER (WHERE u.ord = 1) AS total,
+               min(t.min) FILTER (WHERE u.ord = 1) AS low,
+               max(t.max) FILTER (WHERE u.ord = 1) AS high
+        FROM analytics.{kind}_1m AS t
+        CROSS JOIN LATERAL unnest(t.keys, t.counts) WITH ORDINALITY AS u (key, n, ord)
+        WHERE t.bucket >= %(start)s AND t.bucket < %(end)s
+        GROUP BY 1, 2, 3
+    ) AS per_key
+    GROUP BY 1, 2
+) AS m (bucket, {owner}, count, sum, min, max, keys, counts)
+CROSS JOIN LATERAL analytics.sketch_rank_keys(m.keys, m.counts) AS r;
+
+-- name: fold_days
+-- The days [%(start)s, %(end)s) of one kind, from their hourly rows into the daily tier; as
+-- fold_hours, those days lie above the daily watermark.
+INSERT INTO analytics.{kind}_1d (bucket, {owner}, count, sum, min, max, keys, counts,
+                                      k50, k95, k99)
+SELECT m.*, r.*
+FROM (
+    SELECT bucket, {owner}, sum(rows_count)::bigint, sum(total), min(low), max(high),
+           array_agg(key ORDER BY key), array_agg(n ORDER BY key)
+    FROM (
+        SELECT time_bucket(INTERVAL '1 day', t.bucket) AS bucket, t.{owner}, u.key,
+               sum(u.n)::bigint AS n,
+               sum(t.count) FILTER (WHERE u.ord = 1) AS rows_count,
+               sum(t.sum) FILTER (WHERE u.ord = 1) AS total,
+               min(t.min) FILTER (WHERE u.ord = 1) AS low,
+               max(t.max) FILTER (WHERE u.ord = 1) AS high
+        FROM analytics.{kind}_1h AS t
+        CROSS JOIN LATERAL unnest(t.keys, t.counts) WITH ORDINALITY AS u (key, n, ord)
+        WHERE t.bucket >= %(start)s AND t.bucket < %(end)s
+        GROUP BY 1, 2, 3
+    ) AS per_key
+    GROUP BY 1, 2
+) AS m (bucket, {owner}, count, sum, min, max, keys, counts)
+CROSS JOIN LATERAL analytics.sketch_rank_keys(m.keys, m.counts) AS r;
+
+-- name: statistics_tiers
+-- Statistics per group over a window from the tiers and the pending deltas (query/plan.py
+-- splits the window; the parts never overlap). $1 the owners read (series ids, or the one
+-- metric id), $2 the group of each (null without group_by); $3..$4 the window, for the
+-- deltas; $5..$6 the days read from the daily tier; $7 the hours from the hourly tier; $8..$9
+-- and $10..$11 the minute ranges. Percentiles merge the sketches of all parts and read the
+-- value at rank ceil(p * n), as percentile_disc does, each clamped to the min and max of the
+-- same rows (a bucket's representative may lie just outside the data): within 1% of the
+-- exact value and never outside [min, max].
+WITH groups AS (
+    SELECT * FROM unnest($1::integer[], $2::text[]) AS g ({owner}, grp)
+), parts AS (
+    SELECT g.grp, t.count, t.sum, t.min, t.max, t.keys, t.counts::bigint[] AS counts
+    FROM analytics.{kind}_1d AS t JOIN groups AS g USING ({owner})
+    WHERE t.{owner} = ANY ($1) AND t.bucket >= $5 AND t.bucket < $6
+    UNION ALL
+    SELECT g.grp, t.count, t.sum, t.min, t.max, t.keys, t.counts::bigint[]
+    FROM analytics.{kind}_1h AS t JOIN groups AS g USING ({owner})
+    WHERE t.{owner} = ANY ($1) AND t.bucket = ANY ($7::timestamptz[])
+    UNION ALL
+    SELECT g.grp, t.count, t.sum, t.min, t.max, t.keys, t.counts::bigint[]
+    FROM analytics.{kind}_1m AS t JOIN groups AS g USING ({owner})
+    WHERE t.{owner} = ANY ($1) AND t.bucket >= $8 AND t.bucket < $9
+    UNION ALL
+    SELECT g.grp, t.count, t.sum, t.min, t.max, t.keys, t.counts::bigint[]
+    FROM analytics.{kind}_1m AS t JOIN groups AS g USING ({owner})
+    WHERE t.{owner} = ANY ($1) AND t.bucket >= $10 AND t.bucket < $11
+    UNION ALL
+    SELECT g.grp, d.count, d.sum, d.min, d.max, d.keys, d.counts::bigint[]
+    FROM _analytics.{kind}_deltas AS d JOIN groups AS g USING ({owner})
+    WHERE d.{owner} = ANY ($1) AND d.minute >= $3 AND d.minute < $4
+), keyed AS (
+    SELECT p.grp, u.key, sum(u.n) AS n
+    FROM parts AS p CROSS JOIN LATERAL unnest(p.keys, p.counts) AS u (key, n)
+    GROUP BY 1, 2
+), ranked AS (
+    SELECT grp, key,
+           sum(n) OVER (PARTITION BY grp ORDER BY key) AS running,
+           sum(n) OVER (PARTITION BY grp) AS total
+    FROM keyed
+), percentiles AS (
+    SELECT grp,
+           analytics.sketch_value(min(key) FILTER (
+               WHERE running >= ceil(0.5::float8 * total::float8))) AS p50,
+           analytics.sketch_value(min(key) FILTER (
+               WHERE running >= ceil(0.95::float8 * total::float8))) AS p95,
+           analytics.sketch_value(min(key) FILTER (
+               WHERE running >= ceil(0.99::float8 * total::float8))) AS p99
+    FROM ranked GROUP BY grp
+), totals AS (
+    SELECT grp, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max
+    FROM parts GROUP BY grp
+)
+SELECT t.grp, t.count, t.sum / nullif(t.count, 0) AS avg, t.sum, t.min, t.max,
+       CASE WHEN p.p50 IS NOT NULL THEN  -- (greatest would turn a missing one into the min)
+           ARRAY[least(greatest(p.p50, t.min), t.max), least(greatest(p.p95, t.min), t.max),
+                 least(greatest(p.p99, t.min), t.max)]
+       END AS percentiles
+FROM totals AS t
+LEFT JOIN percentiles AS p ON p.grp IS NOT DISTINCT FROM t.grp
+WHERE t.count > 0
+ORDER BY t.grp;
+
+-- name: timeseries_tiers
+-- Figures per output bucket of width $12 over the window [$3, $4), from the parts of
+-- statistics_tiers ($1..$11 as there). The width is a whole multiple of every tier row read
+-- (query/plan.py reads no row wider than a bucket), so each row falls into exactly one output
+-- bucket. Empty buckets come back with count 0 (gap filling). With $13, one of 0.5, 0.95 and
+-- 0.99, each bucket also has that percentile, clamped to the bucket's min and max: a bucket
+-- made of one tier row alone (a time series at the tier's own width) takes it from the row's
+-- rank keys (k50, k95, k99, the same rule); the others merge the sketches of their rows.
+-- Without $13 (null) no sketch is read.
+WITH groups AS (
+    SELECT * FROM unnest($1::integer[], $2::text[]) AS g ({owner}, grp)
+), parts AS (
+    SELECT g.grp, time_bucket($12::text::interval, t.bucket) AS bucket, t.count, t.sum,
+           t.min, t.max, t.keys, t.counts::bigint[] AS counts,
+           CASE $13::float8 WHEN 0.5 THEN t.k50 WHEN 0.95 THEN t.k95 WHEN 0.99 THEN t.k99
+           END AS rank_key
+    FROM analytics.{kind}_1d AS t JOIN groups AS g USING ({owner})
+    WHERE t.{owner} = ANY ($1) AND t.bucket >= $5 AND t.bucket < $6
+    UNION ALL
+    SELECT g.grp, time_bucket($12::text::interval, t.bucket), t.count, t.sum, t.min, t.max,
+           t.keys, t.counts::bigint[],
+           CASE $13::float8 WHEN 0.5 THEN t.k50 WHEN 0.95 THEN t.k95 WHEN 0.99 THEN t.k99 END
+    FROM analytics.{kind}_1h AS t JOIN groups AS g USING ({owner})
+    WHERE t.{owner} = ANY ($1) AND t.bucket = ANY ($7::timestamptz[])
+    UNION ALL
+    SELECT g.grp, time_bucket($12::text::interval, t.bucket), t.count, t.sum, t.min, t.max,
+           t.keys, t.counts::bigint[],
+           CASE $13::float8 WHEN 0.5 THEN t.k50 WHEN 0.95 THEN t.k95 WHEN 0.99 THEN t.k99 END
+    FROM analytics.{kind}_1m AS t JOIN groups AS g USING ({owner})
+    WHERE t.{owner} = ANY ($1) AND t.bucket >= $8 AND t.bucket < $9
+    UNION ALL
+    SELECT g.grp, time_bucket($12::text::interval, t.bucket), t.count, t.sum, t.min, t.max,
+           t.keys, t.counts::bigint[],
+           CASE $13::float8 WHEN 0.5 THEN t.k50 WHEN 0.95 THEN t.k95 WHEN 0.99 THEN t.k99 END
+    FROM analytics.{kind}_1m AS t JOIN groups AS g USING ({owner})
+    WHERE t.{owner} = ANY ($1) AND t.bucket >= $10 AND t.bucket < $11
+    UNION ALL
+    SELECT g.grp, time_bucket($12::text::interval, d.minute), d.count, d.sum, d.min, d.max,
+           d.keys, d.counts::bigint[], NULL
+    FROM _analytics.{kind}_deltas AS d JOIN groups AS g USING ({owner})
+    WHERE d.{owner} = ANY ($1) AND d.minute >= $3 AND d.minute < $4
+), totals AS (
+    SELECT grp, bucket, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min,
+           max(max) AS max,
+           CASE WHEN count(*) = 1 THEN min(rank_key) END AS rank_key
+    FROM parts GROUP BY 1, 2
+), keyed AS (
+    SELECT p.grp, p.bucket, u.key, sum(u.n) AS n
+    FROM parts AS p
+    JOIN totals AS t ON t.grp IS NOT DISTINCT FROM p.grp AND t.bucket = p.bucket
+    CROSS JOIN LATERAL unnest(p.keys, p.counts) AS u (key, n)
+    WHERE $13::float8 IS NOT NULL AND t.rank_key IS NULL
+    GROUP BY 1, 2, 3
+), ranked AS (
+    SELECT grp, bucket, key,
+           sum(n) OVER (PARTITION BY grp, bucket ORDER BY key) AS running,
+           sum(n) OVER (PARTITION BY grp, bucket) AS total
+    FROM keyed
+), percentiles AS (
+    SELECT grp, bucket,
+           analytics.sketch_value(min(key) FILTER (
+               WHERE running >= ceil($13::float8 * total::float8))) AS value
+    FROM ranked
+    GROUP BY grp, bucket
+), buckets AS (
+    SELECT generate_series(time_bucket($12::text::interval, $3), $4 - INTERVAL '1 microsecond',
+                           $12::text::interval) AS bucket
+), wanted AS (
+    SELECT grp, bucket FROM (SELECT DISTINCT grp FROM groups) AS gs CROSS JOIN buckets
+)
+SELECT w.grp, w.bucket, coalesce(t.count, 0) AS count, t.sum, t.min, t.max,
+       t.sum / extract(epoch FROM (w.bucket + $12::text::interval) - w.bucket) AS rate,
+       CASE WHEN coalesce(t.rank_key::float8, p.value) IS NOT NULL THEN  -- (greatest skips nulls)
+           least(greatest(coalesce(analytics.sketch_value(t.rank_key), p.value), t.min), t.max)
+       END AS percentile
+FROM wanted AS w
+LEFT JOIN totals AS t ON t.grp IS NOT DISTINCT FROM w.grp AND t.bucket = w.bucket
+LEFT JOIN percentiles AS p ON p.grp IS NOT DISTINCT FROM w.grp AND p.bucket = w.bucket
+ORDER BY w.grp NULLS LAST, w.bucket;
