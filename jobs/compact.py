@@ -23,13 +23,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
 
 import sql
 from jobs.scheduler import lock_key, one_line
+from query.plan import DAY, HOUR, floor
 from service.db import connect_sync
 
 log = logging.getLogger("astraeus.compact")
@@ -39,13 +40,6 @@ STEP_LIMIT = 50_000  # deltas taken per statement
 # An hour is folded this long after it closes: a delta of it committed later still lands in
 # the hourly tier directly (correct either way), but the fold then reads it from its minute.
 FOLD_GRACE = timedelta(minutes=2)
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
-EPOCH = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
-
-
-def floor(moment: datetime, width: timedelta) -> datetime:
-    return EPOCH + ((moment - EPOCH) // width) * width
 
 
 @dataclass(frozen=True)
@@ -66,7 +60,6 @@ class CompactReport:
     events: int = 0
     hours_folded: int = 0
     days_folded: int = 0
-    steps: list[str] = field(default_factory=list)
 
     @property
     def detail(self) -> str:
@@ -122,24 +115,29 @@ def _round(conn: psycopg.Connection, horizons: Horizons) -> CompactReport:
                 break
     closed = floor(now - FOLD_GRACE, HOUR)
     if closed > hours:
-        with conn.transaction():
-            for kind in sql.TIER_KINDS:
-                conn.execute(sql.tier_query("fold_hours", kind), {"start": hours, "end": closed})
-            conn.execute(sql.query("tier_watermark_move"), {"tier": "1h", "mark": closed})
+        _fold(conn, "fold_hours", "1h", hours, closed)
         report.hours_folded = int((closed - hours) / HOUR)
         hours = closed
     whole_days = floor(hours, DAY)
     if whole_days > days:
-        with conn.transaction():
-            for kind in sql.TIER_KINDS:
-                conn.execute(sql.tier_query("fold_days", kind), {"start": days, "end": whole_days})
-            conn.execute(sql.query("tier_watermark_move"), {"tier": "1d", "mark": whole_days})
+        _fold(conn, "fold_days", "1d", days, whole_days)
         report.days_folded = int((whole_days - days) / DAY)
     return report
 
 
+def _fold(
+    conn: psycopg.Connection, statement: str, tier: str, start: datetime, end: datetime
+) -> None:
+    """[start, end) of both kinds into the coarser tier, and its watermark moved to `end`,
+    in one transaction."""
+    with conn.transaction():
+        for kind in sql.TIER_KINDS:
+            conn.execute(sql.tier_query(statement, kind), {"start": start, "end": end})
+        conn.execute(sql.query("tier_watermark_move"), {"tier": tier, "mark": end})
+
+
 def compact(url: str, horizons: Horizons = Horizons()) -> CompactReport:
-    """One round by hand (`python -m jobs compact`), waiting for a round in flight elsewhere."""
+    """One round by hand (`python -m jobs refresh`), waiting for a round in flight elsewhere."""
     with connect_sync(url, "astraeus-compact", autocommit=True) as conn:
         while True:
             report = compact_round(conn, horizons)
@@ -198,8 +196,6 @@ class Compactor:
         self.every = every.total_seconds()
         self.horizons = horizons
         self.stop = stop or threading.Event()
-        self.rounds = 0
-        self.last: CompactReport | None = None
 
     def serve(self) -> None:
         conn: psycopg.Connection | None = None
@@ -211,11 +207,8 @@ class Compactor:
                     if conn is None or conn.closed or conn.broken:
                         conn = connect_sync(self.url, "astraeus-compact", autocommit=True)
                     report = compact_round(conn, self.horizons)
-                    if report is not None:
-                        self.rounds += 1
-                        self.last = report
-                        if report.hours_folded or report.days_folded:
-                            log.info("compactor: %s", report.detail)
+                    if report is not None and (report.hours_folded or report.days_folded):
+                        log.info("compactor: %s", report.detail)
                 except Exception as exc:  # (an outage, a standby, a schema not migrated yet)
                     log.warning("compactor round failed: %s", one_line(exc))
                     if conn is not None:

@@ -89,6 +89,16 @@ async def owners(conn: asyncpg.Connection, metric_id: int, selection: Selection)
     return Owners("series", ids, groups)
 
 
+async def raw_series(
+    conn: asyncpg.Connection, metric_id: int, selection: Selection, read: Owners
+) -> tuple[list[int], list[str | None]]:
+    """The series raw events are read by, with their groups: a whole metric lists them here,
+    for raw reads only."""
+    if read.kind == "series":
+        return read.ids, read.groups
+    return await series(conn, metric_id, selection)
+
+
 async def from_tiers(conn: asyncpg.Connection, read: Owners, parts: Plan) -> list[asyncpg.Record]:
     """Statistics per group from the tiers and the pending deltas (see statistics_tiers)."""
     return list(
@@ -99,15 +109,13 @@ async def from_tiers(conn: asyncpg.Connection, read: Owners, parts: Plan) -> lis
 
 
 async def check_raw_rows(
-    conn: asyncpg.Connection, read: Owners, window: Window, limit: int | None
+    conn: asyncpg.Connection, read: Owners, window: Window, limit: int | None, found: Marks
 ) -> None:
     """Refuse (422) a query that would read more than `limit` raw events; counted on tiers."""
     if limit is None:
         return
     whole = Owners(read.kind, read.ids, [None] * len(read.ids))
-    rows = await from_tiers(
-        conn, whole, plan(window.start, window.end, await marks(conn), read.kind)
-    )
+    rows = await from_tiers(conn, whole, plan(window.start, window.end, found, read.kind))
     count = int(rows[0]["count"]) if rows else 0
     if count > limit:
         raise QueryTooLarge(
@@ -127,17 +135,14 @@ async def statistics(
 ) -> dict[str, Any]:
     found = await metric(conn, name)
     read = await owners(conn, found["id"], selection)
+    found_marks = await marks(conn)
     answered = window
     if exact:
-        await check_raw_rows(conn, read, window, max_raw_rows)
-        ids, groups = (
-            await series(conn, found["id"], selection)
-            if read.kind == "metric"
-            else (read.ids, read.groups)
-        )
+        await check_raw_rows(conn, read, window, max_raw_rows, found_marks)
+        ids, groups = await raw_series(conn, found["id"], selection, read)
         rows = await conn.fetch(sql.query("statistics_raw"), ids, window.start, window.end, groups)
     else:
-        parts = plan(window.start, window.end, await marks(conn), read.kind)
+        parts = plan(window.start, window.end, found_marks, read.kind)
         rows = await from_tiers(conn, read, parts)
         answered = Window(parts.start, parts.end)
     answer: dict[str, Any] = {"metric_name": found["name"]}

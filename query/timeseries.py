@@ -17,7 +17,7 @@ import asyncpg
 import sql
 from query.params import Interval, Window, bad
 from query.plan import DAY, HOUR, MINUTE, covered_by_minutes, plan
-from query.statistics import Selection, check_raw_rows, marks, metric, owners, series
+from query.statistics import Selection, check_raw_rows, marks, metric, owners, raw_series
 
 MAX_POINTS = 10_000
 PERCENTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
@@ -58,17 +58,12 @@ async def time_series(
     ):
         resolution = "raw"  # older than the minute tier keeps: raw events, as many as allowed
     if resolution == "raw":
-        await check_raw_rows(conn, read, window, max_raw_rows)
-        ids, groups = (
-            await series(conn, found["id"], selection)
-            if read.kind == "metric"
-            else (read.ids, read.groups)
-        )
-        # A whole-metric answer has one group (null), as the tiers give it.
+        await check_raw_rows(conn, read, window, max_raw_rows, found_marks)
+        ids, groups = await raw_series(conn, found["id"], selection, read)
         rows = await conn.fetch(
             sql.query("timeseries_raw"),
             ids,
-            [None] * len(ids) if read.kind == "metric" else groups,
+            groups,
             window.start,
             window.end,
             width.text,
