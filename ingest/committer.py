@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 import sql
-from ingest import deltas
+from ingest import deltas, offload
 from ingest.budget import ByteBudget, QueueFull, Ticket
 from ingest.idempotency import IdempotencyKeys
 from ingest.pending import Accepted, IdempotencyKey, Pending
@@ -306,8 +306,11 @@ class GroupCommitter:
             )
         else:
             raw = tuple(list(column) for column in zip(*_records(writing), strict=True)) or raw
-        found = deltas.compute(
-            [pending.batch for pending, _ in writing], [ids for _, ids in writing], metric_of
+        batches = [pending.batch for pending, _ in writing]
+        found = (
+            await offload.run(deltas.compute, batches, [ids for _, ids in writing], metric_of)
+            if sum(len(batch) for batch in batches) >= offload.EVENTS
+            else deltas.compute(batches, [ids for _, ids in writing], metric_of)
         )
         await conn.execute(
             sql.query("record_group"),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.routing import Route
 
+from ingest import offload
 from ingest.budget import Ticket
 from ingest.committer import GroupCommitter
 from ingest.pending import IdempotencyKey
@@ -44,7 +45,12 @@ async def _store(request: Request, events: list[MetricEvent], body: bytes, singl
         if previous is not None:
             return JSON(previous.body())
     try:
-        batch = validate(events, datetime.now(UTC), state.settings.ingest, state.tagsets)
+        checking = (events, datetime.now(UTC), state.settings.ingest, state.tagsets)
+        batch = (
+            await offload.run(validate, *checking)
+            if len(events) >= offload.EVENTS
+            else validate(*checking)
+        )
         outcome = await committer.submit(batch, key)
     except ValidationFailed as refused:
         raise refused.for_single_item() if single else refused from None
@@ -74,7 +80,9 @@ async def batch(request: Request) -> JSON:
     with admit(request) as ticket:
         body = await read_body(request, request.app.state.settings.ingest.max_body_bytes)
         ticket.resize(len(body))
-        events = decode_json_batch(body) if media_type == JSON_TYPE else decode_ndjson(body)
+        decode = decode_json_batch if media_type == JSON_TYPE else decode_ndjson
+        big = len(body) >= offload.BODY_BYTES
+        events = await offload.run(decode, body) if big else decode(body)
         return await _store(request, events, body, single=False)
 
 

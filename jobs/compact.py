@@ -3,11 +3,19 @@
 Every group commit writes its partial aggregates ("deltas", ingest/deltas.py) with its rows.
 A round of the compactor, holding its advisory lock (one compactor at a time across replicas):
 
-1. takes the committed deltas of each kind (series, metric), a step of at most STEP_LIMIT at a
-   time, each step one statement and so one transaction (compact_deltas): merged into the
+1. takes the committed deltas of each kind due (series, metric), a step of at most STEP_LIMIT
+   at a time, each step one statement and so one transaction (compact_deltas): merged into the
    minute tier, and straight into the hourly and daily tiers for hours and days already folded;
 2. folds every hour that closed FOLD_GRACE ago from its minute rows into the hourly tier, and
    every whole folded day into the daily tier, moving the watermarks in the same transaction.
+
+The metric deltas are taken every round (`COMPACT_EVERY_MS`, 1 s), the series deltas every
+`COMPACT_SERIES_EVERY_MS` (10 s). A minute row is rewritten whole (its sketch merged, its rank
+keys recomputed) each time deltas reach it: per round, that is one row per metric but one per
+series written to, so at 1,000 busy series merging every second cost the database more than
+half a core, and every tenth second costs a tenth of that. Pending series deltas are cheap to
+read (a query reads those of its own series, by index, a few keys each); pending metric deltas
+carry the sketch of a whole group commit, and whole-metric queries read them all.
 
 Queries add the deltas still pending to the tiers (one statement, one snapshot), so a delta is
 counted exactly once whether a round has taken it or not, and a stopped compactor makes
@@ -70,14 +78,17 @@ class CompactReport:
 
 
 def compact_round(
-    conn: psycopg.Connection, horizons: Horizons = Horizons()
+    conn: psycopg.Connection,
+    horizons: Horizons = Horizons(),
+    kinds: tuple[str, ...] = sql.TIER_KINDS,
 ) -> CompactReport | None:
-    """One round on an autocommit connection; None when another process holds the lock."""
+    """One round on an autocommit connection, taking the deltas of `kinds`; None when another
+    process holds the lock."""
     locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK,)).fetchone()
     if not locked or not locked[0]:
         return None
     try:
-        return _round(conn, horizons)
+        return _round(conn, horizons, kinds)
     finally:
         with contextlib.suppress(psycopg.Error):
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
@@ -89,10 +100,11 @@ def _marks(conn: psycopg.Connection) -> tuple[datetime, datetime, datetime]:
     return row[0], row[1], row[2]
 
 
-def _round(conn: psycopg.Connection, horizons: Horizons) -> CompactReport:
+def _round(conn: psycopg.Connection, horizons: Horizons, kinds: tuple[str, ...]) -> CompactReport:
     report = CompactReport()
     hours, days, now = _marks(conn)
-    for kind in sql.TIER_KINDS:
+    taken = dict.fromkeys(kinds, 0)
+    for kind in kinds:
         moved = conn.execute(
             sql.query("tier_minutes_from"),
             {"tier": f"{kind}_1m", "horizon": now - horizons.of(kind)},
@@ -109,10 +121,10 @@ def _round(conn: psycopg.Connection, horizons: Horizons) -> CompactReport:
             row = conn.execute(step, arguments).fetchone()
             assert row is not None
             report.deltas += row[0]
-            if kind == "series":  # (each event is in one delta of each kind)
-                report.events += row[1]
+            taken[kind] += row[1]
             if row[0] < STEP_LIMIT:
                 break
+    report.events = max(taken.values(), default=0)  # (each event is in a delta of each kind)
     closed = floor(now - FOLD_GRACE, HOUR)
     if closed > hours:
         _fold(conn, "fold_hours", "1h", hours, closed)
@@ -191,22 +203,36 @@ class Compactor:
         every: timedelta,
         horizons: Horizons = Horizons(),
         stop: threading.Event | None = None,
+        series_every: timedelta | None = None,
     ) -> None:
         self.url = url
         self.every = every.total_seconds()
+        self.series_every = (series_every or every).total_seconds()
         self.horizons = horizons
         self.stop = stop or threading.Event()
+        self._series_due = 0.0  # (monotonic) when the series deltas are taken next
+
+    def kinds(self, now: float) -> tuple[str, ...]:
+        """The kinds of deltas a round starting at `now` takes."""
+        if now < self._series_due:
+            return ("metric",)
+        self._series_due = now + self.series_every
+        return sql.TIER_KINDS
 
     def serve(self) -> None:
         conn: psycopg.Connection | None = None
-        log.info("compactor started: a round every %g s", self.every)
+        log.info(
+            "compactor started: a round every %g s, series deltas every %g s",
+            self.every,
+            self.series_every,
+        )
         try:
             while not self.stop.is_set():
                 started = time.monotonic()
                 try:
                     if conn is None or conn.closed or conn.broken:
                         conn = connect_sync(self.url, "astraeus-compact", autocommit=True)
-                    report = compact_round(conn, self.horizons)
+                    report = compact_round(conn, self.horizons, self.kinds(started))
                     if report is not None and (report.hours_folded or report.days_folded):
                         log.info("compactor: %s", report.detail)
                 except Exception as exc:  # (an outage, a standby, a schema not migrated yet)

@@ -27,7 +27,11 @@ def horizons(settings: Settings) -> Horizons:
 def compactor(url: str, settings: Settings, stop: threading.Event) -> Compactor:
     """The compactor loop the scheduler's host runs beside the periodic jobs."""
     return Compactor(
-        url, timedelta(milliseconds=settings.compact_every_ms), horizons(settings), stop
+        url,
+        timedelta(milliseconds=settings.compact_every_ms),
+        horizons(settings),
+        stop,
+        series_every=timedelta(milliseconds=settings.compact_series_every_ms),
     )
 
 

@@ -65,10 +65,12 @@ def figures(row: asyncpg.Record | None) -> dict[str, Any]:
     }
 
 
-async def marks(conn: asyncpg.Connection) -> Marks:
-    row = await conn.fetchrow(sql.query("tier_marks"))
-    assert row is not None
-    return Marks(
+async def metric_and_marks(conn: asyncpg.Connection, name: str) -> tuple[asyncpg.Record, Marks]:
+    """A metric (404 when unknown) and the tier watermarks a query plans by, read together."""
+    row = await conn.fetchrow(sql.query("metric_with_marks"), name)
+    if row is None:
+        raise NotFound(f"No metric named {name!r} has been recorded.")
+    return row, Marks(
         row["hours"], row["days"], row["series_minutes"], row["metric_minutes"], row["now"]
     )
 
@@ -133,9 +135,8 @@ async def statistics(
     exact: bool,
     max_raw_rows: int | None = None,
 ) -> dict[str, Any]:
-    found = await metric(conn, name)
+    found, found_marks = await metric_and_marks(conn, name)
     read = await owners(conn, found["id"], selection)
-    found_marks = await marks(conn)
     answered = window
     if exact:
         await check_raw_rows(conn, read, window, max_raw_rows, found_marks)

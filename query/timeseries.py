@@ -17,7 +17,7 @@ import asyncpg
 import sql
 from query.params import Interval, Window, bad
 from query.plan import DAY, HOUR, MINUTE, covered_by_minutes, plan
-from query.statistics import Selection, check_raw_rows, marks, metric, owners, raw_series
+from query.statistics import Selection, check_raw_rows, metric_and_marks, owners, raw_series
 
 MAX_POINTS = 10_000
 PERCENTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
@@ -42,7 +42,7 @@ async def time_series(
     agg: str,
     max_raw_rows: int | None = None,
 ) -> dict[str, Any]:
-    found = await metric(conn, name)
+    found, found_marks = await metric_and_marks(conn, name)
     if agg == "rate" and found["metric_type"] != "counter":
         raise bad("agg", f"rate applies to counters; {name!r} is a {found['metric_type']}")
     if (window.end - window.start) / width.approx > MAX_POINTS:
@@ -50,7 +50,6 @@ async def time_series(
             "interval", f"more than {MAX_POINTS} buckets: widen the interval or narrow the window"
         )
     read = await owners(conn, found["id"], selection)
-    found_marks = await marks(conn)
     coarsest = {"1d": DAY, "1h": HOUR, "1m": MINUTE}[width.resolution]
     resolution = width.resolution
     if coarsest == MINUTE and not covered_by_minutes(

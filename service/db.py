@@ -161,10 +161,23 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
         return await asyncpg.connect(*args, server_settings=settings, **kwargs)
 
 
+class ApiConnection(asyncpg.Connection):  # type: ignore[misc]
+    """The API's pooled connections: given back to the pool without a reset statement.
+
+    asyncpg's reset (advisory locks, cursors, LISTEN, session settings) is one more round
+    trip on every request, awaited before the answer leaves. Nothing on these connections
+    takes a session-level lock, cursor, listener or setting (the jobs, which do, connect with
+    psycopg), and a transaction left open is still rolled back on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.require_database_url(),
         connect=_connect,
+        connection_class=ApiConnection,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.db_connect_timeout_s,

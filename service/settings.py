@@ -143,7 +143,16 @@ SETTINGS: tuple[Setting[Any], ...] = (
         "COMPACT_EVERY_MS",
         1000,
         "Milliseconds between rounds of the compactor, which merges what ingest committed into "
-        "the rollup tiers (queries see it at once either way).",
+        "the rollup tiers (queries see it at once either way). Each round takes the per-metric "
+        "deltas (read by whole-metric queries).",
+        _positive_int,
+    ),
+    Setting(
+        "COMPACT_SERIES_EVERY_MS",
+        10_000,
+        "Milliseconds between the compactor's merges of the per-series deltas (a query reads the "
+        "pending ones of its own series); less often costs the database less, since a series' "
+        "minute row is rewritten at each merge that reaches it.",
         _positive_int,
     ),
     Setting(
@@ -377,6 +386,7 @@ class Settings:
     log_format: str
     run_scheduler: bool
     compact_every_ms: int
+    compact_series_every_ms: int
     schedule_track_s: int
     dashboard_cache_s: int
     auth_disabled: bool

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from jobs import retention
-from jobs.compact import compact, rebuild
+from jobs.compact import Compactor, compact, rebuild, start_in_thread
 
 BATCH = "/api/v1/analytics/metrics/batch"
 TIERS = ("series_1m", "series_1h", "series_1d", "metric_1m", "metric_1h", "metric_1d")
@@ -122,6 +123,42 @@ def test_an_acknowledged_event_counts_at_once_and_the_same_once_compacted(
     exact = statistics(client, "m1", hours=1, exact="true")
     assert exact["count"] == before["count"]
     assert before["min"] <= before["p50"] <= before["p95"] <= before["p99"] <= before["max"]
+
+
+def test_the_loop_merges_metric_deltas_every_round_and_series_deltas_less_often(
+    client: TestClient, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    def pending(kind: str) -> int:
+        row = db.execute(f"SELECT count(*) FROM _analytics.{kind}_deltas").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    stop = threading.Event()
+    loop = Compactor(
+        db_url, timedelta(milliseconds=50), stop=stop, series_every=timedelta(hours=1)
+    )
+    thread = start_in_thread(loop)  # its first round takes both kinds; then metrics only
+    try:
+        deadline = time.monotonic() + 10
+        while (pending("series") or pending("metric")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        post(client, events(random.Random(3), 300, datetime.now(UTC), 600))
+        while pending("metric") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pending("metric") == 0
+        assert pending("series") > 0  # waiting for its own, longer interval
+        whole = statistics(client, "m1", hours=1)
+        groups = statistics(client, "m1", hours=1, group_by="pod")["groups"]
+        assert sum(g["count"] for g in groups) == whole["count"] > 0
+    finally:
+        stop.set()
+        thread.join()
+    compact(db_url)
+    assert pending("series") == 0
+    after = statistics(client, "m1", hours=1, group_by="pod")["groups"]
+    assert [(g["value"], g["count"], g["p95"]) for g in after] == [
+        (g["value"], g["count"], g["p95"]) for g in groups
+    ]
 
 
 def test_ingest_during_compaction_counts_every_event_once(
@@ -254,3 +291,38 @@ def test_a_bucket_of_one_tier_row_takes_its_percentile_from_the_row_as_a_merge_w
                 end=(minute + timedelta(minutes=1)).isoformat(),
             )
             assert point["value"] == merged[agg], (agg, point["time"])
+
+
+def test_a_minute_with_pending_deltas_merges_its_row_in_a_time_series(
+    client: TestClient, db_url: str
+) -> None:
+    """A time series at the tier's width reads a row's sketch only where deltas are pending:
+    the minutes with late deltas on top of their compacted row answer the merged percentile,
+    the others their row's own, and every figure is what the same minute answers once
+    compacted."""
+    now = datetime.now(UTC)
+    first = events(random.Random(21), 2000, now - timedelta(minutes=30), 600)
+    post(client, first)
+    compact(db_url)
+    late = events(random.Random(22), 400, now - timedelta(minutes=30), 120)  # a few minutes
+    post(client, late)
+    window = {
+        "start": (now - timedelta(minutes=45)).isoformat(),
+        "end": (now - timedelta(minutes=25)).isoformat(),
+    }
+
+    def points(agg: str) -> dict[str, float | None]:
+        series = client.get(
+            "/api/v1/analytics/metrics/m0/time-series",
+            params={**window, "interval": "1m", "agg": agg},
+        ).json()
+        assert series["resolution"] == "1m"
+        return {p["time"]: p["value"] for p in series["points"]}
+
+    pending = {agg: points(agg) for agg in ("p50", "p95", "p99", "max", "count")}
+    compact(db_url)
+    for agg, before in pending.items():
+        assert before == points(agg), agg
+    assert sum(pending["count"].values()) == sum(  # type: ignore[arg-type]
+        1 for e in first + late if e["metric_name"] == "m0"
+    )

@@ -93,11 +93,18 @@ WHERE $1::text IS NULL OR job = $1
 ORDER BY started_at DESC, id DESC
 LIMIT $2;
 
--- name: tier_marks
--- Where each tier is complete (see query/plan.py), and the database's clock.
-SELECT max(mark) FILTER (WHERE tier = '1h') AS hours,
-       max(mark) FILTER (WHERE tier = '1d') AS days,
-       max(mark) FILTER (WHERE tier = 'series_1m') AS series_minutes,
-       max(mark) FILTER (WHERE tier = 'metric_1m') AS metric_minutes,
-       now() AS now
-FROM _analytics.tier_watermarks;
+-- name: metric_with_marks
+-- A metric by name (no row when there is none) with where each tier is complete (see
+-- query/plan.py) and the database's clock: what a statistics or time-series query plans by,
+-- in one round trip.
+SELECT m.id, m.name, m.metric_type::text AS metric_type, m.unit, w.*
+FROM analytics.metrics AS m
+CROSS JOIN (
+    SELECT max(mark) FILTER (WHERE tier = '1h') AS hours,
+           max(mark) FILTER (WHERE tier = '1d') AS days,
+           max(mark) FILTER (WHERE tier = 'series_1m') AS series_minutes,
+           max(mark) FILTER (WHERE tier = 'metric_1m') AS metric_minutes,
+           now() AS now
+    FROM _analytics.tier_watermarks
+) AS w
+WHERE m.name = $1;

@@ -10,7 +10,9 @@
 -- %(minutes_from)s (the minute tier's horizon) skip the minute tier unless their hour is not
 -- folded yet (the fold reads them). Two levels of GROUP BY and no join (a join of two
 -- aggregates of a just-deleted set is planned from no statistics): each delta's figures
--- travel with its first key. Returns the deltas and events taken.
+-- travel with its first key. (unnest(keys, counts) in FROM here, not in the select list as
+-- the read queries have it: planned for a thousand keys a delta, that form made a step of
+-- 50,000 series deltas three times slower.) Returns the deltas and events taken.
 WITH taken AS (
     DELETE FROM _analytics.{kind}_deltas
     WHERE id IN (SELECT id FROM _analytics.{kind}_deltas ORDER BY id LIMIT %(limit)s)
@@ -187,9 +189,10 @@ WITH groups AS (
     SELECT g.grp, d.count, d.sum, d.min, d.max, d.keys, d.counts::bigint[]
     FROM _analytics.{kind}_deltas AS d JOIN groups AS g USING ({owner})
     WHERE d.{owner} = ANY ($1) AND d.minute >= $3 AND d.minute < $4
-), keyed AS (
-    SELECT p.grp, u.key, sum(u.n) AS n
-    FROM parts AS p CROSS JOIN LATERAL unnest(p.keys, p.counts) AS u (key, n)
+), keyed AS (  -- (unnest in the select list runs the two arrays in step, without the
+               --  tuple store that unnest(a, b) in FROM fills for every row)
+    SELECT grp, key, sum(n) AS n
+    FROM (SELECT grp, unnest(keys) AS key, unnest(counts) AS n FROM parts) AS u
     GROUP BY 1, 2
 ), ranked AS (
     SELECT grp, key,
@@ -227,33 +230,62 @@ ORDER BY t.grp;
 -- 0.99, each bucket also has that percentile, clamped to the bucket's min and max: a bucket
 -- made of one tier row alone (a time series at the tier's own width) takes it from the row's
 -- rank keys (k50, k95, k99, the same rule); the others merge the sketches of their rows.
--- Without $13 (null) no sketch is read.
+-- A tier row's sketch is read only when it may have to merge: when the row is narrower than
+-- the bucket, or when a pending delta falls into its bucket (`merging`); so a time series at
+-- a tier's own width reads the arrays of the newest bucket or two, not of every row. Without
+-- $13 (null) no sketch is read.
 WITH groups AS (
     SELECT * FROM unnest($1::integer[], $2::text[]) AS g ({owner}, grp)
+), merging AS (  -- the buckets that pending deltas fall into
+    SELECT coalesce(array_agg(DISTINCT time_bucket($12::text::interval, d.minute)), '{{}}')
+           AS buckets
+    FROM _analytics.{kind}_deltas AS d
+    WHERE $13::float8 IS NOT NULL AND d.{owner} = ANY ($1) AND d.minute >= $3 AND d.minute < $4
 ), parts AS (
     SELECT g.grp, time_bucket($12::text::interval, t.bucket) AS bucket, t.count, t.sum,
-           t.min, t.max, t.keys, t.counts::bigint[] AS counts,
+           t.min, t.max,
+           CASE WHEN $13::float8 IS NOT NULL AND ($12::text::interval > INTERVAL '1 day'
+                     OR time_bucket($12::text::interval, t.bucket) = ANY (m.buckets))
+                THEN t.keys END AS keys,
+           CASE WHEN $13::float8 IS NOT NULL AND ($12::text::interval > INTERVAL '1 day'
+                     OR time_bucket($12::text::interval, t.bucket) = ANY (m.buckets))
+                THEN t.counts::bigint[] END AS counts,
            CASE $13::float8 WHEN 0.5 THEN t.k50 WHEN 0.95 THEN t.k95 WHEN 0.99 THEN t.k99
            END AS rank_key
-    FROM analytics.{kind}_1d AS t JOIN groups AS g USING ({owner})
+    FROM analytics.{kind}_1d AS t JOIN groups AS g USING ({owner}) CROSS JOIN merging AS m
     WHERE t.{owner} = ANY ($1) AND t.bucket >= $5 AND t.bucket < $6
     UNION ALL
     SELECT g.grp, time_bucket($12::text::interval, t.bucket), t.count, t.sum, t.min, t.max,
-           t.keys, t.counts::bigint[],
+           CASE WHEN $13::float8 IS NOT NULL AND ($12::text::interval > INTERVAL '1 hour'
+                     OR time_bucket($12::text::interval, t.bucket) = ANY (m.buckets))
+                THEN t.keys END,
+           CASE WHEN $13::float8 IS NOT NULL AND ($12::text::interval > INTERVAL '1 hour'
+                     OR time_bucket($12::text::interval, t.bucket) = ANY (m.buckets))
+                THEN t.counts::bigint[] END,
            CASE $13::float8 WHEN 0.5 THEN t.k50 WHEN 0.95 THEN t.k95 WHEN 0.99 THEN t.k99 END
-    FROM analytics.{kind}_1h AS t JOIN groups AS g USING ({owner})
+    FROM analytics.{kind}_1h AS t JOIN groups AS g USING ({owner}) CROSS JOIN merging AS m
     WHERE t.{owner} = ANY ($1) AND t.bucket = ANY ($7::timestamptz[])
     UNION ALL
     SELECT g.grp, time_bucket($12::text::interval, t.bucket), t.count, t.sum, t.min, t.max,
-           t.keys, t.counts::bigint[],
+           CASE WHEN $13::float8 IS NOT NULL AND ($12::text::interval > INTERVAL '1 minute'
+                     OR time_bucket($12::text::interval, t.bucket) = ANY (m.buckets))
+                THEN t.keys END,
+           CASE WHEN $13::float8 IS NOT NULL AND ($12::text::interval > INTERVAL '1 minute'
+                     OR time_bucket($12::text::interval, t.bucket) = ANY (m.buckets))
+                THEN t.counts::bigint[] END,
            CASE $13::float8 WHEN 0.5 THEN t.k50 WHEN 0.95 THEN t.k95 WHEN 0.99 THEN t.k99 END
-    FROM analytics.{kind}_1m AS t JOIN groups AS g USING ({owner})
+    FROM analytics.{kind}_1m AS t JOIN groups AS g USING ({owner}) CROSS JOIN merging AS m
     WHERE t.{owner} = ANY ($1) AND t.bucket >= $8 AND t.bucket < $9
     UNION ALL
     SELECT g.grp, time_bucket($12::text::interval, t.bucket), t.count, t.sum, t.min, t.max,
-           t.keys, t.counts::bigint[],
+           CASE WHEN $13::float8 IS NOT NULL AND ($12::text::interval > INTERVAL '1 minute'
+                     OR time_bucket($12::text::interval, t.bucket) = ANY (m.buckets))
+                THEN t.keys END,
+           CASE WHEN $13::float8 IS NOT NULL AND ($12::text::interval > INTERVAL '1 minute'
+                     OR time_bucket($12::text::interval, t.bucket) = ANY (m.buckets))
+                THEN t.counts::bigint[] END,
            CASE $13::float8 WHEN 0.5 THEN t.k50 WHEN 0.95 THEN t.k95 WHEN 0.99 THEN t.k99 END
-    FROM analytics.{kind}_1m AS t JOIN groups AS g USING ({owner})
+    FROM analytics.{kind}_1m AS t JOIN groups AS g USING ({owner}) CROSS JOIN merging AS m
     WHERE t.{owner} = ANY ($1) AND t.bucket >= $10 AND t.bucket < $11
     UNION ALL
     SELECT g.grp, time_bucket($12::text::interval, d.minute), d.count, d.sum, d.min, d.max,
@@ -266,11 +298,13 @@ WITH groups AS (
            CASE WHEN count(*) = 1 THEN min(rank_key) END AS rank_key
     FROM parts GROUP BY 1, 2
 ), keyed AS (
-    SELECT p.grp, p.bucket, u.key, sum(u.n) AS n
-    FROM parts AS p
-    JOIN totals AS t ON t.grp IS NOT DISTINCT FROM p.grp AND t.bucket = p.bucket
-    CROSS JOIN LATERAL unnest(p.keys, p.counts) AS u (key, n)
-    WHERE $13::float8 IS NOT NULL AND t.rank_key IS NULL
+    SELECT grp, bucket, key, sum(n) AS n
+    FROM (
+        SELECT p.grp, p.bucket, unnest(p.keys) AS key, unnest(p.counts) AS n
+        FROM parts AS p
+        JOIN totals AS t ON t.grp IS NOT DISTINCT FROM p.grp AND t.bucket = p.bucket
+        WHERE p.keys IS NOT NULL AND t.rank_key IS NULL
+    ) AS u
     GROUP BY 1, 2, 3
 ), ranked AS (
     SELECT grp, bucket, key,
