@@ -30,7 +30,7 @@ test: install
 
 ## make bench: ingest benchmark (raw COPY vs our HTTP paths), figures printed and saved as JSON
 bench: install
-	bin/ensure-wrk
+	bin/ensure-tools
 	bin/with-database $(BIN)/python -m bench $(BENCH_ARGS)
 
 ## make db: start the local TimescaleDB in the background and print its DATABASE_URL

@@ -24,10 +24,23 @@ import httpx2
 import psycopg
 from psycopg import sql as pgsql
 
-from bench import HEADERS, alerts, analytics, durable, health, ingest, load, overload, queries
+from bench import (
+    HEADERS,
+    alerts,
+    analytics,
+    durable,
+    health,
+    ingest,
+    load,
+    overload,
+    queries,
+    storage,
+)
 from bench import record as record_path
 from jobs import keys
 from jobs.migrate import migrate
+from jobs.periodic import retention_policy
+from service.settings import load as load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -185,6 +198,23 @@ def run_load(url: str, seconds: float, history_events: int) -> dict[str, object]
         server.stop()
 
 
+@contextlib.contextmanager
+def api_server(url: str) -> Iterator[str]:
+    server = Server(url)
+    try:
+        yield server.base
+    finally:
+        server.stop()
+
+
+def run_storage(server_url: str) -> dict[str, object]:
+    """Bytes per event, ours and a local VictoriaMetrics', and 24-hour queries on both."""
+    policy = retention_policy(load_settings({"DATABASE_URL": server_url}))
+    return storage.run(
+        lambda name: scratch_database(server_url, f"storage_{name}"), api_server, policy
+    )
+
+
 def run_range_refresh(url: str, events: int) -> dict[str, object]:
     server = Server(url, RUN_SCHEDULER="false")  # no compactor: the suite runs it by hand
     try:
@@ -214,6 +244,7 @@ def main() -> None:
             "load",
             "queries",
             "refresh",
+            "storage",
             "analytics",
             "alerts",
             "health",
@@ -320,6 +351,13 @@ def main() -> None:
         with scratch_database(server_url, "refresh") as url:
             results["refresh"] = run_range_refresh(url, args.refresh_events)
         print("target: 30-day statistics after a rebuild as fast as after a compactor round")
+    if args.only in (None, "storage"):
+        print("== storage and short ranges ==", flush=True)
+        results["storage"] = run_storage(server_url)
+        print(
+            "targets: rollups <= 20% of raw on both editions, total <= 3x VictoriaMetrics on the "
+            "Community edition; 24-hour statistics no slower than VictoriaMetrics'"
+        )
     if args.only in (None, "analytics"):
         print("== analytics ==", flush=True)
         with scratch_database(server_url, "analytics") as url:

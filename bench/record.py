@@ -37,7 +37,7 @@ SEED_EXAMPLE = (
     '{"metric_name": "api.response_time", "value": 125.5, "metric_type": "timer", '
     '"unit": "ms", "tags": {"endpoint": "/api/agents", "method": "GET"}}'
 )
-INSTALL_HINT = "wrk is not installed: `apt-get install -y wrk` (Debian, Ubuntu) or bin/ensure-wrk"
+INSTALL_HINT = "wrk is not installed: `apt-get install -y wrk` (Debian, Ubuntu) or bin/ensure-tools"
 
 # `done` prints what the summary lacks (p99.9, errors) as key=value lines.
 SCRIPT = """

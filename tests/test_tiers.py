@@ -134,9 +134,7 @@ def test_the_loop_merges_metric_deltas_every_round_and_series_deltas_less_often(
         return int(row[0])
 
     stop = threading.Event()
-    loop = Compactor(
-        db_url, timedelta(milliseconds=50), stop=stop, series_every=timedelta(hours=1)
-    )
+    loop = Compactor(db_url, timedelta(milliseconds=50), stop=stop, series_every=timedelta(hours=1))
     thread = start_in_thread(loop)  # its first round takes both kinds; then metrics only
     try:
         deadline = time.monotonic() + 10
