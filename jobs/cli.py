@@ -254,9 +254,12 @@ def retention_command(database_url: str, days: int | None, dry_run: bool) -> Non
     help="Compress chunks older than this (default: COMPRESS_AFTER_DAYS, 7).",
 )
 def compress_command(database_url: str, after_days: int | None) -> None:
-    """Set up and report compression of raw events (Community edition).
+    """Set the raw events' compression policy and report compression (Community edition).
 
-    On the Apache edition compression does not exist: the command says so and exits 0.
+    The migrations turn compression on for raw events and the hourly and daily tiers; this
+    sets how old a raw chunk is when it is compressed, and lists each relation's policy,
+    chunks and bytes. On the Apache edition compression does not exist: the command says so
+    and exits 0.
     """
     days = after_days or settings().compress_after_days
     with database_errors(database_url):
@@ -268,18 +271,29 @@ def compress_command(database_url: str, after_days: int | None) -> None:
         )
         return
     click.echo(
-        ("compression enabled on analytics.metric_events; " if report.enabled_now else "")
-        + f"policy: compress chunks older than {days} day(s) "
-        f"(job {report.policy.get('job_id')}, every "
-        f"{report.policy.get('schedule_interval')})"
+        ("policy changed; " if report.raw_policy_changed else "")
+        + f"policy: compress chunks older than {days} day(s) of analytics.metric_events"
     )
-    stats = report.stats
-    if stats.get("total_chunks"):
-        click.echo(
-            f"{stats['number_compressed_chunks']} of {stats['total_chunks']} chunk(s) "
-            f"compressed: {stats['before_compression_total_bytes'] or 0:,} -> "
-            f"{stats['after_compression_total_bytes'] or 0:,} bytes"
+    for relation in report.relations:
+        policy = (
+            f"compressed after {_span(relation.compress_after)} (job {relation.job_id}, "
+            f"every {_span(relation.schedule_interval)})"
+            if relation.compress_after is not None
+            else "no policy"
         )
+        click.echo(
+            f"  analytics.{relation.name}: {policy}; {relation.compressed_chunks} of "
+            f"{relation.chunks} chunk(s) compressed, {relation.bytes_before:,} -> "
+            f"{relation.bytes_after:,} bytes"
+        )
+
+
+def _span(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    if value % timedelta(days=1) == timedelta(0):
+        return f"{value.days} day(s)"
+    return f"{value.total_seconds() / 3600:g} hour(s)"
 
 
 @main.command("alerts")

@@ -80,7 +80,7 @@ class CompactReport:
 def compact_round(
     conn: psycopg.Connection,
     horizons: Horizons = Horizons(),
-    kinds: tuple[str, ...] = sql.TIER_KINDS,
+    kinds: tuple[str, ...] = tuple(sql.TIER_KINDS),
 ) -> CompactReport | None:
     """One round on an autocommit connection, taking the deltas of `kinds`; None when another
     process holds the lock."""
@@ -217,7 +217,7 @@ class Compactor:
         if now < self._series_due:
             return ("metric",)
         self._series_due = now + self.series_every
-        return sql.TIER_KINDS
+        return tuple(sql.TIER_KINDS)
 
     def serve(self) -> None:
         conn: psycopg.Connection | None = None

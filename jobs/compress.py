@@ -1,29 +1,42 @@
-"""Compression of raw events, on the Community edition (the Apache edition has none).
+"""Compression, on the Community edition (the Apache edition has none).
 
-Chunks older than COMPRESS_AFTER_DAYS are compressed by TimescaleDB's own policy, segmented by
-series (every query reads whole series over time ranges) and ordered by time. Ingest still
-accepts late events into compressed chunks, and the rollups still read them.
+Migration 0017 turns it on for raw events and the hourly and daily tiers, each with a policy of
+TimescaleDB's own (segmented by series or metric, ordered by time; raw chunks compressed after
+7 days, hourly after 7, daily after 30); late events into compressed chunks are stored and
+counted like any other. `python -m jobs compress` sets the raw events' policy to
+COMPRESS_AFTER_DAYS (or `--after-days`) and reports what each relation holds compressed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
-import psycopg
-
+import sql
 from jobs.migrate import edition
 from service.db import connect_sync
+
+RELATIONS = ("metric_events", "series_1h", "metric_1h", "series_1d", "metric_1d")
+
+
+@dataclass(frozen=True)
+class Relation:
+    name: str
+    compress_after: timedelta | None  # None: no policy
+    job_id: int | None
+    schedule_interval: timedelta | None
+    chunks: int
+    compressed_chunks: int
+    bytes_before: int
+    bytes_after: int
 
 
 @dataclass
 class CompressReport:
     edition: str
     available: bool
-    enabled_now: bool = False
-    policy: dict[str, Any] = field(default_factory=dict)
-    stats: dict[str, Any] = field(default_factory=dict)
+    raw_policy_changed: bool = False
+    relations: list[Relation] = field(default_factory=list)
 
 
 def setup(url: str, after_days: int) -> CompressReport:
@@ -32,32 +45,27 @@ def setup(url: str, after_days: int) -> CompressReport:
         if found != "timescale":
             return CompressReport(found, available=False)
         report = CompressReport(found, available=True)
-        enabled = conn.execute(
-            "SELECT compression_enabled FROM timescaledb_information.hypertables "
-            "WHERE hypertable_schema = 'analytics' AND hypertable_name = 'metric_events'"
-        ).fetchone()
-        if not enabled or not enabled[0]:
-            conn.execute(
-                "ALTER TABLE analytics.metric_events SET (timescaledb.compress, "
-                "timescaledb.compress_segmentby = 'series_id', "
-                "timescaledb.compress_orderby = 'time DESC')"
+        wanted = timedelta(days=after_days)
+        row = conn.execute(sql.query("compression_policy"), {"relation": "metric_events"})
+        current = row.fetchone()
+        if current is None or current[0] != wanted:
+            conn.execute(sql.query("compression_policy_replace"), {"after": wanted})
+            report.raw_policy_changed = True
+        for name in RELATIONS:
+            policy = conn.execute(sql.query("compression_policy"), {"relation": name}).fetchone()
+            stats = conn.execute(
+                sql.query("compression_stats"), {"relation": f"analytics.{name}"}
+            ).fetchone() or (0, 0, 0, 0)  # (no row while the hypertable has no chunk)
+            report.relations.append(
+                Relation(
+                    name,
+                    policy[0] if policy else None,
+                    policy[1] if policy else None,
+                    policy[2] if policy else None,
+                    int(stats[0] or 0),
+                    int(stats[1] or 0),
+                    int(stats[2] or 0),
+                    int(stats[3] or 0),
+                )
             )
-            report.enabled_now = True
-        conn.execute(
-            "SELECT add_compression_policy('analytics.metric_events', compress_after => %s, "
-            "if_not_exists => true)",
-            (timedelta(days=after_days),),
-        )
-        with conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:
-            policy = cursor.execute(
-                "SELECT job_id, schedule_interval, config FROM timescaledb_information.jobs "
-                "WHERE proc_name = 'policy_compression' AND hypertable_name = 'metric_events'"
-            ).fetchone()
-            report.policy = dict(policy or {})
-            stats = cursor.execute(
-                "SELECT total_chunks, number_compressed_chunks, before_compression_total_bytes, "
-                "after_compression_total_bytes "
-                "FROM hypertable_compression_stats('analytics.metric_events')"
-            ).fetchone()
-            report.stats = dict(stats or {})
         return report

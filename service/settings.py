@@ -269,8 +269,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     Setting(
         "COMPRESS_AFTER_DAYS",
         7,
-        "Age after which raw chunks are compressed by `python -m jobs compress`'s policy "
-        "(Community edition).",
+        "Age after which raw chunks are compressed (Community edition): the migrations "
+        "create the policy with 7 days, `python -m jobs compress` sets it to this.",
         _positive_int,
     ),
     Setting(

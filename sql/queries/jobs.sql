@@ -367,3 +367,22 @@ SELECT least(now() - %(series)s::interval,
              max(mark) FILTER (WHERE tier = 'metric_1m'),
              max(mark) FILTER (WHERE tier = '1h')) AS metric
 FROM _analytics.tier_watermarks;
+
+-- name: compression_policy
+-- The compression policy of an analytics hypertable (Community edition): compress_after, the
+-- job and its interval; no row without one.
+SELECT (config ->> 'compress_after')::interval AS compress_after, job_id, schedule_interval
+FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_compression' AND hypertable_schema = 'analytics'
+  AND hypertable_name = %(relation)s;
+
+-- name: compression_policy_replace
+-- The raw events' compression policy, compressing chunks older than %(after)s.
+SELECT remove_compression_policy('analytics.metric_events', if_exists => true),
+       add_compression_policy('analytics.metric_events', compress_after => %(after)s);
+
+-- name: compression_stats
+-- Chunks of a hypertable, those compressed, and the bytes of the latter before and after.
+SELECT total_chunks, number_compressed_chunks, before_compression_total_bytes,
+       after_compression_total_bytes
+FROM hypertable_compression_stats(%(relation)s::regclass);
