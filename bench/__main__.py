@@ -28,6 +28,7 @@ from bench import (
     HEADERS,
     alerts,
     analytics,
+    cardinality,
     durable,
     health,
     ingest,
@@ -245,6 +246,7 @@ def main() -> None:
             "queries",
             "refresh",
             "storage",
+            "cardinality",
             "analytics",
             "alerts",
             "health",
@@ -268,6 +270,12 @@ def main() -> None:
         type=int,
         default=2_000_000,
         help="events of the day before, for the load suite's 24-hour windows (default 2 million)",
+    )
+    parser.add_argument(
+        "--cardinality-series",
+        type=int,
+        default=100_000,
+        help="series of the cardinality suite's metric (default 100,000)",
     )
     parser.add_argument("--events", type=int, default=ingest.Workload.events)
     parser.add_argument("--records", type=int, default=ingest.Workload.records)
@@ -357,6 +365,14 @@ def main() -> None:
         print(
             "targets: rollups <= 20% of raw on both editions, total <= 3x VictoriaMetrics on the "
             "Community edition; 24-hour statistics no slower than VictoriaMetrics'"
+        )
+    if args.only in (None, "cardinality"):
+        print("== cardinality ==", flush=True)
+        with scratch_database(server_url, "cardinality") as url:
+            results["cardinality"] = cardinality.run(url, api_server, args.cardinality_series)
+        print(
+            "targets: whole-metric statistics and the daily time series < 100 ms, one series "
+            "< 50 ms, the tag listing < 100 ms"
         )
     if args.only in (None, "analytics"):
         print("== analytics ==", flush=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-import sql
+from query import catalog
 from query.params import Window
 from query.statistics import Selection, metric, statistics
 from service.errors import NotFound
@@ -36,8 +36,8 @@ async def _values(conn: asyncpg.Connection, name: str, key: str) -> list[str]:
         found = await metric(conn, name)
     except NotFound:
         return []
-    rows = await conn.fetch(sql.query("metric_tags"), found["id"])
-    return [row["value"] for row in rows if row["key"] == key]
+    rows = await catalog.values(conn, found["id"], key, catalog.MOST_VALUES_PER_KEY)
+    return [row["value"] for row in rows]
 
 
 def _breakdown(answer: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:

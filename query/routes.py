@@ -57,9 +57,20 @@ async def metric_list(request: Request) -> JSON:
 
 
 async def metric_tags(request: Request) -> JSON:
-    """GET /api/v1/analytics/metrics/{name}/tags: tag keys and their values."""
+    """GET /api/v1/analytics/metrics/{name}/tags?key=&limit=&after=: tag keys and their
+    values, a page at a time."""
+    query = request.query_params
+    page = catalog.TagPage(
+        key=query.get("key"),
+        limit=params.whole_number(
+            query, "limit", catalog.VALUES_PER_KEY, 1, catalog.MOST_VALUES_PER_KEY
+        ),
+        after=query.get("after"),
+    )
+    if page.after is not None and page.key is None:
+        raise params.bad("after", "needs key: it continues the values of one tag key")
     async with connection(request.app.state.pool) as conn:
-        return JSON(await catalog.tags(conn, request.path_params["name"]))
+        return JSON(await catalog.tags(conn, request.path_params["name"], page))
 
 
 async def performance_summary(request: Request) -> JSON:

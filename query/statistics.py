@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import msgspec
 
 import sql
 from query.params import Window
@@ -40,12 +39,18 @@ async def metric(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
 async def series(
     conn: asyncpg.Connection, metric_id: int, selection: Selection
 ) -> tuple[list[int], list[str | None]]:
-    rows = await conn.fetch(
-        sql.query("metric_series"),
-        metric_id,
-        msgspec.json.encode(selection.filters).decode(),
-        selection.group_by,
-    )
+    if selection.filters:
+        pairs = [(key, value) for key, values in selection.filters.items() for value in values]
+        rows = await conn.fetch(
+            sql.query("metric_series_filtered"),
+            metric_id,
+            [key for key, _ in pairs],
+            [value for _, value in pairs],
+            len(selection.filters),
+            selection.group_by,
+        )
+    else:
+        rows = await conn.fetch(sql.query("metric_series"), metric_id, selection.group_by)
     return [row["id"] for row in rows], [row["grp"] for row in rows]
 
 

@@ -50,10 +50,65 @@ def test_tags_of_a_metric_list_keys_and_values(client: TestClient) -> None:
     assert answer == {
         "metric_name": "m",
         "tags": [
-            {"key": "host", "values": [{"value": "a", "series": 1}, {"value": "b", "series": 1}]},
-            {"key": "region", "values": [{"value": "eu", "series": 2}]},
+            {
+                "key": "host",
+                "values": [{"value": "a", "series": 1}, {"value": "b", "series": 1}],
+                "next": None,
+            },
+            {"key": "region", "values": [{"value": "eu", "series": 2}], "next": None},
         ],
     }
+
+
+def test_a_tag_listing_comes_a_page_at_a_time(client: TestClient) -> None:
+    pods = [f"p{i:02d}" for i in range(25)]
+    client.post(BATCH, json=[ev("m", 1, pod=pod, region="eu") for pod in pods])
+    path = "/api/v1/analytics/metrics/m/tags"
+
+    first = client.get(path, params={"limit": "10"}).json()["tags"]
+    assert [(t["key"], len(t["values"]), t["next"]) for t in first] == [
+        ("pod", 10, "p09"),
+        ("region", 1, None),
+    ]
+    seen = [v["value"] for v in first[0]["values"]]
+    after = first[0]["next"]
+    while after is not None:
+        page = client.get(path, params={"key": "pod", "limit": "10", "after": after}).json()
+        assert [t["key"] for t in page["tags"]] == ["pod"]
+        seen += [v["value"] for v in page["tags"][0]["values"]]
+        after = page["tags"][0]["next"]
+    assert seen == pods
+
+    refused = client.get(path, params={"after": "p09"})
+    assert refused.status_code == 400
+    assert refused.json()["details"][0]["field"] == "after"
+    assert client.get(path, params={"limit": "0"}).status_code == 400
+    assert client.get(path, params={"key": "nope"}).json()["tags"] == []
+
+
+def test_tag_filters_select_series_by_index_and_combine_as_documented(
+    client: TestClient,
+) -> None:
+    client.post(
+        BATCH,
+        json=[
+            ev("m", 1, pod="a", region="eu"),
+            ev("m", 2, pod="b", region="eu"),
+            ev("m", 4, pod="c", region="us"),
+            ev("other", 8, pod="a", region="eu"),
+        ],
+    )
+    path = "/api/v1/analytics/metrics/m/statistics"
+
+    def total(*filters: tuple[str, str]) -> int:
+        answer = client.get(path, params=[("hours", "1"), *filters]).json()
+        return int(answer["sum"] or 0)
+
+    assert total() == 7
+    assert total(("tag.region", "eu")) == 3  # one tag
+    assert total(("tag.pod", "a"), ("tag.pod", "c")) == 5  # OR within a tag
+    assert total(("tag.pod", "a"), ("tag.pod", "c"), ("tag.region", "eu")) == 1  # AND across
+    assert total(("tag.pod", "zzz")) == 0
 
 
 @pytest.mark.parametrize("path", ["statistics", "time-series", "tags"])

@@ -6,6 +6,9 @@ COMMENT ON TABLE analytics.metrics IS
     'One row per metric name; metric_type is fixed by the first event of the metric.';
 COMMENT ON TABLE analytics.series IS
     'A metric with one canonical tag set (jsonb), identified by a compact integer id.';
+COMMENT ON TABLE analytics.series_tags IS
+    'Each series'' tags as rows (metric, key, value, series), kept by a trigger on '
+    'analytics.series: the tag filters and tag listings read it by index.';
 COMMENT ON TABLE analytics.metric_events IS
     'Raw metric events (hypertable, 1-day chunks): time, series id, value.';
 COMMENT ON COLUMN analytics.metric_events.series_id IS 'analytics.series.id (not enforced: '

@@ -379,7 +379,7 @@ WHERE proc_name = 'policy_compression' AND hypertable_schema = 'analytics'
 -- name: compression_policy_replace
 -- The raw events' compression policy, compressing chunks older than %(after)s.
 SELECT remove_compression_policy('analytics.metric_events', if_exists => true),
-       add_compression_policy('analytics.metric_events', compress_after => %(after)s);
+       add_compression_policy('analytics.metric_events', compress_after => %(after)s::interval);
 
 -- name: compression_stats
 -- Chunks of a hypertable, those compressed, and the bytes of the latter before and after.

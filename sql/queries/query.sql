@@ -6,17 +6,33 @@ FROM analytics.metrics
 WHERE name = $1;
 
 -- name: metric_series
--- The series of a metric that pass the tag filters, with the value of the group_by tag.
--- $2 is {"tag": ["value", ...], ...}: every tag named must have one of its values (AND across
--- tags, OR within one). Both filters and the group key are bound values, never SQL.
-SELECT s.id, s.tags ->> $3 AS grp
+-- Every series of a metric, with the value of the group_by tag ($2).
+SELECT s.id, s.tags ->> $2 AS grp
 FROM analytics.series AS s
 WHERE s.metric_id = $1
-  AND NOT EXISTS (
-      SELECT 1
-      FROM jsonb_each($2::jsonb) AS f (tag, allowed)
-      WHERE NOT coalesce(f.allowed ? (s.tags ->> f.tag), false)
-  )
+ORDER BY s.id;
+
+-- name: metric_series_filtered
+-- The series of a metric that pass the tag filters, with the value of the group_by tag ($5).
+-- The filters are ($2[i], $3[i]) pairs of a tag and an allowed value, over $4 distinct tags:
+-- every tag named must have one of its values (AND across tags, OR within one). Each pair is
+-- an index range of series_tags (OFFSET 0 keeps the planner from trading those probes for a
+-- pass over all of the metric's tags), so the cost is that of the series selected, not of
+-- the metric's. Filters and the group key are bound values, never SQL.
+SELECT s.id, s.tags ->> $5 AS grp
+FROM (
+    SELECT t.series_id
+    FROM unnest($2::text[], $3::text[]) AS f (key, value)
+    CROSS JOIN LATERAL (
+        SELECT t.series_id, t.key
+        FROM analytics.series_tags AS t
+        WHERE t.metric_id = $1 AND t.key = f.key AND t.value = f.value
+        OFFSET 0
+    ) AS t
+    GROUP BY t.series_id
+    HAVING count(DISTINCT t.key) = $4
+) AS matched
+JOIN analytics.series AS s ON s.id = matched.series_id
 ORDER BY s.id;
 
 -- name: statistics_raw
@@ -75,14 +91,37 @@ LEFT JOIN analytics.series AS s ON s.metric_id = m.id
 GROUP BY m.id
 ORDER BY m.name;
 
--- name: metric_tags
--- Every tag key of a metric's series with its values and how many series carry each.
-SELECT t.key, t.value, count(*) AS series
-FROM analytics.series AS s
-CROSS JOIN LATERAL jsonb_each_text(s.tags) AS t
-WHERE s.metric_id = $1
-GROUP BY t.key, t.value
-ORDER BY t.key, t.value;
+-- name: metric_tag_keys
+-- A metric's tag keys in order, one index probe each however many series carry them (a loose
+-- scan of series_tags: PostgreSQL 15 has no skip scan).
+WITH RECURSIVE keys AS (
+    (SELECT key FROM analytics.series_tags WHERE metric_id = $1 ORDER BY key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.key FROM analytics.series_tags AS t
+            WHERE t.metric_id = $1 AND t.key > k.key ORDER BY t.key LIMIT 1)
+    FROM keys AS k
+    WHERE k.key IS NOT NULL
+)
+SELECT key FROM keys WHERE key IS NOT NULL;
+
+-- name: metric_tag_values
+-- The first $3 values of one tag key of a metric, in order, each with how many series carry
+-- it (read from the index, stopping after the page).
+SELECT value, count(*) AS series
+FROM analytics.series_tags
+WHERE metric_id = $1 AND key = $2
+GROUP BY value
+ORDER BY value
+LIMIT $3;
+
+-- name: metric_tag_values_after
+-- The next page: the first $3 values after $4.
+SELECT value, count(*) AS series
+FROM analytics.series_tags
+WHERE metric_id = $1 AND key = $2 AND value > $4
+GROUP BY value
+ORDER BY value
+LIMIT $3;
 
 -- name: job_runs_api
 SELECT id, job, started_at, finished_at,
