@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import httpx2
 
-from bench import HEADERS
+from bench import HEADERS, copy_events, new_metric
 from jobs.compact import rebuild
 
 METRIC = "cardinality.latency"
@@ -31,21 +31,7 @@ REPEAT = 20
 async def load(url: str, series: int, end: datetime) -> list[int]:
     conn = await asyncpg.connect(url)
     try:
-        metric_id = await conn.fetchval(
-            "INSERT INTO analytics.metrics (name, metric_type, unit) VALUES ($1, 'timer', 'ms') "
-            "RETURNING id",
-            METRIC,
-        )
-        ids = [
-            row["id"]
-            for row in await conn.fetch(
-                "INSERT INTO analytics.series (metric_id, tags) "
-                "SELECT $1, jsonb_build_object('pod', 'p' || n) FROM generate_series(1, $2) AS n "
-                "RETURNING id",
-                metric_id,
-                series,
-            )
-        ]
+        ids = await new_metric(conn, METRIC, [f'{{"pod": "p{n}"}}' for n in range(1, series + 1)])
         rng = random.Random(3)
         span = DAYS * 86_400
 
@@ -58,12 +44,7 @@ async def load(url: str, series: int, end: datetime) -> list[int]:
                         round(rng.lognormvariate(3.5, 0.8), 3),
                     )
 
-        await conn.copy_records_to_table(
-            "metric_events",
-            schema_name="analytics",
-            columns=("time", "series_id", "value"),
-            records=rows(),
-        )
+        await copy_events(conn, rows())
         return ids
     finally:
         await conn.close()

@@ -29,7 +29,7 @@ import asyncpg
 import httpx2
 import msgspec
 
-from bench import HEADERS
+from bench import HEADERS, copy_events
 from bench.overload import capacity, offered, percentile
 from jobs.compact import rebuild
 
@@ -87,12 +87,7 @@ async def history(url: str, ids: list[int], events: int, end: datetime) -> None:
                     round(rng.lognormvariate(3.5, 0.8), 3),
                 )
 
-        await conn.copy_records_to_table(
-            "metric_events",
-            schema_name="analytics",
-            columns=("time", "series_id", "value"),
-            records=rows(),
-        )
+        await copy_events(conn, rows())
     finally:
         await conn.close()
 

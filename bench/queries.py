@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import httpx2
 
-from bench import HEADERS
+from bench import HEADERS, copy_events, new_metric
 from bench.ingest import http_batches
 from jobs.compact import compact, rebuild
 
@@ -68,33 +68,15 @@ async def load(url: str, count: int, end: datetime) -> tuple[int, float]:
     """Create the metric and its series, then COPY `count` events; returns (series, seconds)."""
     conn = await asyncpg.connect(url)
     try:
-        metric_id = await conn.fetchval(
-            "INSERT INTO analytics.metrics (name, metric_type, unit) VALUES ($1, 'timer', 'ms') "
-            "RETURNING id",
-            METRIC,
-        )
         tags = [
             f'{{"endpoint": "{e}", "region": "{r}", "host": "h{h}"}}'
             for e in ENDPOINTS
             for r in REGIONS
             for h in range(HOSTS)
         ]
-        ids = [
-            row["id"]
-            for row in await conn.fetch(
-                "INSERT INTO analytics.series (metric_id, tags) SELECT $1, t::jsonb "
-                "FROM unnest($2::text[]) AS t RETURNING id",
-                metric_id,
-                tags,
-            )
-        ]
+        ids = await new_metric(conn, METRIC, tags)
         started = time.perf_counter()
-        await conn.copy_records_to_table(
-            "metric_events",
-            schema_name="analytics",
-            columns=("time", "series_id", "value"),
-            records=_rows(ids, count, end),
-        )
+        await copy_events(conn, _rows(ids, count, end))
         elapsed = time.perf_counter() - started
         await conn.execute("ANALYZE analytics.metric_events")
         return len(ids), elapsed

@@ -41,7 +41,7 @@ import httpx2
 import msgspec
 import psycopg
 
-from bench import HEADERS
+from bench import HEADERS, copy_events, new_metric
 from jobs import retention
 from jobs.compact import rebuild
 from jobs.migrate import edition
@@ -190,27 +190,11 @@ class VictoriaMetrics:
 async def _load_ours(url: str, data: DataSet, end: datetime) -> tuple[list[int], dict[int, str]]:
     conn = await asyncpg.connect(url)
     try:
-        metric_id = await conn.fetchval(
-            "INSERT INTO analytics.metrics (name, metric_type, unit) VALUES ($1, 'timer', 'ms') "
-            "RETURNING id",
-            METRIC,
-        )
         pods = [f"p{i}" for i in range(data.series)]
-        rows = await conn.fetch(
-            "INSERT INTO analytics.series (metric_id, tags) "
-            "SELECT $1, jsonb_build_object('pod', p) FROM unnest($2::text[]) AS p "
-            "RETURNING id, tags ->> 'pod' AS pod",
-            metric_id,
-            pods,
-        )
-        ids = [row["id"] for row in rows]
-        await conn.copy_records_to_table(
-            "metric_events",
-            schema_name="analytics",
-            columns=("time", "series_id", "value"),
-            records=data.rows(ids, end),
-        )
-        return ids, {row["id"]: row["pod"] for row in rows}
+        tags = [msgspec.json.encode({"pod": pod}).decode() for pod in pods]
+        ids = await new_metric(conn, METRIC, tags)
+        await copy_events(conn, data.rows(ids, end))
+        return ids, dict(zip(ids, pods, strict=True))
     finally:
         await conn.close()
 
