@@ -437,9 +437,19 @@ def test_platform_totals_read_the_first_seen_indexes(client: TestClient, db: Any
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and "_seen" in n["Relation Name"]]
     # The events are read over the period and the one before (active, churned, the period's
     # sums); only contract totals still read the events before them.
+    # (A bitmap heap scan, as the Community edition plans some, states its range as the
+    # recheck of its index scan's condition; and that edition drops the condition of a chunk
+    # lying wholly inside the range read, which is bounded by the chunk itself.)
+    inside = {
+        name
+        for (name,) in db.execute(
+            "SELECT chunk_name FROM timescaledb_information.chunks "
+            "WHERE hypertable_name = 'platform_events' AND range_start >= %s AND range_end <= %s",
+            (day - timedelta(days=1), day + timedelta(days=1)),
+        ).fetchall()
+    }
     for node in nodes:
-        if node.get("Relation Name", "").startswith(("_hyper_", "platform_events")):
-            # (a bitmap heap scan, as the Community edition plans it, states its range as
-            #  the recheck of its bitmap index scan's condition)
+        relation = node.get("Relation Name", "")
+        if relation.startswith(("_hyper_", "platform_events")) and relation not in inside:
             condition = "".join(node.get(k, "") for k in ("Index Cond", "Recheck Cond", "Filter"))
             assert '"time" >=' in condition or "contract" in condition, node
