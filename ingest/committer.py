@@ -307,10 +307,12 @@ class GroupCommitter:
         else:
             raw = tuple(list(column) for column in zip(*_records(writing), strict=True)) or raw
         batches = [pending.batch for pending, _ in writing]
-        found = (
-            await offload.run(deltas.compute, batches, [ids for _, ids in writing], metric_of)
-            if sum(len(batch) for batch in batches) >= offload.EVENTS
-            else deltas.compute(batches, [ids for _, ids in writing], metric_of)
+        found = await offload.run(
+            sum(len(batch) for batch in batches) >= offload.EVENTS,
+            deltas.compute,
+            batches,
+            [ids for _, ids in writing],
+            metric_of,
         )
         await conn.execute(
             sql.query("record_group"),

@@ -26,8 +26,11 @@ _T = TypeVar("_T")
 _thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="astraeus-ingest")
 
 
-async def run(function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    """`function(*args, **kwargs)` on the ingest thread, awaited from the event loop."""
+async def run(big: bool, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """`function(*args, **kwargs)`: on the ingest thread, awaited from the event loop, when the
+    work is `big` (past EVENTS or BODY_BYTES); inline otherwise."""
+    if not big:
+        return function(*args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(
         _thread, partial(function, *args, **kwargs)
     )

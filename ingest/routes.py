@@ -45,11 +45,13 @@ async def _store(request: Request, events: list[MetricEvent], body: bytes, singl
         if previous is not None:
             return JSON(previous.body())
     try:
-        checking = (events, datetime.now(UTC), state.settings.ingest, state.tagsets)
-        batch = (
-            await offload.run(validate, *checking)
-            if len(events) >= offload.EVENTS
-            else validate(*checking)
+        batch = await offload.run(
+            len(events) >= offload.EVENTS,
+            validate,
+            events,
+            datetime.now(UTC),
+            state.settings.ingest,
+            state.tagsets,
         )
         outcome = await committer.submit(batch, key)
     except ValidationFailed as refused:
@@ -81,8 +83,7 @@ async def batch(request: Request) -> JSON:
         body = await read_body(request, request.app.state.settings.ingest.max_body_bytes)
         ticket.resize(len(body))
         decode = decode_json_batch if media_type == JSON_TYPE else decode_ndjson
-        big = len(body) >= offload.BODY_BYTES
-        events = await offload.run(decode, body) if big else decode(body)
+        events = await offload.run(len(body) >= offload.BODY_BYTES, decode, body)
         return await _store(request, events, body, single=False)
 
 

@@ -29,10 +29,14 @@ class Selection:
         return not self.filters and self.group_by is None
 
 
+def unknown_metric(name: str) -> NotFound:
+    return NotFound(f"No metric named {name!r} has been recorded.")
+
+
 async def metric(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
     row = await conn.fetchrow(sql.query("metric_by_name"), name)
     if row is None:
-        raise NotFound(f"No metric named {name!r} has been recorded.")
+        raise unknown_metric(name)
     return row
 
 
@@ -74,7 +78,7 @@ async def metric_and_marks(conn: asyncpg.Connection, name: str) -> tuple[asyncpg
     """A metric (404 when unknown) and the tier watermarks a query plans by, read together."""
     row = await conn.fetchrow(sql.query("metric_with_marks"), name)
     if row is None:
-        raise NotFound(f"No metric named {name!r} has been recorded.")
+        raise unknown_metric(name)
     return row, Marks(
         row["hours"], row["days"], row["series_minutes"], row["metric_minutes"], row["now"]
     )
