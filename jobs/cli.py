@@ -256,7 +256,7 @@ def retention_command(database_url: str, days: int | None, dry_run: bool) -> Non
 def compress_command(database_url: str, after_days: int | None) -> None:
     """Set the raw events' compression policy and report compression (Community edition).
 
-    The migrations turn compression on for raw events and the hourly and daily tiers; this
+    The migrations turn compression on for raw events and every rollup tier; this
     sets how old a raw chunk is when it is compressed, and lists each relation's policy,
     chunks and bytes. On the Apache edition compression does not exist: the command says so
     and exits 0.

@@ -1,8 +1,8 @@
 """Compression, on the Community edition (the Apache edition has none).
 
-Migration 0017 turns it on for raw events and the hourly and daily tiers, each with a policy of
+Migrations 0017 and 0019 turn it on for raw events and every rollup tier, each with a policy of
 TimescaleDB's own (segmented by series or metric, ordered by time; raw chunks compressed after
-7 days, hourly after 7, daily after 30); late events into compressed chunks are stored and
+7 days, minute tiers after 2 hours, hourly after 7 days, daily after 30); late events into compressed chunks are stored and
 counted like any other. `python -m jobs compress` sets the raw events' policy to
 COMPRESS_AFTER_DAYS (or `--after-days`) and reports what each relation holds compressed.
 """
@@ -16,7 +16,15 @@ import sql
 from jobs.migrate import edition
 from service.db import connect_sync
 
-RELATIONS = ("metric_events", "series_1h", "metric_1h", "series_1d", "metric_1d")
+RELATIONS = (
+    "metric_events",
+    "series_1m",
+    "metric_1m",
+    "series_1h",
+    "metric_1h",
+    "series_1d",
+    "metric_1d",
+)
 
 
 @dataclass(frozen=True)

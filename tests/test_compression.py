@@ -1,6 +1,6 @@
-"""Compression, on by default on the Community edition: raw events and the hourly and daily
-tiers compressed by the migrations' policies, and late events into compressed chunks stored
-and counted. On the Apache edition (no compression) these tests skip; the rest of the suite
+"""Compression, on by default on the Community edition: raw events and every rollup tier
+compressed by the migrations' policies, and late events into compressed chunks stored and
+counted. On the Apache edition (no compression) these tests skip; the rest of the suite
 covers both."""
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ COMPRESSED = {
     "metric_1h": ("metric_id", "bucket", timedelta(days=7)),
     "series_1d": ("series_id", "bucket", timedelta(days=30)),
     "metric_1d": ("metric_id", "bucket", timedelta(days=30)),
+    "series_1m": ("series_id", "bucket", timedelta(hours=2)),
+    "metric_1m": ("metric_id", "bucket", timedelta(hours=2)),
 }
 
 
@@ -37,7 +39,7 @@ def community(db: psycopg.Connection[Any]) -> None:
         )
 
 
-def test_the_migrations_compress_raw_events_and_the_hourly_and_daily_tiers(
+def test_the_migrations_compress_raw_events_and_every_tier(
     db: psycopg.Connection[Any],
 ) -> None:
     enabled = dict(
@@ -66,17 +68,18 @@ def test_the_migrations_compress_raw_events_and_the_hourly_and_daily_tiers(
         assert settings[(relation, segment_by)][0] == 1  # the only segment column
         assert settings[(relation, time_column)][1] is False  # newest first
         assert policies[relation] == after
-    assert not enabled["series_1m"] and not enabled["metric_1m"]
 
 
-def _events(rng: random.Random, count: int, around: datetime) -> list[dict[str, Any]]:
+def _events(
+    rng: random.Random, count: int, around: datetime, spread_s: float = 7200
+) -> list[dict[str, Any]]:
     return [
         {
             "metric_name": f"m{rng.randrange(2)}",
             "metric_type": "gauge",
             "value": round(rng.lognormvariate(3, 1), 3),
             "tags": {"pod": str(rng.randrange(5))},
-            "timestamp": (around - timedelta(seconds=rng.uniform(0, 7200))).isoformat(),
+            "timestamp": (around - timedelta(seconds=rng.uniform(0, spread_s))).isoformat(),
         }
         for _ in range(count)
     ]
@@ -91,15 +94,26 @@ def test_late_events_into_compressed_chunks_are_stored_and_counted(
     client: TestClient, db: psycopg.Connection[Any], db_url: str
 ) -> None:
     rng = random.Random(4)
-    ten_days_ago = datetime.now(UTC) - timedelta(days=10)
-    forty_days_ago = datetime.now(UTC) - timedelta(days=40)
-    first = _events(rng, 600, ten_days_ago) + _events(rng, 300, forty_days_ago)
+    now = datetime.now(UTC)
+    ten_days_ago, forty_days_ago = now - timedelta(days=10), now - timedelta(days=40)
+    # minutes in chunks ended 2 hours ago or more: series' 1-hour chunks, metrics' 6-hour ones
+    series_minutes, metric_minutes = now - timedelta(hours=3.5), now - timedelta(hours=9)
+
+    def cohort(scale: int) -> list[dict[str, Any]]:
+        return (
+            _events(rng, 6 * scale, ten_days_ago)
+            + _events(rng, 3 * scale, forty_days_ago)
+            + _events(rng, 2 * scale, series_minutes, spread_s=1800)
+            + _events(rng, 2 * scale, metric_minutes, spread_s=1800)
+        )
+
+    first = cohort(100)
     _post(client, first)
     compact(db_url)
     for relation in COMPRESSED:  # what the policies do once the chunks are old enough
         db.execute(
             "SELECT compress_chunk(c, if_not_compressed => true) "
-            "FROM show_chunks(%s::regclass, older_than => INTERVAL '1 day') AS c",
+            "FROM show_chunks(%s::regclass, older_than => INTERVAL '2 hours') AS c",
             (f"analytics.{relation}",),
         )
     compressed = db.execute(
@@ -113,8 +127,8 @@ def test_late_events_into_compressed_chunks_are_stored_and_counted(
     }
     before = client.get("/api/v1/analytics/metrics/m0/statistics", params=window).json()
 
-    late = _events(rng, 400, ten_days_ago) + _events(rng, 200, forty_days_ago)
-    _post(client, late)  # into the same compressed chunks: raw, hourly and daily
+    late = cohort(60)
+    _post(client, late)  # into the same compressed chunks: raw, minute, hourly and daily
     pending = client.get("/api/v1/analytics/metrics/m0/statistics", params=window).json()
     compact(db_url)
     after = client.get("/api/v1/analytics/metrics/m0/statistics", params=window).json()
