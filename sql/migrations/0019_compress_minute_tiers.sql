@@ -25,8 +25,9 @@
 -- | series_1d, metric_1d    | 30 days | 30 days          | 360 days |
 --
 -- Retention drops whole chunks, so a rolled-up chunk goes when its newest part is past the
--- horizon: raw events are kept up to 7 days longer than RETENTION_DAYS (queries never read
--- them: they clamp to the horizon), the minute tiers up to 6 and 24 hours longer. A
+-- horizon: raw events are kept up to 7 days longer than RETENTION_DAYS (an `exact=true`
+-- query reaching that far counts them, as the hourly and daily tiers do), the minute tiers up
+-- to 6 and 24 hours longer. A
 -- deployment writing millions of events a minute, whose daily chunks are large already, turns
 -- this off with ALTER TABLE analytics.metric_events SET
 -- (timescaledb.compress_chunk_time_interval = '0').
