@@ -8,6 +8,9 @@ from datetime import datetime
 
 import asyncpg
 
+from ingest import decimals
+from ingest.committer import EVENT_COLUMNS
+
 HEADERS: dict[str, str] = {}
 
 
@@ -31,9 +34,23 @@ async def new_metric(conn: asyncpg.Connection, name: str, tags: list[str]) -> li
 async def copy_events(
     conn: asyncpg.Connection, rows: Iterable[tuple[datetime, int, float]]
 ) -> None:
-    """(time, series id, value) rows into analytics.metric_events by binary COPY."""
+    """(time, series id, value) rows into analytics.metric_event_store by binary COPY, stored
+    as the API stores them (ingest/decimals.py)."""
+    times, series, values = (list(column) for column in zip(*rows, strict=True))
     await conn.copy_records_to_table(
-        "metric_events",
+        "metric_event_store",
+        schema_name="analytics",
+        columns=EVENT_COLUMNS,
+        records=zip(times, series, *decimals.columns(values), strict=True),
+    )
+
+
+async def copy_floats(
+    conn: asyncpg.Connection, rows: Iterable[tuple[datetime, int, float]]
+) -> None:
+    """The same rows as float8 values, the database's cheapest way in: the raw baseline."""
+    await conn.copy_records_to_table(
+        "metric_event_store",
         schema_name="analytics",
         columns=("time", "series_id", "value"),
         records=rows,

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from bench import copy_events
 from jobs.alerts import evaluate
 
 METRICS = 100
@@ -43,12 +44,7 @@ async def load(url: str, rules: int, end: datetime) -> int:
                     (end - timedelta(seconds=10 * i), series_id, rng.uniform(0, 100))
                     for i in range(360)
                 )
-        await conn.copy_records_to_table(
-            "metric_events",
-            schema_name="analytics",
-            columns=("time", "series_id", "value"),
-            records=rows,
-        )
+        await copy_events(conn, rows)
         for r in range(rules):
             tags: dict[str, Any] = {} if r % 3 else {"region": [f"r{r % 3}"]}
             await conn.execute(

@@ -1,6 +1,6 @@
 """Ingest benchmark: our HTTP paths against the database's own bulk-load path, in one run.
 
-1. raw: asyncpg binary COPY of the same rows straight into analytics.metric_events, one
+1. raw: asyncpg binary COPY of the same rows (float8 values) into analytics.metric_event_store, one
    connection, one transaction per batch (what our path does at best);
 2. batch: POST /metrics/batch from several concurrent clients, the same events as JSON;
 3. record: POST /metrics/record, one event per request, from 50+ concurrent clients.
@@ -24,7 +24,7 @@ import asyncpg
 import httpx2
 import msgspec
 
-from bench import HEADERS
+from bench import HEADERS, copy_floats
 
 METRICS = 300
 TAG_SETS_PER_METRIC = 8
@@ -100,12 +100,7 @@ async def raw_copy(url: str, events: list[dict[str, Any]], batch_size: int) -> f
         started = time.perf_counter()
         for i in range(0, len(rows), batch_size):
             async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "metric_events",
-                    schema_name="analytics",
-                    columns=("time", "series_id", "value"),
-                    records=rows[i : i + batch_size],
-                )
+                await copy_floats(conn, rows[i : i + batch_size])
         return len(rows) / (time.perf_counter() - started)
     finally:
         await conn.close()

@@ -3,7 +3,7 @@
 1. history: a day of events for SERIES series of one metric, loaded by binary COPY and built
    into the rollup tiers (`python -m jobs refresh --start --end`), so that 24-hour windows have
    something to read;
-2. raw COPY: the same rows straight into analytics.metric_events for a few seconds (the
+2. raw COPY: the same rows (float8 values) into analytics.metric_event_store for a few seconds (the
    database's own bulk-load rate, the reference of the ratio);
 3. capacity: POST /metrics/batch of 5,000 events (no timestamp: stamped on arrival, as a live
    stream) from 4 clients back to back;
@@ -29,7 +29,7 @@ import asyncpg
 import httpx2
 import msgspec
 
-from bench import HEADERS, copy_events
+from bench import HEADERS, copy_events, copy_floats
 from bench.overload import capacity, offered, percentile
 from jobs.compact import rebuild
 
@@ -106,12 +106,7 @@ async def raw_copy(url: str, ids: list[int], seconds: float) -> float:
                 for _ in range(BATCH_SIZE)
             ]
             async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "metric_events",
-                    schema_name="analytics",
-                    columns=("time", "series_id", "value"),
-                    records=batch,
-                )
+                await copy_floats(conn, batch)
             stored += BATCH_SIZE
         return stored / (time.perf_counter() - started)
     finally:

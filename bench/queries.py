@@ -78,7 +78,7 @@ async def load(url: str, count: int, end: datetime) -> tuple[int, float]:
         started = time.perf_counter()
         await copy_events(conn, _rows(ids, count, end))
         elapsed = time.perf_counter() - started
-        await conn.execute("ANALYZE analytics.metric_events")
+        await conn.execute("ANALYZE analytics.metric_event_store")
         return len(ids), elapsed
     finally:
         await conn.close()

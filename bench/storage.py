@@ -293,10 +293,12 @@ def run(
             vm_bytes = vm.size()
             with server_for(url) as base:
                 short = _short_ranges(base, vm, names[ids[0]], end)
-        raw = sizes["analytics.metric_events"]
+        raw = sizes["analytics.metric_event_store"]
         tiers = {tier: sizes.get(f"analytics.{tier}", 0) for tier in TIERS}
         rollups = sum(tiers.values())
-        other = sum(v for k, v in sizes.items() if k.split(".")[1] not in (*TIERS, "metric_events"))
+        other = sum(
+            v for k, v in sizes.items() if k.split(".")[1] not in (*TIERS, "metric_event_store")
+        )
         total = raw + rollups + other
         figures = {
             "edition": found,

@@ -6,7 +6,8 @@ larger batch goes alone), and commit it in one transaction:
 
 1. claim the batches' Idempotency-Keys (a key already there marks its batch a duplicate);
 2. resolve series, refusing batches whose metric type or series count is wrong;
-3. COPY every accepted event into analytics.metric_events;
+3. COPY every accepted event into analytics.metric_event_store (values as exact decimals
+   where they are one, ingest/decimals.py);
 4. insert the group's partial aggregates into the rollup deltas (ingest/deltas.py,
    record_group), so that queries count the events the moment they commit;
 5. commit, then answer each request.
@@ -38,14 +39,16 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from itertools import chain
+from typing import Any
 
 import asyncpg
 
 import sql
-from ingest import deltas, offload
+from ingest import decimals, deltas, offload
 from ingest.budget import ByteBudget, QueueFull, Ticket
 from ingest.idempotency import IdempotencyKeys
 from ingest.pending import Accepted, IdempotencyKey, Pending
@@ -57,7 +60,7 @@ from service.settings import IngestSettings
 
 log = logging.getLogger("astraeus.ingest")
 
-EVENT_COLUMNS = ("time", "series_id", "value")
+EVENT_COLUMNS = ("time", "series_id", "value", "decimals", "digits")
 
 
 class CommitTimeout(ApiError):
@@ -296,24 +299,22 @@ class GroupCommitter:
         copy: bool = True,
     ) -> None:
         """The raw rows (by COPY, or within record_group) and the group's deltas."""
-        raw: tuple[list[object], ...] = ([], [], [])
-        if copy:
-            await conn.copy_records_to_table(
-                "metric_events",
-                schema_name="analytics",
-                columns=EVENT_COLUMNS,
-                records=_records(writing),
-            )
-        else:
-            raw = tuple(list(column) for column in zip(*_records(writing), strict=True)) or raw
         batches = [pending.batch for pending, _ in writing]
-        found = await offload.run(
+        found, raw = await offload.run(
             sum(len(batch) for batch in batches) >= offload.EVENTS,
-            deltas.compute,
+            _prepare,
             batches,
             [ids for _, ids in writing],
             metric_of,
         )
+        if copy:
+            await conn.copy_records_to_table(
+                "metric_event_store",
+                schema_name="analytics",
+                columns=EVENT_COLUMNS,
+                records=zip(*raw, strict=True),
+            )
+            raw = ([], [], [], [], [])
         await conn.execute(
             sql.query("record_group"),
             *raw,
@@ -328,10 +329,14 @@ class GroupCommitter:
         self.stats.events += sum(len(pending.batch) for pending in written)
 
 
-def _records(
-    writing: list[tuple[Pending, list[int]]],
-) -> Iterator[tuple[datetime, int, float]]:
-    """Rows for COPY, produced as asyncpg sends them rather than built as one big list."""
-    for pending, series_ids in writing:
-        batch = pending.batch
-        yield from zip(batch.times, series_ids, (e.value for e in batch.events), strict=True)
+def _prepare(
+    batches: list[Batch], series_ids: list[list[int]], metric_of: Mapping[int, int]
+) -> tuple[deltas.Deltas, tuple[list[Any], ...]]:
+    """A group's deltas and the columns of its raw rows (EVENT_COLUMNS, ingest/decimals.py)."""
+    values = [event.value for batch in batches for event in batch.events]
+    raw = (
+        list(chain.from_iterable(batch.times for batch in batches)),
+        list(chain.from_iterable(series_ids)),
+        *decimals.columns(values),
+    )
+    return deltas.compute(batches, series_ids, metric_of), raw

@@ -272,7 +272,7 @@ def compress_command(database_url: str, after_days: int | None) -> None:
         return
     click.echo(
         ("policy changed; " if report.raw_policy_changed else "")
-        + f"policy: compress chunks older than {days} day(s) of analytics.metric_events"
+        + f"policy: compress chunks older than {days} day(s) of analytics.metric_event_store"
     )
     for relation in report.relations:
         policy = (

@@ -2,9 +2,10 @@
 
 Migrations 0017 and 0019 turn it on for raw events and every rollup tier, each with a policy of
 TimescaleDB's own (segmented by series or metric, ordered by time; raw chunks compressed after
-7 days, minute tiers after 2 hours, hourly after 7 days, daily after 30); late events into compressed chunks are stored and
-counted like any other. `python -m jobs compress` sets the raw events' policy to
-COMPRESS_AFTER_DAYS (or `--after-days`) and reports what each relation holds compressed.
+7 days, minute tiers after 2 hours, hourly after 7 days, daily after 30); late events into
+compressed chunks are stored and counted like any other. `python -m jobs compress` sets the raw
+events' policy to COMPRESS_AFTER_DAYS (or `--after-days`) and reports what each relation holds
+compressed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from jobs.migrate import edition
 from service.db import connect_sync
 
 RELATIONS = (
-    "metric_events",
+    "metric_event_store",
     "series_1m",
     "metric_1m",
     "series_1h",
@@ -54,7 +55,7 @@ def setup(url: str, after_days: int) -> CompressReport:
             return CompressReport(found, available=False)
         report = CompressReport(found, available=True)
         wanted = timedelta(days=after_days)
-        row = conn.execute(sql.query("compression_policy"), {"relation": "metric_events"})
+        row = conn.execute(sql.query("compression_policy"), {"relation": "metric_event_store"})
         current = row.fetchone()
         if current is None or current[0] != wanted:
             conn.execute(sql.query("compression_policy_replace"), {"after": wanted})

@@ -44,7 +44,7 @@ def targets(conn: psycopg.Connection, policy: Policy) -> list[tuple[str, timedel
     """Each relation with retention, and what drop_chunks drops chunks older than."""
     found: list[tuple[str, timedelta | datetime]] = []
     days = {
-        "analytics.metric_events": policy.raw_days,
+        "analytics.metric_event_store": policy.raw_days,
         "analytics.series_1h": policy.hourly_days,
         "analytics.metric_1h": policy.hourly_days,
         "analytics.series_1d": policy.daily_days,

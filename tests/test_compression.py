@@ -19,7 +19,7 @@ from tests.test_rollups import assert_tiers_equal_raw
 pytestmark = pytest.mark.community
 
 COMPRESSED = {
-    "metric_events": ("series_id", "time", timedelta(days=7)),
+    "metric_event_store": ("series_id", "time", timedelta(days=7)),
     "series_1h": ("series_id", "bucket", timedelta(days=7)),
     "metric_1h": ("metric_id", "bucket", timedelta(days=7)),
     "series_1d": ("series_id", "bucket", timedelta(days=30)),

@@ -1,6 +1,6 @@
 """Group commit, backpressure and concurrency, through the real HTTP path.
 
-To hold the writer at a known point, a test connection locks analytics.metric_events: the
+To hold the writer at a known point, a test connection locks analytics.metric_event_store: the
 group's COPY then waits for the lock, and whatever arrives meanwhile queues up behind it.
 """
 
@@ -47,14 +47,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
 
 @contextlib.contextmanager
 def events_table_locked(db_url: str) -> Iterator[Callable[[], int]]:
-    """Holds an exclusive lock on metric_events; yields a function counting blocked writers."""
+    """Holds an exclusive lock on the raw events' store; yields a function counting blocked
+    writers."""
     with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as probe:
-        holder.execute("LOCK TABLE analytics.metric_events IN ACCESS EXCLUSIVE MODE")
+        holder.execute("LOCK TABLE analytics.metric_event_store IN ACCESS EXCLUSIVE MODE")
 
         def waiting() -> int:
             row = probe.execute(
                 "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
-                "'analytics.metric_events'::regclass"
+                "'analytics.metric_event_store'::regclass"
             ).fetchone()
             return int(row[0]) if row else 0
 

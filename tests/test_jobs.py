@@ -206,18 +206,18 @@ def test_retention_dry_run_lists_and_drops_nothing_then_drops_keeping_rollups(
     old = datetime.now(UTC) - timedelta(days=120)
     insert_raw(db, [old, old + timedelta(days=1), datetime.now(UTC) - timedelta(hours=2)])
     assert refresh_since(db_url, old - timedelta(days=1)).returncode == 0
-    before = chunks(db, "analytics.metric_events")
+    before = chunks(db, "analytics.metric_event_store")
     hourly_before = db.execute("SELECT count(*) FROM analytics.series_1h").fetchone()
 
     dry = jobs_cli("retention", "--dry-run", url=db_url)
     assert dry.returncode == 0, dry.stderr
     assert "2 chunk(s) would drop" in dry.stdout
     assert dry.stdout.count("would drop _timescaledb_internal.") == 2
-    assert chunks(db, "analytics.metric_events") == before
+    assert chunks(db, "analytics.metric_event_store") == before
 
     real = jobs_cli("retention", url=db_url)
     assert real.returncode == 0, real.stderr
-    assert chunks(db, "analytics.metric_events") == before - 2
+    assert chunks(db, "analytics.metric_event_store") == before - 2
     # The tiers outlive the raw events, and a rebuild over the dropped range keeps them.
     assert refresh_since(db_url, old - timedelta(days=1)).returncode == 0
     assert db.execute("SELECT count(*) FROM analytics.series_1h").fetchone() == (hourly_before)

@@ -42,14 +42,14 @@ def test_a_fresh_database_gets_the_whole_schema(empty_db_url: str) -> None:
     assert {
         "analytics.metrics",
         "analytics.series",
-        "analytics.metric_events",
+        "analytics.metric_event_store",
         "_analytics.schema_migrations",
     } <= tables(empty_db_url)
     with psycopg.connect(empty_db_url) as conn:
         hypertables = conn.execute(
             "SELECT hypertable_schema, hypertable_name FROM timescaledb_information.hypertables"
         ).fetchall()
-    assert ("analytics", "metric_events") in hypertables
+    assert ("analytics", "metric_event_store") in hypertables
 
 
 def test_running_again_applies_nothing(empty_db_url: str) -> None:

@@ -9,10 +9,16 @@ COMMENT ON TABLE analytics.series IS
 COMMENT ON TABLE analytics.series_tags IS
     'Each series'' tags as rows (metric, key, value, series), kept by a trigger on '
     'analytics.series: the tag filters and tag listings read it by index.';
-COMMENT ON TABLE analytics.metric_events IS
-    'Raw metric events (hypertable, 1-day chunks): time, series id, value.';
-COMMENT ON COLUMN analytics.metric_events.series_id IS 'analytics.series.id (not enforced: '
-    'a foreign key on a hypertable costs a lookup per inserted row).';
+COMMENT ON VIEW analytics.metric_events IS
+    'Raw metric events: time, series id, value (analytics.metric_event_store as read; an '
+    'INSERT or COPY here stores the value as given).';
+COMMENT ON TABLE analytics.metric_event_store IS
+    'Raw metric events as stored (hypertable, 1-day chunks): a value is value, or '
+    'digits / 10^decimals where that is exact (analytics.event_value; 0020_decimal_values.sql).';
+COMMENT ON COLUMN analytics.metric_event_store.series_id IS 'analytics.series.id (not '
+    'enforced: a foreign key on a hypertable costs a lookup per inserted row).';
+COMMENT ON FUNCTION analytics.event_value(double precision, smallint, bigint) IS
+    'The value of a stored raw event row: value, or digits / 10^decimals.';
 COMMENT ON TABLE _analytics.idempotency_keys IS
     'Idempotency-Key of each committed batch (recorded with its events); pruned after '
     'IDEMPOTENCY_TTL_HOURS.';

@@ -135,21 +135,23 @@ WHERE h <> date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 -- name: record_group
 -- What a group commit writes besides its Idempotency-Keys and series, in one statement (one
 -- round trip, and on its own an implicit transaction: all of it or nothing): the raw rows
--- $1..$3 (empty when they went by COPY, faster for a large group), and the group's partial
--- aggregates (ingest/deltas.py), per (minute, series) $4..$11 and per (minute, metric)
--- $12..$19, the sketch keys and their counts as array literals.
+-- $1..$5 (empty when they went by COPY, faster for a large group; value, or decimals and
+-- digits: ingest/decimals.py), and the group's partial aggregates (ingest/deltas.py), per
+-- (minute, series) $6..$13 and per (minute, metric) $14..$21, the sketch keys and their
+-- counts as array literals.
 WITH raw AS (
-    INSERT INTO analytics.metric_events (time, series_id, value)
-    SELECT * FROM unnest($1::timestamptz[], $2::integer[], $3::float8[])
+    INSERT INTO analytics.metric_event_store (time, series_id, value, decimals, digits)
+    SELECT * FROM unnest($1::timestamptz[], $2::integer[], $3::float8[], $4::smallint[],
+                         $5::bigint[])
 ), series AS (
     INSERT INTO _analytics.series_deltas (minute, series_id, count, sum, min, max, keys, counts)
     SELECT minute, owner, count, sum, min, max, keys::integer[], counts::integer[]
-    FROM unnest($4::timestamptz[], $5::integer[], $6::integer[], $7::float8[], $8::float8[],
-                $9::float8[], $10::text[], $11::text[])
+    FROM unnest($6::timestamptz[], $7::integer[], $8::integer[], $9::float8[], $10::float8[],
+                $11::float8[], $12::text[], $13::text[])
         AS d (minute, owner, count, sum, min, max, keys, counts)
 )
 INSERT INTO _analytics.metric_deltas (minute, metric_id, count, sum, min, max, keys, counts)
 SELECT minute, owner, count, sum, min, max, keys::integer[], counts::integer[]
-FROM unnest($12::timestamptz[], $13::integer[], $14::integer[], $15::float8[], $16::float8[],
-            $17::float8[], $18::text[], $19::text[])
+FROM unnest($14::timestamptz[], $15::integer[], $16::integer[], $17::float8[], $18::float8[],
+            $19::float8[], $20::text[], $21::text[])
     AS d (minute, owner, count, sum, min, max, keys, counts);

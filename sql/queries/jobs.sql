@@ -43,7 +43,7 @@ DELETE FROM _analytics.job_runs WHERE started_at < now() - %(keep)s::interval;
 -- Where raw events begin: the tiers are never rebuilt before it (that would empty them).
 SELECT min(range_start) AS oldest
 FROM timescaledb_information.chunks
-WHERE hypertable_schema = 'analytics' AND hypertable_name = 'metric_events';
+WHERE hypertable_schema = 'analytics' AND hypertable_name = 'metric_event_store';
 
 -- name: idempotency_keys_prune
 DELETE FROM _analytics.idempotency_keys WHERE created_at < now() - %(ttl)s::interval;
@@ -378,8 +378,9 @@ WHERE proc_name = 'policy_compression' AND hypertable_schema = 'analytics'
 
 -- name: compression_policy_replace
 -- The raw events' compression policy, compressing chunks older than %(after)s.
-SELECT remove_compression_policy('analytics.metric_events', if_exists => true),
-       add_compression_policy('analytics.metric_events', compress_after => %(after)s::interval);
+SELECT remove_compression_policy('analytics.metric_event_store', if_exists => true),
+       add_compression_policy('analytics.metric_event_store',
+                              compress_after => %(after)s::interval);
 
 -- name: compression_stats
 -- Chunks of a hypertable, those compressed, and the bytes of the latter before and after.
