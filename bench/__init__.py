@@ -36,7 +36,10 @@ async def copy_events(
 ) -> None:
     """(time, series id, value) rows into analytics.metric_event_store by binary COPY, stored
     as the API stores them (ingest/decimals.py)."""
-    times, series, values = (list(column) for column in zip(*rows, strict=True))
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    if not columns:
+        return
+    times, series, values = columns
     await conn.copy_records_to_table(
         "metric_event_store",
         schema_name="analytics",

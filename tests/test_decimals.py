@@ -9,6 +9,7 @@ import struct
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -76,6 +77,7 @@ def test_every_value_reads_back_bit_for_bit_from_both_paths(
     rng = random.Random(7)
     many = AWKWARD + [round(rng.lognormvariate(3, 1), rng.randrange(0, 7)) for _ in range(600)]
     many += [rng.uniform(-1e6, 1e6) for _ in range(100)]
+    many += [round(rng.uniform(-1, 1), places) for places in range(16) for _ in range(5)]
     response = client.post(
         BATCH, json=[{"metric_name": "big", "metric_type": "gauge", "value": v} for v in many]
     )
@@ -117,5 +119,10 @@ def test_rows_inserted_into_the_view_keep_their_float(db: psycopg.Connection[Any
         "SELECT value, decimals, digits FROM analytics.metric_event_store"
     ).fetchall() == [(2.5, None, None)]
     assert db.execute("SELECT value FROM analytics.metric_events").fetchall() == [(2.5,)]
+    with pytest.raises(psycopg.errors.NotNullViolation, match="value"):
+        db.execute(
+            "INSERT INTO analytics.metric_events (time, series_id, value) VALUES (now(), %s, NULL)",
+            (series[0],),
+        )
     db.execute("DELETE FROM analytics.metric_events WHERE value = 2.5")
     assert db.execute("SELECT count(*) FROM analytics.metric_event_store").fetchone() == (0,)

@@ -29,8 +29,8 @@
 -- query reaching that far counts them, as the hourly and daily tiers do), the minute tiers up
 -- to 6 and 24 hours longer. A
 -- deployment writing millions of events a minute, whose daily chunks are large already, turns
--- this off with ALTER TABLE analytics.metric_events SET
--- (timescaledb.compress_chunk_time_interval = '0').
+-- this off for raw events with ALTER TABLE ... SET (timescaledb.compress_chunk_time_interval =
+-- '0') on the raw events' hypertable (analytics.metric_event_store since 0020).
 
 DO $$
 DECLARE
