@@ -193,7 +193,10 @@ WITH groups AS (
                --  tuple store that unnest(a, b) in FROM fills for every row)
     SELECT grp, key, sum(n) AS n
     FROM (SELECT grp, unnest(keys) AS key, unnest(counts) AS n FROM parts) AS u
-    GROUP BY 1, 2
+    GROUP BY 2, 1  -- (not grp, key: grouped in the window's order, the planner, which expects
+                   --  10 keys a sketch, sorts the thousands unnested to group them; in this
+                   --  order it hashes them and sorts only the groups: 24-hour statistics of a
+                   --  busy metric 17 -> 8 ms)
 ), ranked AS (
     SELECT grp, key,
            sum(n) OVER (PARTITION BY grp ORDER BY key) AS running,
@@ -305,7 +308,7 @@ WITH groups AS (
         JOIN totals AS t ON t.grp IS NOT DISTINCT FROM p.grp AND t.bucket = p.bucket
         WHERE p.keys IS NOT NULL AND t.rank_key IS NULL
     ) AS u
-    GROUP BY 1, 2, 3
+    GROUP BY 3, 1, 2  -- (hashed, not sorted: see statistics_tiers)
 ), ranked AS (
     SELECT grp, bucket, key,
            sum(n) OVER (PARTITION BY grp, bucket ORDER BY key) AS running,
