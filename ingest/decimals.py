@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -69,7 +70,11 @@ def columns(values: Sequence[float]) -> Columns:
         if not len(todo):
             break
     if done.all():
-        return [None] * len(array), scale.tolist(), digits.tolist()
+        return (
+            [None] * len(array),
+            cast(list[int | None], scale.tolist()),
+            cast(list[int | None], digits.tolist()),
+        )
     flags = done.tolist()
     return (
         [None if flag else value for flag, value in zip(flags, values, strict=True)],

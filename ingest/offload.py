@@ -5,9 +5,9 @@ Each step holds the GIL as it runs, 5 to 12 ms for a batch of 5,000 events. On t
 loop, a query waited behind every such step queued before its own turn (at 80% of ingest
 capacity, 24-hour statistics answered in 100 ms at the median, of which 5 ms in the database).
 On a thread, the steps take the same CPU, but the loop gets the GIL back every
-`sys.getswitchinterval()` (set to 1 ms by `python -m service`; Python's default is 5). One thread: Python runs on one core whatever the number of
-threads, so more would add contention, not throughput. Small batches run inline (a hop to the
-thread and back costs about 0.1 ms).
+`sys.getswitchinterval()` (set to 1 ms by `python -m service`; Python's default is 5). One
+thread: Python runs on one core whatever the number of threads, so more would add contention,
+not throughput. Small batches run inline (a hop to the thread and back costs about 0.1 ms).
 """
 
 from __future__ import annotations
