@@ -40,9 +40,10 @@ def main() -> None:
         )
     app = create_app(settings, migrate_first=False)
     # The event loop takes the GIL back from the ingest thread (ingest/offload.py) within 1 ms
-    # instead of Python's 5: under load, queries answered a little sooner (one run at 80% of
-    # ingest capacity: 24-hour statistics p95 157 -> 149 ms, of one series 100 -> 77 ms) and
-    # ingest capacity did not fall (0.88 -> 0.93 of raw COPY).
+    # instead of Python's 5: under load, queries answered a little sooner (one run each at 80%
+    # of ingest capacity, within the bench's run-to-run spread: 24-hour statistics p95 157 ->
+    # 149 ms, of one series 100 -> 77 ms) and ingest capacity did not fall (0.88 -> 0.93 of raw
+    # COPY). For the whole process: the scheduler's and compactor's threads too.
     sys.setswitchinterval(0.001)
     uvicorn.run(
         app,

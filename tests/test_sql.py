@@ -72,3 +72,16 @@ def test_sketch_keys_are_computed_inline_with_the_values_of_0003(
         (None, None),
     ]
     assert db.execute("SELECT analytics.sketch_value(NULL)").fetchone() == (None,)
+
+
+def test_every_finite_value_has_a_representative_within_one_percent(
+    db: psycopg.Connection[Any],
+) -> None:
+    extremes = [1.7976931348623157e308, 1.79e308, 1e308, 5e-324, 2.2e-308, 33.125]
+    extremes += [-v for v in extremes]
+    rows = db.execute(
+        "SELECT v, analytics.sketch_value(analytics.sketch_key(v)) FROM unnest(%s::float8[]) AS v",
+        (extremes,),
+    ).fetchall()
+    for value, representative in rows:
+        assert abs(representative / value - 1) <= 0.01, (value, representative)
