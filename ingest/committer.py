@@ -339,4 +339,4 @@ def _prepare(
         list(chain.from_iterable(series_ids)),
         *decimals.columns(values),
     )
-    return deltas.compute(batches, series_ids, metric_of), raw
+    return deltas.compute(batches, series_ids, metric_of, values), raw

@@ -21,8 +21,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain
-from operator import attrgetter
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,7 +30,6 @@ from ingest.validate import Batch
 KEY_BIAS = 50_000
 LOG_GAMMA = 0.018000486023620893  # ln((1 + a) / (1 - a)), a = 0.009: see 0003_rollups.sql
 GROUP_SHIFT = 1 << 31  # minute * GROUP_SHIFT + id: one int64 per (minute, series or metric)
-VALUE = attrgetter("value")
 POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
 SMALL = 256  # events: below this, plain Python
 
@@ -208,8 +205,10 @@ def compute(
     batches: Sequence[Batch],
     series_ids: Sequence[Sequence[int]],
     metric_of: Mapping[int, int],
+    values: Sequence[float],
 ) -> Deltas:
-    """The deltas of a group's batches, given each event's series (`metric_of`: its metric)."""
+    """The deltas of a group's batches, given each event's series (`metric_of`: its metric)
+    and every event's value in order (the committer reads them once for the raw rows too)."""
     size = sum(len(batch) for batch in batches)
     if size == 0:
         return Deltas(Rows(), Rows())
@@ -217,14 +216,12 @@ def compute(
         return _small(batches, series_ids, metric_of)
     minutes = _minutes(batches)
     ids = np.concatenate([np.asarray(one, dtype=np.int64) for one in series_ids])
-    values = np.fromiter(
-        map(VALUE, chain.from_iterable(batch.events for batch in batches)), np.float64, len(ids)
-    )
-    keys = sketch_keys(values)
+    array = np.asarray(values, dtype=np.float64)
+    keys = sketch_keys(array)
     distinct, position = np.unique(ids, return_inverse=True)
     metrics = np.asarray([metric_of[int(s)] for s in distinct], dtype=np.int64)[position]
     stamps: dict[int, datetime] = {}
     return Deltas(
-        _rows(minutes, ids, values, keys, stamps),
-        _rows(minutes, metrics, values, keys, stamps),
+        _rows(minutes, ids, array, keys, stamps),
+        _rows(minutes, metrics, array, keys, stamps),
     )

@@ -27,11 +27,12 @@ def test_both_paths_give_the_same_rows(count: int, monkeypatch: pytest.MonkeyPat
     groups = [batch(rng, count, now), batch(rng, count // 2 + 1, now)]
     batches, ids = [b for b, _ in groups], [i for _, i in groups]
     metric_of = {s: 1 + s % 3 for s in range(1, 40)}
+    values = [event.value for b in batches for event in b.events]
 
     monkeypatch.setattr(deltas, "SMALL", 10**9)
-    plain = deltas.compute(batches, ids, metric_of)
+    plain = deltas.compute(batches, ids, metric_of, values)
     monkeypatch.setattr(deltas, "SMALL", 0)
-    vectorised = deltas.compute(batches, ids, metric_of)
+    vectorised = deltas.compute(batches, ids, metric_of, values)
 
     for mine, theirs in ((plain.series, vectorised.series), (plain.metrics, vectorised.metrics)):
         assert mine.minutes == theirs.minutes and mine.owners == theirs.owners
