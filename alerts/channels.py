@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import sql
-from alerts.rules import BODY_LIMIT, decode
-from service.db import connection, save
-from service.errors import NotFound, ValidationFailed
-from service.http import JSON, read_body, require_media_type
+from alerts.rules import BODY_LIMIT
+from core.db import connection, save
+from core.errors import NotFound, ValidationFailed
+from core.http import JSON, decode, read_body, require_media_type
 
 _EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
 _URL = re.compile(r"^https?://[^\s]+$")

@@ -9,12 +9,12 @@ import msgspec
 from starlette.requests import Request
 
 import sql
-from alerts.rules import BODY_LIMIT, decode
-from jobs.alerts import EVALUATION_LOCK
-from query.params import bad, timestamp
-from service.db import connection
-from service.errors import Conflict, NotFound, field_error
-from service.http import JSON, read_body
+from alerts import EVALUATION_LOCK
+from alerts.rules import BODY_LIMIT
+from core.db import connection
+from core.errors import Conflict, NotFound, field_error
+from core.http import JSON, decode, read_body
+from core.params import bad, timestamp
 
 STATUSES = ("open", "acknowledged", "resolved")
 SEVERITIES = ("info", "warning", "error", "critical")

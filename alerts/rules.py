@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import sql
-from ingest.wire import NAME_PATTERN, describe
-from service.db import connection, save
-from service.errors import BadRequest, NotFound, ValidationFailed
-from service.http import JSON, read_body, require_media_type
+from core.db import connection, save
+from core.errors import NotFound, ValidationFailed
+from core.http import JSON, decode, read_body, require_media_type
+from ingest.wire import NAME_PATTERN
 
 BODY_LIMIT = 64 * 1024
 
@@ -60,16 +60,6 @@ class RuleIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 _rule = msgspec.json.Decoder(RuleIn)
 _patch = msgspec.json.Decoder(dict[str, Any])
-
-
-def decode(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        detail = describe(exc)
-        raise ValidationFailed(f"{detail['field']}: {detail['reason']}", details=[detail]) from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}") from None
 
 
 async def check(conn: asyncpg.Connection, rule: RuleIn) -> list[str]:

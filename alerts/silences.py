@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import sql
-from alerts.rules import BODY_LIMIT, decode
-from service.db import connection
-from service.errors import NotFound, ValidationFailed
-from service.http import JSON, read_body, require_media_type
+from alerts.rules import BODY_LIMIT
+from core.db import connection
+from core.errors import NotFound, ValidationFailed
+from core.http import JSON, decode, read_body, require_media_type
 
 
 class SilenceIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -24,6 +24,7 @@ import httpx2
 import psycopg
 from psycopg import sql as pgsql
 
+from auth import keys
 from bench import (
     HEADERS,
     alerts,
@@ -38,10 +39,9 @@ from bench import (
     storage,
 )
 from bench import record as record_path
-from jobs import keys
-from jobs.migrate import migrate
+from core.settings import load as load_settings
 from jobs.periodic import retention_policy
-from service.settings import load as load_settings
+from sql.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 

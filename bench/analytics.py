@@ -26,9 +26,9 @@ import httpx2
 
 from bench import HEADERS
 from bench.queries import _summary
+from core.periods import period_bounds, previous_start, spanning
 from ingest.events import COLUMNS
 from jobs.track import batch_track
-from service.periods import period_bounds, previous_start, spanning
 
 DAYS = 30
 USERS = 100_000

@@ -44,7 +44,7 @@ import psycopg
 from bench import HEADERS, copy_events, new_metric
 from jobs import retention
 from jobs.compact import rebuild
-from jobs.migrate import edition
+from sql.migrate import edition
 
 METRIC = "storage.latency"
 PROMETHEUS_NAME = "storage_latency"

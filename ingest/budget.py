@@ -8,7 +8,7 @@ memory stays bounded whatever the clients send. Into an empty budget any size is
 body limits bound it), so that no request is refused for ever.
 
 When the budget empties after a burst that filled at least half of it, `on_drained` is called:
-the server then hands the burst's memory back to the system (service/memory.py).
+the server then hands the burst's memory back to the system (core/memory.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from service.errors import ApiError
+from core.errors import ApiError
 
 log = logging.getLogger("astraeus.ingest")
 

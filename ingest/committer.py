@@ -48,15 +48,15 @@ from typing import Any
 import asyncpg
 
 import sql
+from core.db import HeldConnection, remaining, translate
+from core.errors import ApiError, DatabaseTimeout, DatabaseUnavailable, ValidationFailed
+from core.settings import IngestSettings
 from ingest import decimals, deltas, offload
 from ingest.budget import ByteBudget, QueueFull, Ticket
 from ingest.idempotency import IdempotencyKeys
 from ingest.pending import Accepted, IdempotencyKey, Pending
 from ingest.series import SeriesRegistry
 from ingest.validate import Batch
-from service.db import HeldConnection, remaining, translate
-from service.errors import ApiError, DatabaseTimeout, DatabaseUnavailable, ValidationFailed
-from service.settings import IngestSettings
 
 log = logging.getLogger("astraeus.ingest")
 

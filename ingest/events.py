@@ -14,22 +14,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from starlette.requests import Request
-from starlette.routing import Route
 
 import sql
+from core.db import connection
+from core.errors import BadRequest, DatabaseTimeout, PayloadTooLarge, field_error
+from core.http import describe
+from core.settings import IngestSettings
 from ingest.budget import ByteBudget, QueueFull, Ticket
 from ingest.committer import CommitTimeout
 from ingest.idempotency import reused_key
 from ingest.pending import Accepted, IdempotencyKey
-from ingest.routes import JSON_TYPE, NDJSON_TYPES, idempotency_key
 from ingest.validate import from_epoch
-from ingest.wire import describe, refuse
-from service.db import connection
-from service.errors import BadRequest, DatabaseTimeout, PayloadTooLarge, field_error
-from service.http import JSON, declared_length, read_body, require_media_type
-from service.metrics import stored
-from service.settings import IngestSettings
+from ingest.wire import refuse
 
 EventType = Literal[
     "user_signup",
@@ -310,23 +306,3 @@ class EventWriter:
                 *seen(rows, 3, "agent_registered"),
             )
         return Accepted(len(rows))
-
-
-async def post_events(request: Request) -> JSON:
-    """POST /api/v1/analytics/events."""
-    state = request.app.state
-    media = require_media_type(request, JSON_TYPE, *NDJSON_TYPES)
-    writer: EventWriter = state.events
-    with writer.admit(declared_length(request)) as ticket:
-        body = await read_body(request, state.settings.ingest.max_body_bytes)
-        ticket.resize(len(body))
-        key = idempotency_key(request, "events", body)
-        items = decode(body, ndjson=media != JSON_TYPE)
-        rows = validate(items, datetime.now(UTC), state.settings.ingest)
-        outcome = await writer.store(rows, key)
-    if not outcome.duplicate:
-        stored(state.metrics, "platform", outcome.accepted, len(body))
-    return JSON(outcome.body())
-
-
-routes = [Route("/api/v1/analytics/events", post_events, methods=["POST"])]

@@ -14,9 +14,9 @@ from datetime import timedelta
 import asyncpg
 
 import sql
+from core.db import connection
+from core.errors import ApiError, ValidationFailed, field_error
 from ingest.pending import Accepted, IdempotencyKey, Pending
-from service.db import connection
-from service.errors import ApiError, ValidationFailed, field_error
 
 PRUNE_EVERY_S = 600
 

@@ -6,17 +6,16 @@ import re
 from datetime import UTC, datetime
 
 from starlette.requests import Request
-from starlette.routing import Route
 
-from ingest import offload
+from core.errors import BadRequest, ValidationFailed, field_error
+from core.http import JSON, Endpoint, declared_length, read_body, require_media_type
+from core.metrics import stored
+from ingest import events, offload
 from ingest.budget import Ticket
 from ingest.committer import GroupCommitter
 from ingest.pending import IdempotencyKey
 from ingest.validate import validate
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
-from service.errors import BadRequest, ValidationFailed, field_error
-from service.http import JSON, declared_length, read_body, require_media_type
-from service.metrics import stored
 
 RECORD_BODY_LIMIT = 64 * 1024
 JSON_TYPE = "application/json"
@@ -87,7 +86,25 @@ async def batch(request: Request) -> JSON:
         return await _store(request, events, body, single=False)
 
 
+async def post_events(request: Request) -> JSON:
+    """POST /api/v1/analytics/events."""
+    state = request.app.state
+    media = require_media_type(request, JSON_TYPE, *NDJSON_TYPES)
+    writer: events.EventWriter = state.events
+    with writer.admit(declared_length(request)) as ticket:
+        body = await read_body(request, state.settings.ingest.max_body_bytes)
+        ticket.resize(len(body))
+        key = idempotency_key(request, "events", body)
+        items = events.decode(body, ndjson=media != JSON_TYPE)
+        rows = events.validate(items, datetime.now(UTC), state.settings.ingest)
+        outcome = await writer.store(rows, key)
+    if not outcome.duplicate:
+        stored(state.metrics, "platform", outcome.accepted, len(body))
+    return JSON(outcome.body())
+
+
 routes = [
-    Route("/api/v1/analytics/metrics/record", record, methods=["POST"]),
-    Route("/api/v1/analytics/metrics/batch", batch, methods=["POST"]),
+    Endpoint("POST", "/api/v1/analytics/metrics/record", record, "ingest"),
+    Endpoint("POST", "/api/v1/analytics/metrics/batch", batch, "ingest"),
+    Endpoint("POST", "/api/v1/analytics/events", post_events, "ingest"),
 ]

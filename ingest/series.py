@@ -17,10 +17,10 @@ import asyncpg
 import msgspec
 
 import sql
+from core.errors import ApiError, ValidationFailed, field_error
 from ingest.tagsets import interned
 from ingest.validate import Batch
 from ingest.wire import SeriesKey
-from service.errors import ApiError, ValidationFailed, field_error
 
 
 @dataclass(frozen=True)

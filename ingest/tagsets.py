@@ -14,7 +14,7 @@ from typing import Annotated
 
 import msgspec
 
-from service.settings import IngestSettings
+from core.settings import IngestSettings
 
 TAG_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:/-]*$"
 TagKey = Annotated[str, msgspec.Meta(min_length=1, pattern=TAG_KEY_PATTERN)]

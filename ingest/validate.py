@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.errors import PayloadTooLarge, field_error
+from core.settings import IngestSettings
 from ingest.tagsets import TagSets
 from ingest.wire import MetricEvent, SeriesKey, refuse
-from service.errors import PayloadTooLarge, field_error
-from service.settings import IngestSettings
 
 MILLISECONDS_FROM = 1e11
 

@@ -11,13 +11,13 @@ year 5138, 1e11 milliseconds in 1973). Without a timestamp the server's clock is
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from service.errors import BadRequest, ValidationFailed, field_error
+from core.errors import BadRequest, ValidationFailed
+from core.http import describe
 
 MAX_REPORTED_ERRORS = 100
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
@@ -70,22 +70,6 @@ _events = msgspec.json.Decoder(list[MetricEvent])
 _envelope = msgspec.json.Decoder(Envelope)
 _raw_items = msgspec.json.Decoder(list[msgspec.Raw])
 _raw_envelope = msgspec.json.Decoder(RawEnvelope)
-_PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_NAMED_FIELD = re.compile(r"(?:required|unknown) field `([^`]+)`")
-
-
-def describe(error: msgspec.ValidationError, index: int | None = None) -> dict[str, Any]:
-    """A msgspec validation error as {index?, field, reason}: `$.tags.x` -> 'tags.x'."""
-    match = _PATH.match(str(error))
-    assert match is not None  # the pattern matches any string
-    reason, path = match.group("reason"), match.group("path") or ""
-    field = path.replace("[...]", "").lstrip(".")
-    if reason == "Number out of range":
-        reason = "must be a finite number (at most 1.8e308 in magnitude)"
-    named = _NAMED_FIELD.search(reason)
-    if named:
-        field = f"{field}.{named.group(1)}" if field else named.group(1)
-    return field_error(field or "body", reason, index)
 
 
 def _item_errors(items: list[msgspec.Raw]) -> tuple[list[MetricEvent], list[dict[str, Any]], int]:

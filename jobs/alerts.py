@@ -29,12 +29,11 @@ import psycopg
 from psycopg.rows import dict_row
 
 import sql
-from service.db import connect_sync
+from alerts import EVALUATION_LOCK
+from core.db import connect_sync
 
 log = logging.getLogger("astraeus.alerts")
 
-# pg_advisory_xact_lock key: ASCII "astr" + "alrt".
-EVALUATION_LOCK = 0x61737472_616C7274
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt,
     "gte": operator.ge,

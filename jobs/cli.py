@@ -19,6 +19,10 @@ from types import FrameType
 import click
 
 import sql
+from core import logs
+from core.db import connect_sync
+from core.periods import PERIODS, previous_start, spanning
+from core.settings import SettingError, Settings, load, redact_url
 from jobs import compress, retention
 from jobs.alerts import evaluate
 from jobs.cli_common import database_errors, database_url, fail
@@ -26,7 +30,6 @@ from jobs.cli_keys import keys_group
 from jobs.compact import compact, rebuild
 from jobs.compact import start_in_thread as start_compactor
 from jobs.health import check_services
-from jobs.migrate import MigrationError, migrate
 from jobs.notify import deliver
 from jobs.periodic import (
     alerted,
@@ -42,10 +45,7 @@ from jobs.periodic import (
 )
 from jobs.scheduler import Outcome, Scheduler, manual_run
 from jobs.track import batch_track, track_invalidated
-from service import logs
-from service.db import connect_sync
-from service.periods import PERIODS, previous_start, spanning
-from service.settings import SettingError, Settings, load, redact_url
+from sql.migrate import MigrationError, migrate
 
 
 def settings() -> Settings:

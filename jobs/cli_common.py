@@ -10,8 +10,8 @@ from typing import NoReturn
 import click
 import psycopg
 
+from core.settings import redact_url
 from jobs.scheduler import one_line
-from service.settings import redact_url
 
 
 def fail(message: str) -> NoReturn:

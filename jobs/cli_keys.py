@@ -1,10 +1,10 @@
-"""`python -m jobs keys create|list|revoke`: API keys (jobs/keys.py), from the command line."""
+"""`python -m jobs keys create|list|revoke`: API keys (auth/keys.py), from the command line."""
 
 from __future__ import annotations
 
 import click
 
-from jobs import keys
+from auth import keys
 from jobs.cli_common import database_errors, database_url, fail
 
 

@@ -37,9 +37,9 @@ from datetime import datetime, timedelta
 import psycopg
 
 import sql
+from core.db import connect_sync
 from jobs.scheduler import lock_key, one_line
 from query.plan import DAY, HOUR, floor
-from service.db import connect_sync
 
 log = logging.getLogger("astraeus.compact")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sql
-from jobs.migrate import edition
-from service.db import connect_sync
+from core.db import connect_sync
+from sql.migrate import edition
 
 RELATIONS = (
     "metric_event_store",

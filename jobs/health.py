@@ -28,9 +28,9 @@ import msgspec
 from psycopg.rows import dict_row
 
 import sql
-from jobs.alerts import EVALUATION_LOCK
+from alerts import EVALUATION_LOCK
+from core.db import connect_sync
 from jobs.scheduler import one_line
-from service.db import connect_sync
 
 log = logging.getLogger("astraeus.health")
 

@@ -36,9 +36,9 @@ import msgspec
 from psycopg.rows import dict_row
 
 import sql
+from core.db import connect_sync
+from core.settings import Settings
 from jobs.scheduler import one_line
-from service.db import connect_sync
-from service.settings import Settings
 
 log = logging.getLogger("astraeus.notify")
 MAX_DELAY = timedelta(hours=1)

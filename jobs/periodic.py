@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from core.settings import Settings
 from jobs import retention
 from jobs.alerts import EvaluationReport, evaluate
 from jobs.compact import Compactor, Horizons
@@ -14,7 +15,6 @@ from jobs.health import HealthReport, check_services
 from jobs.notify import DeliveryReport, deliver
 from jobs.scheduler import Job, Outcome
 from jobs.track import TrackReport, track_invalidated
-from service.settings import Settings
 
 
 def horizons(settings: Settings) -> Horizons:

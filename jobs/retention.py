@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import psycopg
 
 import sql
-from service.db import connect_sync
+from core.db import connect_sync
 
 JOB_RUNS_KEPT = timedelta(days=30)
 

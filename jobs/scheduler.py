@@ -29,7 +29,7 @@ from datetime import timedelta
 import psycopg
 
 import sql
-from service.db import connect_sync
+from core.db import connect_sync
 
 log = logging.getLogger("astraeus.scheduler")
 

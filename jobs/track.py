@@ -31,8 +31,8 @@ import psycopg
 from psycopg import sql as pgsql
 
 import sql
-from service.db import connect_sync
-from service.periods import previous_start, spanning
+from core.db import connect_sync
+from core.periods import previous_start, spanning
 
 TRACK_LOCK = 0x61737472_7472616B  # "astr" "trak"
 # A period is tracked this long after it closes: a writer's transaction has long committed.

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from starlette.routing import Route
-
+from core.http import Endpoint
 from monitoring import services, status
 
 PREFIX = "/api/v1/analytics/monitoring"
 
 routes = [
-    Route(f"{PREFIX}/services", services.listing, methods=["GET"]),
-    Route(f"{PREFIX}/services", services.create, methods=["POST"]),
-    Route(f"{PREFIX}/services/{{name}}", services.one, methods=["GET"]),
-    Route(f"{PREFIX}/services/{{name}}", services.replace, methods=["PUT"]),
-    Route(f"{PREFIX}/services/{{name}}", services.remove, methods=["DELETE"]),
-    Route(f"{PREFIX}/health", status.summary, methods=["GET"]),
-    Route(f"{PREFIX}/health/{{service}}", status.service_health, methods=["GET"]),
-    Route(f"{PREFIX}/sla/{{service}}", status.sla, methods=["GET"]),
+    Endpoint("GET", f"{PREFIX}/services", services.listing, "admin"),
+    Endpoint("POST", f"{PREFIX}/services", services.create, "admin"),
+    Endpoint("GET", f"{PREFIX}/services/{{name}}", services.one, "admin"),
+    Endpoint("PUT", f"{PREFIX}/services/{{name}}", services.replace, "admin"),
+    Endpoint("DELETE", f"{PREFIX}/services/{{name}}", services.remove, "admin"),
+    Endpoint("GET", f"{PREFIX}/health", status.summary, "read"),
+    Endpoint("GET", f"{PREFIX}/health/{{service}}", status.service_health, "read"),
+    Endpoint("GET", f"{PREFIX}/sla/{{service}}", status.sla, "read"),
 ]

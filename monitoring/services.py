@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import sql
-from alerts.rules import BODY_LIMIT, decode, require_channels
-from service.db import connection, save
-from service.errors import NotFound, ValidationFailed
-from service.http import JSON, read_body, require_media_type
+from alerts.rules import BODY_LIMIT, require_channels
+from core.db import connection, save
+from core.errors import NotFound, ValidationFailed
+from core.http import JSON, decode, read_body, require_media_type
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"^https?://\S+$")]

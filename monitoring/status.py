@@ -8,10 +8,10 @@ from typing import Any
 from starlette.requests import Request
 
 import sql
+from core.db import connection
+from core.http import JSON
+from core.params import number
 from monitoring.services import by_name
-from query.params import number
-from service.db import connection
-from service.http import JSON
 
 # The overall status is the worst of the services'; an unknown service counts as degraded.
 SEVERITY = {"healthy": 0, "degraded": 1, "unknown": 1, "unhealthy": 2}

@@ -17,17 +17,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
-from starlette.routing import Route
 
 import sql
 from alerts.incidents import select as incidents
+from core.db import connection
+from core.http import JSON
+from core.params import Window, whole_number
+from core.periods import spanning
 from monitoring.status import health_summary
 from query import performance
 from query.entities import platform_periods
-from query.params import Window, whole_number
-from service.db import connection
-from service.http import JSON
-from service.periods import spanning
 
 INCIDENTS_LISTED = 20
 
@@ -101,6 +100,3 @@ async def dashboard(request: Request) -> JSON:
             "monitoring": monitoring,
         }
     )
-
-
-routes = [Route("/api/v1/analytics/dashboard", dashboard, methods=["GET"])]

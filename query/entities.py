@@ -1,4 +1,4 @@
-"""User, agent and platform analytics for UTC calendar periods (service/periods.py).
+"""User, agent and platform analytics for UTC calendar periods (core/periods.py).
 
 User and agent figures come from the entity's own raw events (an index range per entity, so
 always current); platform figures from the rows batch tracking materialised when the period is
@@ -16,14 +16,13 @@ from functools import partial
 from typing import Any
 
 from starlette.requests import Request
-from starlette.routing import Route
 
 import sql
-from query.params import bad, number, timestamp
-from service.db import connection, deadline, detached
-from service.errors import DatabaseTimeout, NotFound
-from service.http import JSON
-from service.periods import PERIODS, period_bounds, previous_start
+from core.db import connection, deadline, detached
+from core.errors import DatabaseTimeout, NotFound
+from core.http import JSON
+from core.params import bad, number, timestamp
+from core.periods import PERIODS, period_bounds, previous_start
 
 # A user or agent with no events in a period.
 USER_IDLE: dict[str, Any] = {
@@ -314,12 +313,3 @@ async def platform_trends(request: Request) -> JSON:
     state = request.app.state
     rows = await platform_periods(state.pool, period_type, spans, state.live_figures)
     return JSON({"period_type": period_type, "periods": rows})
-
-
-routes = [
-    Route("/api/v1/analytics/platform/trends", platform_trends, methods=["GET"]),
-    Route("/api/v1/analytics/user/{id}", user, methods=["GET"]),
-    Route("/api/v1/analytics/user/{id}/trends", user_trends, methods=["GET"]),
-    Route("/api/v1/analytics/agent/{id}", agent, methods=["GET"]),
-    Route("/api/v1/analytics/agent/{id}/trends", agent_trends, methods=["GET"]),
-]

@@ -14,10 +14,10 @@ from typing import Any
 
 import asyncpg
 
+from core.errors import NotFound
+from core.params import Window
 from query import catalog
-from query.params import Window
 from query.statistics import Selection, metric, statistics
-from service.errors import NotFound
 
 TOP = 20
 

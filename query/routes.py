@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from starlette.requests import Request
-from starlette.routing import Route
 
-from query import catalog, params, performance
+from core import params
+from core.db import connection
+from core.http import JSON, Endpoint
+from query import catalog, dashboard, entities, performance
 from query.statistics import Selection, statistics
 from query.timeseries import time_series
-from service.db import connection
-from service.http import JSON
 
 
 def max_raw_rows(request: Request) -> int:
@@ -81,9 +81,15 @@ async def performance_summary(request: Request) -> JSON:
 
 
 routes = [
-    Route("/api/v1/analytics/performance", performance_summary, methods=["GET"]),
-    Route("/api/v1/analytics/metrics", metric_list, methods=["GET"]),
-    Route("/api/v1/analytics/metrics/{name}/tags", metric_tags, methods=["GET"]),
-    Route("/api/v1/analytics/metrics/{name}/statistics", metric_statistics, methods=["GET"]),
-    Route("/api/v1/analytics/metrics/{name}/time-series", metric_time_series, methods=["GET"]),
+    Endpoint("GET", "/api/v1/analytics/performance", performance_summary, "read"),
+    Endpoint("GET", "/api/v1/analytics/metrics", metric_list, "read"),
+    Endpoint("GET", "/api/v1/analytics/metrics/{name}/tags", metric_tags, "read"),
+    Endpoint("GET", "/api/v1/analytics/metrics/{name}/statistics", metric_statistics, "read"),
+    Endpoint("GET", "/api/v1/analytics/metrics/{name}/time-series", metric_time_series, "read"),
+    Endpoint("GET", "/api/v1/analytics/platform/trends", entities.platform_trends, "read"),
+    Endpoint("GET", "/api/v1/analytics/user/{id}", entities.user, "read"),
+    Endpoint("GET", "/api/v1/analytics/user/{id}/trends", entities.user_trends, "read"),
+    Endpoint("GET", "/api/v1/analytics/agent/{id}", entities.agent, "read"),
+    Endpoint("GET", "/api/v1/analytics/agent/{id}/trends", entities.agent_trends, "read"),
+    Endpoint("GET", "/api/v1/analytics/dashboard", dashboard.dashboard, "read"),
 ]

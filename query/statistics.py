@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 
 import sql
-from query.params import Window
+from core.errors import NotFound, QueryTooLarge
+from core.params import Window
 from query.plan import Marks, Plan, plan
-from service.errors import NotFound, QueryTooLarge
 
 FIGURES = ("count", "avg", "min", "max", "sum", "p50", "p95", "p99")
 

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 import sql
-from query.params import Interval, Window, bad
+from core.params import Interval, Window, bad
 from query.plan import DAY, HOUR, MINUTE, covered_by_minutes, plan
 from query.statistics import Selection, check_raw_rows, metric_and_marks, owners, raw_series
 

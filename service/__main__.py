@@ -7,11 +7,11 @@ import sys
 
 import uvicorn
 
-from jobs.migrate import MigrationError, migrate
+from core import logs
+from core.settings import SettingError, load
 from monitoring.services import ServicesFileError, read_services_file
-from service import logs
 from service.app import create_app
-from service.settings import SettingError, load
+from sql.migrate import MigrationError, migrate
 
 
 def main() -> None:

@@ -17,35 +17,26 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-import alerts.routes
-import ingest.events
-import ingest.routes
-import monitoring.routes
-import query.dashboard
-import query.entities
-import query.routes
-import service.metrics
-import service.openapi
+from auth.table import KeyTable
+from core import db
+from core.errors import ApiError
+from core.http import JSON
+from core.memory import AfterBursts, configure_malloc
+from core.metrics import Metrics
+from core.settings import Settings, load, redact_url
 from ingest.budget import ByteBudget
 from ingest.committer import GroupCommitter
 from ingest.events import EventWriter
 from ingest.series import SeriesRegistry
 from ingest.tagsets import TagSets
 from jobs.compact import start_in_thread as start_compactor
-from jobs.migrate import migrate, read_migrations
 from jobs.periodic import compactor, periodic_jobs
-from jobs.routes import routes as jobs_routes
 from jobs.scheduler import Scheduler, start_in_thread
 from monitoring.services import load_services_file
 from query.entities import LiveFigures
-from service import db, health
-from service.auth import KeyTable
-from service.errors import ApiError
 from service.front import Front
-from service.http import JSON
-from service.memory import AfterBursts, configure_malloc
-from service.metrics import Metrics
-from service.settings import Settings, load, redact_url
+from service.routes import ROUTES
+from sql.migrate import migrate, read_migrations
 
 log = logging.getLogger("astraeus.api")
 
@@ -117,7 +108,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
         configure_malloc()
         app.state.tagsets = TagSets(settings.ingest)
         # One bytes budget for all ingest; once a burst that filled it drains, its memory is
-        # handed back to the system (service/memory.py).
+        # handed back to the system (core/memory.py).
         app.state.ingest_budget = ByteBudget(
             settings.ingest.queue_max_bytes, on_drained=AfterBursts()
         )
@@ -180,22 +171,11 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
     metrics = Metrics()
     keys_table = KeyTable(settings.auth_cache_s)
     app = Starlette(
-        routes=[
-            # The router tries routes in this order: the hot ingest paths first.
-            *ingest.routes.routes,
-            *ingest.events.routes,
-            *health.routes,
-            *service.metrics.routes,
-            *service.openapi.routes,
-            *query.routes.routes,
-            *query.entities.routes,
-            *query.dashboard.routes,
-            *alerts.routes.routes,
-            *monitoring.routes.routes,
-            *jobs_routes,
-        ],
+        routes=ROUTES,
         lifespan=lifespan,
-        middleware=[Middleware(Front, metrics=metrics, keys=keys_table, settings=settings)],
+        middleware=[
+            Middleware(Front, metrics=metrics, keys=keys_table, settings=settings, routes=ROUTES)
+        ],
         exception_handlers={
             ApiError: api_error,
             HTTPException: http_error,

@@ -2,10 +2,11 @@
 
 In this order, for each request:
 
-1. its id: the client's `X-Request-ID` when sane, else a new one (service/logs.py), sent back on
+1. its id: the client's `X-Request-ID` when sane, else a new one (core/logs.py), sent back on
    every response, errors included;
-2. its database budget (service/deadlines.py), counting from its first database access;
-3. its API key against the scope its path needs (service/auth.py): 401/403 before any route runs;
+2. its database budget (core/deadlines.py), counting from its first database access;
+3. its API key against the scope of the route it matches (service/auth.py): 401/403 before
+   any route runs;
 4. the route; an exception that escapes it is a 500 answered here, with the request id;
 5. once answered: counted and timed by route template (/metrics) and logged (astraeus.access).
 
@@ -19,18 +20,19 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute
 
-from service import db
-from service.auth import KeyTable, refusal, required_scope, route_path
-from service.deadlines import budget_s
-from service.http import JSON
-from service.logs import SANE_ID, AccessLog, request_id
-from service.metrics import ASGIApp, Metrics, Receive, Scope, Send
-from service.settings import Settings
+from core import db
+from core.deadlines import budget_s
+from core.http import JSON, Endpoint
+from core.logs import SANE_ID, AccessLog, request_id
+from core.metrics import ASGIApp, Metrics, Receive, Scope, Send
+from core.settings import Settings
+from service.auth import KeyTable, matched, refusal, required_scope
 
 log = logging.getLogger("astraeus.http")
 
@@ -44,8 +46,16 @@ def new_request_id() -> str:
 
 
 class Front:
-    def __init__(self, app: ASGIApp, metrics: Metrics, keys: KeyTable, settings: Settings) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        keys: KeyTable,
+        settings: Settings,
+        routes: Sequence[BaseRoute],
+    ) -> None:
         self.app = app
+        self.routes = routes  # the app's: each declares the scope it needs
         self.metrics = metrics
         self.keys = keys
         self.settings = settings
@@ -68,7 +78,7 @@ class Front:
         )
         rid = given if SANE_ID.match(given) else new_request_id()
         rid_header = (b"x-request-id", rid.encode())
-        method, path = scope["method"], route_path(scope)
+        method = scope["method"]
         answer = {"status": 500, "started": False}
 
         async def sending(message: MutableMapping[str, Any]) -> None:
@@ -79,9 +89,10 @@ class Front:
             await send(message)
 
         rid_token = request_id.set(rid)
-        budget_token = db.budget.set(db.Budget(budget_s(method, path, self.settings)))
+        route = matched(self.routes, scope)
+        budget_token = db.budget.set(db.Budget(budget_s(route, self.settings)))
         try:
-            await self._serve(scope, receive, sending, method, path)
+            await self._serve(scope, receive, sending, route)
         except Exception:
             if answer["started"]:
                 raise
@@ -100,10 +111,10 @@ class Front:
             self._account(scope, method, int(answer["status"]), started, rid)
 
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, method: str, path: str
+        self, scope: Scope, receive: Receive, send: Send, route: Endpoint | None
     ) -> None:
         if self.auth:
-            needed = required_scope(method, path, self.settings.metrics_require_key)
+            needed = required_scope(route, scope["method"], self.settings.metrics_require_key)
             if needed is not None:
                 refused = await refusal(self.keys, scope, needed)
                 if refused is not None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncpg
 from starlette.requests import Request
-from starlette.routing import Route
 
 import sql
-from jobs.migrate import pending
-from service.db import connection
-from service.errors import DatabaseUnavailable
-from service.http import JSON
+from core.db import connection
+from core.errors import DatabaseUnavailable
+from core.http import JSON
+from sql.migrate import pending
 
 
 async def healthz(request: Request) -> JSON:
@@ -20,7 +19,7 @@ async def healthz(request: Request) -> JSON:
 
 async def readyz(request: Request) -> JSON:
     """The database answers and every migration this build ships is applied: answered within
-    READY_S (service/deadlines.py) whatever the database does."""
+    READY_S (core/deadlines.py) whatever the database does."""
     state = request.app.state
     try:
         async with connection(state.pool) as conn:
@@ -45,9 +44,3 @@ async def readyz(request: Request) -> JSON:
             {"status": "not_ready", "reason": f"migrations not applied: {', '.join(missing)}"}, 503
         )
     return JSON({"status": "ready", "timescaledb": state.timescaledb})
-
-
-routes = [
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
-]

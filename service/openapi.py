@@ -9,6 +9,7 @@ the app is described here and nothing else is.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -16,18 +17,19 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from alerts.channels import ChannelIn
 from alerts.incidents import Action
 from alerts.rules import RuleIn
 from alerts.silences import SilenceIn
+from auth.routes import KeyIn
+from core.http import JSON, Endpoint
 from ingest.events import PlatformEvent
 from ingest.routes import NDJSON_TYPES
 from ingest.wire import MetricEvent
-from jobs.routes import BatchTrackIn, KeyIn
 from monitoring.services import ServiceIn
-from service.http import JSON
+from service.background import BatchTrackIn
 
 API = "/api/v1/analytics"
 NDJSON = NDJSON_TYPES
@@ -57,7 +59,6 @@ class Op:
     method: str
     path: str
     summary: str
-    scope: str | None  # what service/auth.py asks for; None: no key
     ok: int = 200
     body: Any = None  # a msgspec type, or a key of BATCH_ITEMS for the batch bodies
     body_required: bool = True
@@ -91,39 +92,35 @@ RULE_WRITTEN = (
 )
 
 OPERATIONS: tuple[Op, ...] = (
-    Op("GET", "/healthz", "The process serves HTTP", None),
-    Op("GET", "/readyz", "The database answers and every migration is applied", None),
-    Op("GET", "/metrics", "The service's own metrics (Prometheus)", None, ok_media="text/plain"),
-    Op("POST", f"{API}/metrics/record", "Record one metric event", "ingest", body=MetricEvent),
+    Op("GET", "/healthz", "The process serves HTTP"),
+    Op("GET", "/readyz", "The database answers and every migration is applied"),
+    Op("GET", "/metrics", "The service's own metrics (Prometheus)", ok_media="text/plain"),
+    Op("POST", f"{API}/metrics/record", "Record one metric event", body=MetricEvent),
     Op(
         "POST",
         f"{API}/metrics/batch",
         "Record a batch of metric events",
-        "ingest",
         body="batch:metric",
     ),
     Op(
         "POST",
         f"{API}/events",
         "Record a batch of platform events",
-        "ingest",
         body="batch:platform",
     ),
-    Op("GET", f"{API}/performance", "Performance summary", "read", query=WINDOW),
-    Op("GET", f"{API}/metrics", "Every metric", "read"),
-    Op("GET", f"{API}/metrics/{{name}}/tags", "A metric's tag keys and values", "read"),
+    Op("GET", f"{API}/performance", "Performance summary", query=WINDOW),
+    Op("GET", f"{API}/metrics", "Every metric"),
+    Op("GET", f"{API}/metrics/{{name}}/tags", "A metric's tag keys and values"),
     Op(
         "GET",
         f"{API}/metrics/{{name}}/statistics",
         "Statistics of a metric",
-        "read",
         query=(*WINDOW, *SELECTION, Param("exact", "true: exact percentiles from raw events.")),
     ),
     Op(
         "GET",
         f"{API}/metrics/{{name}}/time-series",
         "Time series of a metric",
-        "read",
         query=(
             *WINDOW,
             *SELECTION,
@@ -131,34 +128,31 @@ OPERATIONS: tuple[Op, ...] = (
             Param("agg", "avg (default), sum, min, max, count, p50, p95, p99, rate."),
         ),
     ),
-    Op("GET", f"{API}/platform/trends", "Platform figures per period", "read", query=TRENDS),
-    Op("GET", f"{API}/user/{{id}}", "A user's figures for a period", "read", query=PERIOD),
-    Op("GET", f"{API}/user/{{id}}/trends", "A user's figures per period", "read", query=TRENDS),
-    Op("GET", f"{API}/agent/{{id}}", "An agent's figures for a period", "read", query=PERIOD),
-    Op("GET", f"{API}/agent/{{id}}/trends", "An agent's figures per period", "read", query=TRENDS),
+    Op("GET", f"{API}/platform/trends", "Platform figures per period", query=TRENDS),
+    Op("GET", f"{API}/user/{{id}}", "A user's figures for a period", query=PERIOD),
+    Op("GET", f"{API}/user/{{id}}/trends", "A user's figures per period", query=TRENDS),
+    Op("GET", f"{API}/agent/{{id}}", "An agent's figures for a period", query=PERIOD),
+    Op("GET", f"{API}/agent/{{id}}/trends", "An agent's figures per period", query=TRENDS),
     Op(
         "GET",
         f"{API}/dashboard",
         "The dashboard",
-        "read",
         query=(Param("days", "1 to 366 (default 7).", {"type": "integer"}),),
     ),
-    Op("GET", f"{API}/alerts/rules", "Alert rules", "admin"),
+    Op("GET", f"{API}/alerts/rules", "Alert rules"),
     Op(
         "POST",
         f"{API}/alerts/rules",
         "Create an alert rule",
-        "admin",
         ok=201,
         body=RuleIn,
         note=RULE_WRITTEN,
     ),
-    Op("GET", f"{API}/alerts/rules/{{rule_id}}", "One alert rule", "admin"),
+    Op("GET", f"{API}/alerts/rules/{{rule_id}}", "One alert rule"),
     Op(
         "PUT",
         f"{API}/alerts/rules/{{rule_id}}",
         "Replace an alert rule",
-        "admin",
         body=RuleIn,
         note=RULE_WRITTEN,
     ),
@@ -166,44 +160,38 @@ OPERATIONS: tuple[Op, ...] = (
         "PATCH",
         f"{API}/alerts/rules/{{rule_id}}",
         "Change some fields of a rule",
-        "admin",
         body=dict[str, Any],
         note=RULE_WRITTEN,
     ),
-    Op("DELETE", f"{API}/alerts/rules/{{rule_id}}", "Delete an alert rule", "admin", ok=204),
-    Op("GET", f"{API}/alerts/channels", "Notification channels", "admin"),
-    Op("POST", f"{API}/alerts/channels", "Create a channel", "admin", ok=201, body=ChannelIn),
-    Op("GET", f"{API}/alerts/channels/{{channel_id}}", "One channel", "admin"),
-    Op(
-        "PUT", f"{API}/alerts/channels/{{channel_id}}", "Replace a channel", "admin", body=ChannelIn
-    ),
-    Op("DELETE", f"{API}/alerts/channels/{{channel_id}}", "Delete a channel", "admin", ok=204),
+    Op("DELETE", f"{API}/alerts/rules/{{rule_id}}", "Delete an alert rule", ok=204),
+    Op("GET", f"{API}/alerts/channels", "Notification channels"),
+    Op("POST", f"{API}/alerts/channels", "Create a channel", ok=201, body=ChannelIn),
+    Op("GET", f"{API}/alerts/channels/{{channel_id}}", "One channel"),
+    Op("PUT", f"{API}/alerts/channels/{{channel_id}}", "Replace a channel", body=ChannelIn),
+    Op("DELETE", f"{API}/alerts/channels/{{channel_id}}", "Delete a channel", ok=204),
     Op(
         "GET",
         f"{API}/alerts/silences",
         "Silences in force",
-        "admin",
         query=(Param("all", "true: ended ones too."),),
     ),
-    Op("POST", f"{API}/alerts/silences", "Create a silence", "admin", ok=201, body=SilenceIn),
-    Op("DELETE", f"{API}/alerts/silences/{{silence_id}}", "End a silence", "admin", ok=204),
+    Op("POST", f"{API}/alerts/silences", "Create a silence", ok=201, body=SilenceIn),
+    Op("DELETE", f"{API}/alerts/silences/{{silence_id}}", "End a silence", ok=204),
     Op(
         "GET",
         f"{API}/alerts/incidents",
         "Incidents (open and acknowledged by default)",
-        "admin",
         query=(
             Param("status", "open, acknowledged or resolved."),
             Param("severity", "info, warning, error or critical."),
             Param("since", "Opened at or after, RFC 3339."),
         ),
     ),
-    Op("GET", f"{API}/alerts/incidents/{{incident_id}}", "One incident with its timeline", "admin"),
+    Op("GET", f"{API}/alerts/incidents/{{incident_id}}", "One incident with its timeline"),
     Op(
         "POST",
         f"{API}/alerts/incidents/{{incident_id}}/acknowledge",
         "Acknowledge",
-        "admin",
         body=Action,
         body_required=False,
     ),
@@ -211,38 +199,34 @@ OPERATIONS: tuple[Op, ...] = (
         "POST",
         f"{API}/alerts/incidents/{{incident_id}}/resolve",
         "Resolve",
-        "admin",
         body=Action,
         body_required=False,
     ),
-    Op("GET", f"{API}/monitoring/services", "Monitored services", "admin"),
-    Op("POST", f"{API}/monitoring/services", "Register a service", "admin", ok=201, body=ServiceIn),
-    Op("GET", f"{API}/monitoring/services/{{name}}", "One service", "admin"),
-    Op("PUT", f"{API}/monitoring/services/{{name}}", "Replace a service", "admin", body=ServiceIn),
-    Op("DELETE", f"{API}/monitoring/services/{{name}}", "Remove a service", "admin", ok=204),
-    Op("GET", f"{API}/monitoring/health", "Health summary", "read"),
+    Op("GET", f"{API}/monitoring/services", "Monitored services"),
+    Op("POST", f"{API}/monitoring/services", "Register a service", ok=201, body=ServiceIn),
+    Op("GET", f"{API}/monitoring/services/{{name}}", "One service"),
+    Op("PUT", f"{API}/monitoring/services/{{name}}", "Replace a service", body=ServiceIn),
+    Op("DELETE", f"{API}/monitoring/services/{{name}}", "Remove a service", ok=204),
+    Op("GET", f"{API}/monitoring/health", "Health summary"),
     Op(
         "GET",
         f"{API}/monitoring/health/{{service}}",
         "One service's health and history",
-        "read",
         query=(Param("limit", "History rows (default 100).", {"type": "number"}),),
     ),
     Op(
         "GET",
         f"{API}/monitoring/sla/{{service}}",
         "SLA figures of a service",
-        "read",
         query=(Param("days", "Days back (default 30).", {"type": "number"}),),
     ),
-    Op("POST", f"{API}/keys", "Create an API key (shown once)", "admin", ok=201, body=KeyIn),
-    Op("GET", f"{API}/keys", "API keys (never the keys themselves)", "admin"),
-    Op("DELETE", f"{API}/keys/{{key}}", "Revoke an API key by id or name", "admin"),
+    Op("POST", f"{API}/keys", "Create an API key (shown once)", ok=201, body=KeyIn),
+    Op("GET", f"{API}/keys", "API keys (never the keys themselves)"),
+    Op("DELETE", f"{API}/keys/{{key}}", "Revoke an API key by id or name"),
     Op(
         "GET",
         f"{API}/jobs",
         "Periodic jobs and their recent runs, scheduled and manual",
-        "read",
         query=(
             Param("job", "Only this job."),
             Param("limit", "Runs listed, 1 to 1000 (default 50).", {"type": "integer"}),
@@ -252,7 +236,6 @@ OPERATIONS: tuple[Op, ...] = (
         "POST",
         f"{API}/batch-track",
         "Materialise analytics for a range of periods",
-        "admin",
         body=BatchTrackIn,
     ),
 )
@@ -283,8 +266,24 @@ def operation_id(op: Op) -> str:
     return f"{op.method.lower()}_{words}"
 
 
+def scopes(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], str | None]:
+    """The scope each operation needs, as its route declares it (None: no key; /metrics is
+    described as public, its default)."""
+    return {
+        (route.method, route.path): None if route.optional else route.scope
+        for route in routes
+        if isinstance(route, Endpoint)
+    }
+
+
+def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI document of the app serving `routes`."""
+    return _document(tuple(sorted(scopes(routes).items(), key=repr)))
+
+
 @cache
-def document() -> dict[str, Any]:
+def _document(declared: tuple[tuple[tuple[str, str], str | None], ...]) -> dict[str, Any]:
+    needs = dict(declared)
     types: list[Any] = [ErrorBody]
     for op in OPERATIONS:
         body = BATCH_ITEMS[op.body] if isinstance(op.body, str) else op.body
@@ -331,9 +330,10 @@ def document() -> dict[str, Any]:
                 **dict.fromkeys(map(str, op_errors(op)), error),
             },
         }
-        if op.scope is not None:
+        scope = needs[(op.method, op.path)]
+        if scope is not None:
             operation["security"] = [{"apiKey": []}]
-            operation["description"] = f"Needs an API key with the `{op.scope}` scope."
+            operation["description"] = f"Needs an API key with the `{scope}` scope."
         else:
             operation["security"] = []
         if op.note:
@@ -384,7 +384,7 @@ def document() -> dict[str, Any]:
 
 
 async def openapi(request: Request) -> JSON:
-    return JSON(document())
+    return JSON(document(request.app.routes))
 
 
 DOCS = """<!doctype html>
@@ -417,9 +417,3 @@ fetch('/openapi.json').then(r => r.json()).then(doc => {
 
 async def docs(request: Request) -> HTMLResponse:
     return HTMLResponse(DOCS)
-
-
-routes = [
-    Route("/openapi.json", openapi, methods=["GET"]),
-    Route("/docs", docs, methods=["GET"]),
-]

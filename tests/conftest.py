@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from jobs import keys
+from auth import keys
+from core.settings import load
 from service.app import create_app
-from service.settings import load
 from tests.databases import Databases, server
 
 

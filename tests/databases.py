@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql as pgsql
 
-from jobs.migrate import migrate
+from sql.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_IMAGE = "timescale/timescaledb:2.28.3-pg17"

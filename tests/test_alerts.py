@@ -337,7 +337,7 @@ def test_a_resolve_waits_for_an_evaluation_in_flight(
 
     import psycopg
 
-    from jobs.alerts import EVALUATION_LOCK
+    from alerts import EVALUATION_LOCK
 
     record(client, 1.0, BASE - timedelta(minutes=5))
     rule(client, duration_seconds=0)

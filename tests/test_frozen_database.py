@@ -23,9 +23,9 @@ import httpx2
 import psycopg
 import pytest
 
-from service.db import connection, create_pool
-from service.errors import DatabaseTimeout
-from service.settings import load
+from core.db import connection, create_pool
+from core.errors import DatabaseTimeout
+from core.settings import load
 from tests.conftest import make_client
 from tests.test_group_commit import count, events_table_locked, wait_for
 

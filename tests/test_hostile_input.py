@@ -12,8 +12,8 @@ import psycopg
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from core.settings import load
 from service.app import create_app
-from service.settings import load
 
 CORPUS = [
     "'",

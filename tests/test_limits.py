@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from service.settings import SettingError, load
+from core.settings import SettingError, load
 from tests.conftest import make_client
 
 BATCH = "/api/v1/analytics/metrics/batch"

@@ -10,7 +10,7 @@ import sys
 import pytest
 from starlette.testclient import TestClient
 
-from service.logs import AccessLog, JsonFormatter, RequestIdFilter, request_id
+from core.logs import AccessLog, JsonFormatter, RequestIdFilter, request_id
 
 
 def test_every_response_carries_a_request_id(
@@ -55,7 +55,7 @@ def test_json_lines_hold_the_request_id_and_the_exception() -> None:
 
 def test_the_server_logs_json_when_not_on_a_terminal() -> None:
     code = (
-        "import logging; from service import logs; logs.configure('info'); "
+        "import logging; from core import logs; logs.configure('info'); "
         "logging.getLogger('astraeus.t').info('hello')"
     )
     done = subprocess.run(
@@ -69,7 +69,7 @@ def test_the_access_line_is_the_same_json_whichever_way_it_is_made() -> None:
     # The direct path (only our JSON handler listening) and logging's own path (a filter added,
     # as any extra set-up does) must write the same line, newline in the path included.
     code = (
-        "import logging; from service import logs; logs.configure('info', 'json'); "
+        "import logging; from core import logs; logs.configure('info', 'json'); "
         "a = logs.AccessLog(); a('POST', '/a\\nb', 201, 1.23456, 'rid-1'); "
         "logging.getLogger('astraeus.access').addFilter(lambda r: True); "
         "a('POST', '/a\\nb', 201, 1.23456, 'rid-1'); logs.flush()"
@@ -105,6 +105,6 @@ def test_the_access_line_time_is_the_formatters_to_the_millisecond(
     record = logging.LogRecord("astraeus.access", logging.INFO, __file__, 1, "x", (), None)
     record.created = now
     expected = json.loads(JsonFormatter().format(record))["time"]
-    monkeypatch.setattr("service.logs.time.time", lambda: now)
+    monkeypatch.setattr("core.logs.time.time", lambda: now)
 
     assert AccessLog()._time() == expected

@@ -10,9 +10,9 @@ import msgspec
 import psycopg
 import pytest
 
+from core.memory import configure_malloc, release_free_memory, resident_bytes
 from ingest.budget import ByteBudget, QueueFull
 from ingest.validate import Batch
-from service.memory import configure_malloc, release_free_memory, resident_bytes
 from tests.conftest import make_client
 from tests.test_group_commit import BATCH, count, event, wait_for
 

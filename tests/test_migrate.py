@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import sql
-from jobs.migrate import MigrationError, Report, migrate, read_migrations, split_statements
+from sql.migrate import MigrationError, Report, migrate, read_migrations, split_statements
 from tests.test_entities import at, post, utc_today
 from tests.test_tracking import stored, track
 

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from core.settings import Settings, load
 from jobs.alerts import evaluate
 from jobs.notify import deliver
-from service.settings import Settings, load
 from tests.peers import Mailbox, Receiver, http_receiver, smtp_server
 
 ALERTS = "/api/v1/analytics/alerts"

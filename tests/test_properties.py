@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import QueryParams
 
+from core import params
+from core.errors import ApiError
+from core.settings import load
 from ingest import events, wire
 from ingest.tagsets import TagSets
 from ingest.validate import validate
 from ingest.wire import MetricEvent
-from query import params
-from service.errors import ApiError
-from service.settings import load
 
 SETTINGS = load({"DATABASE_URL": "postgresql://unused/x"})
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -17,7 +17,7 @@ from tests.test_group_commit import RECORD, event, wait_for
 
 LOGGING_PROGRAM = """
 import logging, sys, time
-from service import logs
+from core import logs
 logs.configure("info", "json")
 for n in range(20_000):
     logging.getLogger("astraeus.access").info("POST /api/v1/analytics/metrics/record %d", n)

@@ -25,9 +25,9 @@ import pytest
 from starlette.routing import Match
 from starlette.testclient import TestClient
 
+from core.settings import load
 from jobs.health import check_services
 from service.app import create_app
-from service.settings import load
 from tests.conftest import make_client
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import SETTINGS, Secret, SettingError, load, redact_url
+from core.settings import SETTINGS, Secret, SettingError, load, redact_url
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import asyncpg
 
-from jobs.keys import digest
+from auth.keys import digest
+from auth.table import KeyTable
+from core import db
+from core.errors import DatabaseTimeout
 from query.entities import LiveFigures
-from service import db
-from service.auth import KeyTable
-from service.errors import DatabaseTimeout
 
 KEY = "ak_" + "k" * 43
 QUERY_S = 0.5

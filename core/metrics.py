@@ -18,10 +18,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 import sql
-from service.db import connection
+from core.db import connection
 
 log = logging.getLogger("astraeus.http")
 
@@ -188,6 +187,3 @@ async def exposition(request: Request) -> Response:
                 log.warning("/metrics could not read the database: %s", exc)
                 metrics.db_ok.set(0)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-routes = [Route("/metrics", exposition, methods=["GET"])]

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 import sql
-from service.db import connect_sync
+from core.db import connect_sync
 
 SCOPES = ("ingest", "read", "admin")
 PREFIX_CHARS = 10

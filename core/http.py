@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
-from service.errors import BadRequest, BodyTimeout, PayloadTooLarge, UnsupportedMediaType
+from core.errors import (
+    BadRequest,
+    BodyTimeout,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    field_error,
+)
 
 _encoder = msgspec.json.Encoder()
+
+
+class Endpoint(Route):
+    """One operation of the API: method, path, handler and the API-key scope it needs.
+
+    Every route of the app is one of these, declared in the routes module of its package
+    (ingest/routes.py, query/routes.py, ...; service/routes.py assembles them): the route table
+    and the scope table are the same list, which service/front.py matches each request against
+    before routing. `scope` None: public. `optional`: the scope is asked for only when
+    METRICS_REQUIRE_KEY is set (GET /metrics)."""
+
+    def __init__(
+        self, method: str, path: str, endpoint: Any, scope: str | None, *, optional: bool = False
+    ) -> None:
+        super().__init__(path, endpoint, methods=[method])
+        self.method = method
+        self.scope = scope
+        self.optional = optional
 
 
 class JSON(Response):
@@ -91,3 +118,31 @@ def _inflate(inflater: Any, data: bytes, room: int) -> bytes:
     if len(out) > room or inflater.unconsumed_tail:
         raise PayloadTooLarge("The body is over the size limit once decompressed.")
     return bytes(out)
+
+
+_PATH = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_NAMED_FIELD = re.compile(r"(?:required|unknown) field `([^`]+)`")
+
+
+def describe(error: msgspec.ValidationError, index: int | None = None) -> dict[str, Any]:
+    """A msgspec validation error as {index?, field, reason}: `$.tags.x` -> 'tags.x'."""
+    match = _PATH.match(str(error))
+    assert match is not None  # the pattern matches any string
+    reason, path = match.group("reason"), match.group("path") or ""
+    field = path.replace("[...]", "").lstrip(".")
+    if reason == "Number out of range":
+        reason = "must be a finite number (at most 1.8e308 in magnitude)"
+    named = _NAMED_FIELD.search(reason)
+    if named:
+        field = f"{field}.{named.group(1)}" if field else named.group(1)
+    return field_error(field or "body", reason, index)
+
+
+def decode(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        detail = describe(exc)
+        raise ValidationFailed(f"{detail['field']}: {detail['reason']}", details=[detail]) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}") from None

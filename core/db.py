@@ -1,7 +1,7 @@
 """The API server's connection pool, and database errors translated once for the HTTP layer.
 
 Every block of database work ends by a deadline, whatever the database does (stopped, behind a
-partition, slow): the request's budget (`Budget`, set per request by service/deadlines.py and
+partition, slow): the request's budget (`Budget`, set per request by core/deadlines.py and
 counted from its first database access), or a block's own. A server that does not answer does
 not answer a cancel request either, so at the deadline the connection is terminated: whatever
 awaits it fails at once, the pool opens a fresh one later, and the block fails with 503.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 import os
 import socket
 import threading
@@ -23,7 +24,7 @@ import asyncpg
 import psycopg
 
 import sql
-from service.errors import (
+from core.errors import (
     ApiError,
     BadRequest,
     Conflict,
@@ -33,7 +34,7 @@ from service.errors import (
     QueryTimeout,
     field_error,
 )
-from service.settings import Settings
+from core.settings import Settings
 
 T = TypeVar("T")
 JOB_STATEMENT_TIMEOUT_MS = 3_600_000
@@ -409,3 +410,13 @@ def _closed(conn: asyncpg.Connection) -> bool:
         return bool(conn.is_closed())
     except asyncpg.InterfaceError:  # lost and taken back by the pool: the proxy is detached
         return True
+
+
+def bounded(settings: Settings, bound_s: float) -> dict[str, Any]:
+    """connect_sync's options for a request bounded by `bound_s` seconds: a connection attempt
+    and each statement end within it (in_thread ends the request at the bound whatever the
+    database does, and these end the thread's work soon after)."""
+    return {
+        "connect_timeout": max(2, min(settings.db_connect_timeout_s, math.ceil(bound_s))),
+        "statement_timeout_ms": max(1, int(bound_s * 1000)),
+    }

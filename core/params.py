@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.datastructures import QueryParams
 
-from service.errors import BadRequest, field_error
+from core.errors import BadRequest, field_error
 
 MAX_HOURS = 24 * 366 * 10
 
