@@ -1,4 +1,5 @@
-# The README explains each target. Everything runs from the project's own virtualenv.
+# README.md and docs/development.md explain each target (make bench: docs/benchmarks.md).
+# Everything runs from the project's own virtualenv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

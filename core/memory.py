@@ -13,7 +13,7 @@ after and 10 s later):
 - the interpreter's small-object arenas: 86 against 31 before, for the same 23.8 MB of live
   objects. An arena (1 MiB) is freed only once empty, and a few long-lived objects created
   during the burst (timers, a new connection, response headers) keep most from emptying.
-  Nothing short of PYTHONMALLOC=malloc gets that back (see the README's "Memory after a burst").
+  Nothing short of PYTHONMALLOC=malloc gets that back (docs/ingest.md, "Memory after a burst").
 """
 
 from __future__ import annotations

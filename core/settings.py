@@ -1,7 +1,7 @@
 """Configuration, read once from the environment.
 
 Every setting is declared here with its default and help text; tests/test_settings.py fails
-when one is missing from the README.
+when one is missing from docs/configuration.md.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ RECORD = "/api/v1/analytics/metrics/record"
 STATISTICS = "/api/v1/analytics/metrics/frozen.warm/statistics"
 COMMIT_TIMEOUT_S = 1  # INGEST_COMMIT_TIMEOUT_S
 STATEMENT_TIMEOUT_MS = 1000
-READ_BOUND_S = STATEMENT_TIMEOUT_MS / 1000 + 1  # README: STATEMENT_TIMEOUT_MS + 1 s
+READ_BOUND_S = STATEMENT_TIMEOUT_MS / 1000 + 1  # docs/api.md: STATEMENT_TIMEOUT_MS + 1 s
 READY_BOUND_S = 2
 METRICS_BOUND_S = 2
 # A behaviour test, not a performance target: room for a loaded machine (2 cores shared with

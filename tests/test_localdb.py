@@ -305,7 +305,8 @@ def test_kept_clusters_are_durable_and_only_throwaway_ones_are_not() -> None:
         assert "durable defaults" in said
         assert settings_of(url) == dict.fromkeys(DURABILITY, "on")
 
-        # The one knob the README offers, set as it says; kept across restarts, url still works.
+        # The one knob docs/local-database.md offers, set as it says; kept across restarts,
+        # url still works.
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET synchronous_commit = off")
         localdb("stop", name)
