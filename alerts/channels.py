@@ -13,9 +13,9 @@ from starlette.responses import Response
 
 import sql
 from alerts.rules import BODY_LIMIT
-from core.db import connection, save
+from core.db import Resource, connection
 from core.errors import NotFound, ValidationFailed
-from core.http import JSON, decode, read_body, require_media_type
+from core.http import JSON, json_body, require_media_type
 
 _EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
 _URL = re.compile(r"^https?://[^\s]+$")
@@ -92,34 +92,29 @@ async def fetch(conn: asyncpg.Connection, target: int) -> dict[str, Any]:
     return present(rows[0])
 
 
-async def _save(conn: asyncpg.Connection, statement: str, *args: Any) -> int:
-    return await save(
-        conn,
-        statement,
-        *args,
-        taken="A channel with that name exists already.",
-        missing="No such channel.",
-    )
+CHANNELS = Resource(
+    taken="A channel with that name exists already.",
+    missing="No such channel.",
+)
 
 
 async def create(request: Request) -> JSON:
-    require_media_type(request, "application/json")
-    channel: ChannelIn = decode(await read_body(request, BODY_LIMIT), _channel)
+    channel: ChannelIn = await json_body(request, _channel, BODY_LIMIT)
     config = msgspec.json.encode(channel.config()).decode()
     async with connection(request.app.state.pool) as conn:
-        new_id = await _save(
+        new_id = await CHANNELS.save(
             conn, "channel_insert", channel.name, channel.type, config, channel.enabled
         )
         return JSON(await fetch(conn, new_id), status_code=201)
 
 
 async def replace(request: Request) -> JSON:
-    require_media_type(request, "application/json")
+    require_media_type(request, "application/json")  # 415 before 404, as ever
     target = channel_id(request)
-    channel: ChannelIn = decode(await read_body(request, BODY_LIMIT), _channel)
+    channel: ChannelIn = await json_body(request, _channel, BODY_LIMIT)
     config = msgspec.json.encode(channel.config()).decode()
     async with connection(request.app.state.pool) as conn:
-        await _save(
+        await CHANNELS.save(
             conn, "channel_update", target, channel.name, channel.type, config, channel.enabled
         )
         return JSON(await fetch(conn, target))
@@ -127,7 +122,7 @@ async def replace(request: Request) -> JSON:
 
 async def remove(request: Request) -> Response:
     async with connection(request.app.state.pool) as conn:
-        await _save(conn, "channel_delete", channel_id(request))
+        await CHANNELS.save(conn, "channel_delete", channel_id(request))
     return Response(status_code=204)
 
 

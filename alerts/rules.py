@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import sql
-from core.db import connection, save
+from core.db import Resource, connection
 from core.errors import NotFound, ValidationFailed
-from core.http import JSON, decode, read_body, require_media_type
+from core.http import JSON, decode, json_body, require_media_type
 from ingest.wire import NAME_PATTERN
 
 BODY_LIMIT = 64 * 1024
@@ -160,36 +160,31 @@ def rule_id(request: Request) -> int:
     return int(raw)
 
 
-async def _save(conn: asyncpg.Connection, statement: str, *args: Any) -> int:
-    return await save(
-        conn,
-        statement,
-        *args,
-        taken="An alert rule with that name exists already.",
-        missing="No such alert rule.",
-    )
+RULES = Resource(
+    taken="An alert rule with that name exists already.",
+    missing="No such alert rule.",
+)
 
 
 async def create(request: Request) -> JSON:
-    require_media_type(request, "application/json")
-    rule = decode(await read_body(request, BODY_LIMIT), _rule)
+    rule = await json_body(request, _rule, BODY_LIMIT)
     async with connection(request.app.state.pool) as conn:
         warnings = await check(conn, rule)
         async with conn.transaction():
-            new_id = await _save(conn, "rule_insert", *columns(rule))
+            new_id = await RULES.save(conn, "rule_insert", *columns(rule))
             await conn.execute(sql.query("rule_set_channels"), new_id, rule.channels)
         return JSON({**await fetch(conn, new_id), "warnings": warnings}, status_code=201)
 
 
 async def replace(request: Request) -> JSON:
-    require_media_type(request, "application/json")
+    require_media_type(request, "application/json")  # 415 before 404, as ever
     target = rule_id(request)
-    rule = decode(await read_body(request, BODY_LIMIT), _rule)
+    rule = await json_body(request, _rule, BODY_LIMIT)
     async with connection(request.app.state.pool) as conn:
         await fetch(conn, target)
         warnings = await check(conn, rule)
         async with conn.transaction():
-            await _save(conn, "rule_update", target, *columns(rule))
+            await RULES.save(conn, "rule_update", target, *columns(rule))
             await conn.execute(sql.query("rule_set_channels"), target, rule.channels)
             if not rule.enabled:
                 await conn.execute(sql.query("rule_close_incidents"), target, None, "rule disabled")
@@ -197,9 +192,9 @@ async def replace(request: Request) -> JSON:
 
 
 async def patch(request: Request) -> JSON:
-    require_media_type(request, "application/json")
+    require_media_type(request, "application/json")  # 415 before 404, as ever
     target = rule_id(request)
-    changes = decode(await read_body(request, BODY_LIMIT), _patch)
+    changes = await json_body(request, _patch, BODY_LIMIT)
     async with connection(request.app.state.pool) as conn:
         current = await fetch(conn, target)
         fields = set(RuleIn.__struct_fields__) - {"allow_unknown_metric"}
@@ -208,7 +203,7 @@ async def patch(request: Request) -> JSON:
         rule = decode(msgspec.json.encode(merged), _rule)
         warnings = await check(conn, rule)
         async with conn.transaction():
-            await _save(conn, "rule_update", target, *columns(rule))
+            await RULES.save(conn, "rule_update", target, *columns(rule))
             await conn.execute(sql.query("rule_set_channels"), target, rule.channels)
             if not rule.enabled:
                 await conn.execute(sql.query("rule_close_incidents"), target, None, "rule disabled")
@@ -219,7 +214,7 @@ async def remove(request: Request) -> Response:
     target = rule_id(request)
     async with connection(request.app.state.pool) as conn, conn.transaction():
         await conn.execute(sql.query("rule_close_incidents"), target, None, "rule deleted")
-        await _save(conn, "rule_delete", target)
+        await RULES.save(conn, "rule_delete", target)
     return Response(status_code=204)
 
 

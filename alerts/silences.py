@@ -14,7 +14,7 @@ import sql
 from alerts.rules import BODY_LIMIT
 from core.db import connection
 from core.errors import NotFound, ValidationFailed
-from core.http import JSON, decode, read_body, require_media_type
+from core.http import JSON, json_body
 
 
 class SilenceIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -37,8 +37,7 @@ def present(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def create(request: Request) -> JSON:
-    require_media_type(request, "application/json")
-    silence: SilenceIn = decode(await read_body(request, BODY_LIMIT), _silence)
+    silence: SilenceIn = await json_body(request, _silence, BODY_LIMIT)
     if silence.rule_id is None and not silence.matchers:
         raise ValidationFailed.of("rule_id", "name a rule_id or give matchers")
     if (silence.ends_at is None) == (silence.duration_seconds is None):

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from auth import keys
 from core.db import bounded, in_thread, statement_bound_s
 from core.errors import Conflict, DatabaseUnavailable, NotFound, ValidationFailed, field_error
-from core.http import JSON, Endpoint, decode, read_body, require_media_type
+from core.http import JSON, Endpoint, json_body
 from core.settings import Settings
 
 
@@ -36,8 +36,7 @@ _key_in = msgspec.json.Decoder(KeyIn)
 
 async def create_key(request: Request) -> JSON:
     """POST /api/v1/analytics/keys: a new key, shown in this answer only."""
-    require_media_type(request, "application/json")
-    wanted: KeyIn = decode(await read_body(request, 4096), _key_in)
+    wanted: KeyIn = await json_body(request, _key_in, 4096)
     settings = request.app.state.settings
     bound_s, options = keys_call(settings)
     url = settings.require_database_url()

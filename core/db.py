@@ -358,18 +358,24 @@ async def connection(
         await _release(pool, conn, end)
 
 
-async def save(
-    conn: asyncpg.Connection, statement: str, *args: Any, taken: str, missing: str
-) -> int:
-    """Runs a named INSERT/UPDATE/DELETE ... RETURNING id: 409 `taken` on a unique name, 404
-    `missing` when no row was touched."""
-    try:
-        found = await conn.fetchval(sql.query(statement), *args)
-    except asyncpg.UniqueViolationError:
-        raise Conflict(taken, details=[field_error("name", "already in use")]) from None
-    if found is None:
-        raise NotFound(missing)
-    return int(found)
+class Resource:
+    """A named resource of the CRUD endpoints (alert rules, channels, services): its writes and
+    the two refusals they share, in its own words."""
+
+    def __init__(self, *, taken: str, missing: str) -> None:
+        self.taken = taken
+        self.missing = missing
+
+    async def save(self, conn: asyncpg.Connection, statement: str, *args: Any) -> int:
+        """Runs a named INSERT/UPDATE/DELETE ... RETURNING id: 409 `taken` on a unique name,
+        404 `missing` when no row was touched."""
+        try:
+            found = await conn.fetchval(sql.query(statement), *args)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(self.taken, details=[field_error("name", "already in use")]) from None
+        if found is None:
+            raise NotFound(self.missing)
+        return int(found)
 
 
 class HeldConnection:

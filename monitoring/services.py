@@ -12,9 +12,9 @@ from starlette.responses import Response
 
 import sql
 from alerts.rules import BODY_LIMIT, require_channels
-from core.db import connection, save
+from core.db import Resource, connection
 from core.errors import NotFound, ValidationFailed
-from core.http import JSON, decode, read_body, require_media_type
+from core.http import JSON, json_body
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"^https?://\S+$")]
@@ -106,41 +106,35 @@ async def by_name(conn: asyncpg.Connection, name: str) -> dict[str, Any]:
     return present(rows[0])
 
 
-async def _save(conn: asyncpg.Connection, statement: str, *args: Any) -> int:
-    return await save(
-        conn,
-        statement,
-        *args,
-        taken="A service with that name is monitored already.",
-        missing="No such service (built-in services cannot be deleted).",
-    )
+SERVICES = Resource(
+    taken="A service with that name is monitored already.",
+    missing="No such service (built-in services cannot be deleted).",
+)
 
 
 async def create(request: Request) -> JSON:
-    require_media_type(request, "application/json")
-    service: ServiceIn = decode(await read_body(request, BODY_LIMIT), _service)
+    service: ServiceIn = await json_body(request, _service, BODY_LIMIT)
     columns = _columns(service)
     async with connection(request.app.state.pool) as conn:
         await require_channels(conn, service.channels)
-        await _save(conn, "service_insert", *columns)
+        await SERVICES.save(conn, "service_insert", *columns)
         return JSON(await by_name(conn, service.name), status_code=201)
 
 
 async def replace(request: Request) -> JSON:
-    require_media_type(request, "application/json")
-    service: ServiceIn = decode(await read_body(request, BODY_LIMIT), _service)
+    service: ServiceIn = await json_body(request, _service, BODY_LIMIT)
     columns = _columns(service)
     async with connection(request.app.state.pool) as conn:
         current = await by_name(conn, request.path_params["name"])
         await require_channels(conn, service.channels)
-        await _save(conn, "service_update", current["id"], *columns)
+        await SERVICES.save(conn, "service_update", current["id"], *columns)
         return JSON(await by_name(conn, service.name))
 
 
 async def remove(request: Request) -> Response:
     async with connection(request.app.state.pool) as conn:
         current = await by_name(conn, request.path_params["name"])
-        await _save(conn, "service_delete", current["id"])
+        await SERVICES.save(conn, "service_delete", current["id"])
     return Response(status_code=204)
 
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 import sql
 from core.db import bounded, connection, in_thread
 from core.errors import DatabaseUnavailable, ValidationFailed
-from core.http import JSON, decode, read_body, require_media_type
+from core.http import JSON, json_body
 from core.params import bad
 from core.periods import previous_start, spanning
 from jobs.periodic import periodic_jobs
@@ -78,8 +78,7 @@ LONGEST = {
 async def post_batch_track(request: Request) -> JSON:
     """Materialise user, agent and platform analytics for every closed period of the range
     (jobs/track.py); idempotent. Answers when done, with the rows per entity kind."""
-    require_media_type(request, "application/json")
-    wanted: BatchTrackIn = decode(await read_body(request, 4096), _batch_track)
+    wanted: BatchTrackIn = await json_body(request, _batch_track, 4096)
     if wanted.period_end <= wanted.period_start:
         raise ValidationFailed.of("period_end", "must be later than period_start")
     try:
