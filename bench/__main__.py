@@ -15,7 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -90,6 +91,12 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError("the API server did not become ready")
 
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
@@ -105,20 +112,20 @@ def run_record(url: str, seconds: int) -> dict[str, object]:
     record_path.wrk_path()  # before anything starts: say how to install it
     RESULTS.mkdir(exist_ok=True)
     log = RESULTS / f"server-record-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
-    server = Server(url, log=log)
-    try:
+    with Server(url, log=log) as server:
         figures = record_path.run(server.base, url, (10, 50), seconds)
-        return {**figures, "server_log": str(log)}
-    finally:
-        server.stop()
+    print("target: p99 < 10 ms at 10 and 50 connections")
+    return {**figures, "server_log": str(log)}
 
 
 def run_overload(url: str, workload: overload.OverloadWorkload) -> dict[str, object]:
-    server = Server(url)
-    try:
-        return overload.run(server.base, server.process.pid, workload)
-    finally:
-        server.stop()
+    with Server(url) as server:
+        figures = overload.run(server.base, server.process.pid, workload)
+    print(
+        "targets at 2x: acknowledged >= 90% of capacity, accepted p99 < "
+        "INGEST_COMMIT_TIMEOUT_S, RSS back near its baseline (before the overload)"
+    )
+    return figures
 
 
 def run_ingest(url: str, workload: ingest.Workload) -> dict[str, object]:
@@ -129,8 +136,7 @@ def run_ingest(url: str, workload: ingest.Workload) -> dict[str, object]:
     # pauses in this load generator show up as request latency.
     gc.collect()
     gc.freeze()
-    server = Server(url)
-    try:
+    with Server(url) as server:
         # Registers every series first, so that the raw path can resolve its ids up front.
         asyncio.run(ingest.http_batches(server.base, events[:20_000], 2_000, 2))
         print("1/3 raw binary COPY ...", flush=True)
@@ -151,8 +157,10 @@ def run_ingest(url: str, workload: ingest.Workload) -> dict[str, object]:
             f"p99 {record['p99_ms']:.1f} ms",
             flush=True,
         )
-    finally:
-        server.stop()
+    print(f"raw COPY        {raw:>12,.0f} events/s")
+    print(f"HTTP batch      {batch:>12,.0f} events/s")
+    print(f"ratio batch/raw {batch / raw:>12.2f}   (target >= 0.6)")
+    print(f"record p99      {record['p99_ms']:>12.1f} ms       (target < 10 ms)")
     return {
         "workload": workload.__dict__,
         "raw_copy_events_per_s": raw,
@@ -179,80 +187,118 @@ def scratch_database(server_url: str, suite: str) -> Iterator[str]:
             )
 
 
-def run_queries(url: str, events: int) -> dict[str, object]:
-    server = Server(url)
-    try:
-        return queries.run(url, server.base, events)
-    finally:
-        server.stop()
+def run_queries(args: argparse.Namespace, url: str) -> dict[str, object]:
+    with Server(url) as server:
+        figures = queries.run(url, server.base, args.query_events)
+    print("targets: API p95 < 50 ms per query, >= 50x faster than raw at 30 days, errors <= 1%")
+    return figures
 
 
-def run_load(url: str, seconds: float, history_events: int) -> dict[str, object]:
+def run_load(args: argparse.Namespace, url: str) -> dict[str, object]:
     """Queries while ingest runs at 80% of its capacity, against a server with its defaults
     (access log on, the compactor running)."""
     RESULTS.mkdir(exist_ok=True)
     log = RESULTS / f"server-load-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
-    server = Server(url, log=log)
-    try:
-        return {**load.run(url, server.base, seconds, history_events), "server_log": str(log)}
-    finally:
-        server.stop()
+    with Server(url, log=log) as server:
+        figures = load.run(url, server.base, args.load_seconds, args.load_history_events)
+    print(
+        "targets: each query p95 < 100 ms and acknowledged -> visible < 1 s while ingest runs "
+        "at 80% of its capacity; capacity >= 0.7x raw COPY"
+    )
+    return {**figures, "server_log": str(log)}
 
 
 @contextlib.contextmanager
 def api_server(url: str) -> Iterator[str]:
-    server = Server(url)
-    try:
+    with Server(url) as server:
         yield server.base
-    finally:
-        server.stop()
 
 
-def run_storage(server_url: str) -> dict[str, object]:
+def run_storage(args: argparse.Namespace, server_url: str) -> dict[str, object]:
     """Bytes per event, ours and a local VictoriaMetrics', and 24-hour queries on both."""
     policy = retention_policy(load_settings({"DATABASE_URL": server_url}))
-    return storage.run(
+    figures = storage.run(
         lambda name: scratch_database(server_url, f"storage_{name}"), api_server, policy
     )
+    print(
+        "targets: rollups <= 20% of raw on both editions, total <= 3x VictoriaMetrics on the "
+        "Community edition; 24-hour statistics no slower than VictoriaMetrics'"
+    )
+    return figures
 
 
-def run_range_refresh(url: str, events: int) -> dict[str, object]:
-    server = Server(url, RUN_SCHEDULER="false")  # no compactor: the suite runs it by hand
-    try:
-        return queries.range_refresh(url, server.base, events)
-    finally:
-        server.stop()
+def run_range_refresh(args: argparse.Namespace, url: str) -> dict[str, object]:
+    # No compactor: the suite runs it by hand.
+    with Server(url, RUN_SCHEDULER="false") as server:
+        figures = queries.range_refresh(url, server.base, args.refresh_events)
+    print("target: 30-day statistics after a rebuild as fast as after a compactor round")
+    return figures
 
 
-def run_analytics(url: str, events: int) -> dict[str, object]:
-    server = Server(url)
-    uncached = Server(url, DASHBOARD_CACHE_S="0")
-    try:
-        return analytics.run(url, server.base, uncached.base, events)
-    finally:
-        server.stop()
-        uncached.stop()
+def run_cardinality(args: argparse.Namespace, url: str) -> dict[str, object]:
+    figures = cardinality.run(url, api_server, args.cardinality_series)
+    print(
+        "targets: whole-metric statistics and the daily time series < 100 ms, one series "
+        "< 50 ms, the tag listing < 100 ms"
+    )
+    return figures
+
+
+def run_analytics(args: argparse.Namespace, url: str) -> dict[str, object]:
+    with Server(url) as server, Server(url, DASHBOARD_CACHE_S="0") as uncached:
+        figures = analytics.run(url, server.base, uncached.base, args.analytics_events)
+    print(
+        "targets: one user's or agent's analytics p95 < 50 ms, batch tracking a day < 10 s, "
+        "dashboard p95 < 200 ms"
+    )
+    return figures
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str  # --only NAME, the key in the results, the scratch database's suffix
+    title: str
+    run: Callable[[argparse.Namespace, str], dict[str, object]]  # (args, database URL)
+    own_database: bool = True  # else it gets the server's URL and makes its own databases
+
+
+SUITES = [
+    Suite(
+        "ingest",
+        "ingest",
+        lambda args, url: run_ingest(
+            url,
+            ingest.Workload(
+                events=args.events,
+                batch_size=args.batch_size,
+                batch_clients=args.batch_clients,
+                record_clients=args.record_clients,
+                records=args.records,
+            ),
+        ),
+    ),
+    Suite("record", "record path, wrk", lambda args, url: run_record(url, args.record_seconds)),
+    Suite(
+        "overload",
+        "overload",
+        lambda args, url: run_overload(
+            url, overload.OverloadWorkload(overload_seconds=args.overload_seconds)
+        ),
+    ),
+    Suite("load", "queries under load", run_load),
+    Suite("queries", "queries", run_queries),
+    Suite("refresh", "range refresh", run_range_refresh),
+    Suite("storage", "storage and short ranges", run_storage, own_database=False),
+    Suite("cardinality", "cardinality", run_cardinality),
+    Suite("analytics", "analytics", run_analytics),
+    Suite("alerts", "alerts", lambda args, url: alerts.run(url)),
+    Suite("health", "health", lambda args, url: health.run(url)),
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument(
-        "--only",
-        choices=[
-            "ingest",
-            "record",
-            "overload",
-            "load",
-            "queries",
-            "refresh",
-            "storage",
-            "cardinality",
-            "analytics",
-            "alerts",
-            "health",
-        ],
-        help="run one suite",
-    )
+    parser.add_argument("--only", choices=[s.name for s in SUITES], help="run one suite")
     parser.add_argument(
         "--record-seconds", type=int, default=30, help="length of each wrk run (default 30)"
     )
@@ -306,90 +352,16 @@ def main() -> None:
         parser.error("DATABASE_URL is not set (make bench starts a local database)")
     if args.only in (None, "record"):
         record_path.wrk_path()  # fails at once, saying how to install it
-    workload = ingest.Workload(
-        events=args.events,
-        batch_size=args.batch_size,
-        batch_clients=args.batch_clients,
-        record_clients=args.record_clients,
-        records=args.records,
-    )
     results: dict[str, object] = {"database": durable.check(server_url)}
-    if args.only in (None, "ingest"):
-        print("== ingest ==", flush=True)
-        with scratch_database(server_url, "ingest") as url:
-            results["ingest"] = run_ingest(url, workload)
-        figures = results["ingest"]
-        assert isinstance(figures, dict)
-        print(f"raw COPY        {figures['raw_copy_events_per_s']:>12,.0f} events/s")
-        print(f"HTTP batch      {figures['http_batch_events_per_s']:>12,.0f} events/s")
-        print(f"ratio batch/raw {figures['batch_to_raw_ratio']:>12.2f}   (target >= 0.6)")
-        record = figures["record"]
-        assert isinstance(record, dict)
-        print(f"record p99      {record['p99_ms']:>12.1f} ms       (target < 10 ms)")
-    if args.only in (None, "record"):
-        print("== record path, wrk ==", flush=True)
-        with scratch_database(server_url, "record") as url:
-            results["record"] = run_record(url, args.record_seconds)
-        print("target: p99 < 10 ms at 10 and 50 connections")
-    if args.only in (None, "overload"):
-        print("== overload ==", flush=True)
-        with scratch_database(server_url, "overload") as url:
-            results["overload"] = run_overload(
-                url, overload.OverloadWorkload(overload_seconds=args.overload_seconds)
-            )
-        print(
-            "targets at 2x: acknowledged >= 90% of capacity, accepted p99 < "
-            "INGEST_COMMIT_TIMEOUT_S, RSS back near its baseline (before the overload)"
-        )
-    if args.only in (None, "load"):
-        print("== queries under load ==", flush=True)
-        with scratch_database(server_url, "load") as url:
-            results["load"] = run_load(url, args.load_seconds, args.load_history_events)
-        print(
-            "targets: each query p95 < 100 ms and acknowledged -> visible < 1 s while ingest runs "
-            "at 80% of its capacity; capacity >= 0.7x raw COPY"
-        )
-    if args.only in (None, "queries"):
-        print("== queries ==", flush=True)
-        with scratch_database(server_url, "queries") as url:
-            results["queries"] = run_queries(url, args.query_events)
-        print("targets: API p95 < 50 ms per query, >= 50x faster than raw at 30 days, errors <= 1%")
-    if args.only in (None, "refresh"):
-        print("== range refresh ==", flush=True)
-        with scratch_database(server_url, "refresh") as url:
-            results["refresh"] = run_range_refresh(url, args.refresh_events)
-        print("target: 30-day statistics after a rebuild as fast as after a compactor round")
-    if args.only in (None, "storage"):
-        print("== storage and short ranges ==", flush=True)
-        results["storage"] = run_storage(server_url)
-        print(
-            "targets: rollups <= 20% of raw on both editions, total <= 3x VictoriaMetrics on the "
-            "Community edition; 24-hour statistics no slower than VictoriaMetrics'"
-        )
-    if args.only in (None, "cardinality"):
-        print("== cardinality ==", flush=True)
-        with scratch_database(server_url, "cardinality") as url:
-            results["cardinality"] = cardinality.run(url, api_server, args.cardinality_series)
-        print(
-            "targets: whole-metric statistics and the daily time series < 100 ms, one series "
-            "< 50 ms, the tag listing < 100 ms"
-        )
-    if args.only in (None, "analytics"):
-        print("== analytics ==", flush=True)
-        with scratch_database(server_url, "analytics") as url:
-            results["analytics"] = run_analytics(url, args.analytics_events)
-        print(
-            "targets: one user's or agent's analytics p95 < 50 ms, batch tracking a day < 10 s, "
-            "dashboard p95 < 200 ms"
-        )
-    if args.only in (None, "alerts"):
-        print("== alerts ==", flush=True)
-        with scratch_database(server_url, "alerts") as url:
-            results["alerts"] = alerts.run(url)
-    if args.only in (None, "health"):
-        print("== health ==", flush=True)
-        with scratch_database(server_url, "health") as url:
-            results["health"] = health.run(url)
+    for suite in SUITES:
+        if args.only not in (None, suite.name):
+            continue
+        print(f"== {suite.title} ==", flush=True)
+        if suite.own_database:
+            with scratch_database(server_url, suite.name) as url:
+                results[suite.name] = suite.run(args, url)
+        else:
+            results[suite.name] = suite.run(args, server_url)
     out = RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
