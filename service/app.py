@@ -26,6 +26,7 @@ import query.entities
 import query.routes
 import service.metrics
 import service.openapi
+import sql
 from ingest.budget import ByteBudget
 from ingest.committer import GroupCommitter
 from ingest.events import EventWriter
@@ -150,10 +151,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             app.state.compactor = compactor(url, settings, app.state.scheduler.stop)
             app.state.compactor_thread = start_compactor(app.state.compactor)
         async with app.state.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT extversion, current_setting('timescaledb.license', true) AS edition "
-                "FROM pg_extension WHERE extname = 'timescaledb'"
-            )
+            row = await conn.fetchrow(sql.query("timescaledb_installed"))
         app.state.timescaledb = (
             {"version": row["extversion"], "edition": row["edition"]} if row else None
         )
