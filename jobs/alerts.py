@@ -72,8 +72,8 @@ def evaluate(
         conn.transaction(),
         conn.cursor(row_factory=dict_row) as cur,
     ):
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVALUATION_LOCK,))
-        moment = now or cur.execute("SELECT now() AS now").fetchone()["now"]  # type: ignore[index]
+        cur.execute(sql.query("advisory_xact_lock"), {"key": EVALUATION_LOCK})
+        moment = now or cur.execute(sql.query("database_now")).fetchone()["now"]  # type: ignore[index]
         rules = cur.execute(sql.query("alert_rules_for_evaluation")).fetchall()
         values = {
             row["rule_id"]: row

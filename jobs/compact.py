@@ -84,14 +84,14 @@ def compact_round(
 ) -> CompactReport | None:
     """One round on an autocommit connection, taking the deltas of `kinds`; None when another
     process holds the lock."""
-    locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK,)).fetchone()
+    locked = conn.execute(sql.query("advisory_lock_try"), {"key": LOCK}).fetchone()
     if not locked or not locked[0]:
         return None
     try:
         return _round(conn, horizons, kinds)
     finally:
         with contextlib.suppress(psycopg.Error):
-            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+            conn.execute(sql.query("advisory_unlock"), {"key": LOCK})
 
 
 def _marks(conn: psycopg.Connection) -> tuple[datetime, datetime, datetime]:
@@ -177,15 +177,15 @@ def rebuild(
             step_end = min(floor(cursor, DAY) + DAY, end)
             # The lock first, then the snapshot: a compactor round in between would leave
             # this snapshot looking at deltas and tier rows the round has already changed.
-            conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+            conn.execute(sql.query("advisory_lock"), {"key": LOCK})
             try:
                 with conn.transaction():
-                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    conn.execute(sql.query("transaction_repeatable_read"))
                     row = conn.execute(
                         sql.query("tier_rebuild"), {"start": cursor, "end": step_end}
                     ).fetchone()
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+                conn.execute(sql.query("advisory_unlock"), {"key": LOCK})
             rows = int(row[0]) if row and row[0] is not None else 0
             written += rows
             if on_day is not None:

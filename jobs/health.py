@@ -83,7 +83,7 @@ async def _probe(spec: dict[str, Any], http: httpx2.AsyncClient, own_url: str) -
     if kind == "postgres":
         conn = await asyncpg.connect(spec.get("dsn") or own_url)
         try:
-            await conn.fetchval("SELECT 1")
+            await conn.fetchval(sql.query("health_check_postgres"))
         finally:
             await conn.close()
         return False
@@ -153,7 +153,7 @@ def check_services(
             return report
         report.results = asyncio.run(run_all(services, url))
         # The lock a manual resolve takes too: recording and resolving never interleave.
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVALUATION_LOCK,))
+        cur.execute(sql.query("advisory_xact_lock"), {"key": EVALUATION_LOCK})
         for result in report.results:
             state = cur.execute(
                 sql.query("service_record"),

@@ -67,6 +67,9 @@ def apply(url: str, policy: Policy, dry_run: bool = False) -> RetentionReport:
     report = RetentionReport(dry_run)
     with connect_sync(url, "astraeus-retention", autocommit=True) as conn:
         for relation, cutoff in targets(conn, policy):
+            # A dynamic builder (see sql/README.md): the function is one of the fixed pair
+            # show_chunks / drop_chunks; the relation (from `targets`) and the cut-off are bind
+            # parameters, the cut-off an interval or a timestamptz as the relation needs.
             verb = "show_chunks" if dry_run else "drop_chunks"
             rows = conn.execute(
                 f"SELECT {verb}(%s::regclass, older_than => %s)", (relation, cutoff)

@@ -101,7 +101,7 @@ class Scheduler:
 
     def _try(self, job: Job) -> bool:
         conn = self._session()
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (job.lock_key,)).fetchone()
+        locked = conn.execute(sql.query("advisory_lock_try"), {"key": job.lock_key}).fetchone()
         if not locked or not locked[0]:
             return False  # another process is running it right now
         try:
@@ -120,7 +120,7 @@ class Scheduler:
             return True
         finally:
             with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(%s)", (job.lock_key,))
+                conn.execute(sql.query("advisory_unlock"), {"key": job.lock_key})
 
     def _execute(self, conn: psycopg.Connection, job: Job, run_id: int) -> None:
         log.info("running %s", job.name)
@@ -180,10 +180,10 @@ def manual_run(
     """
     key = lock_key(job)
     with connect_sync(url, "astraeus-jobs", autocommit=True) as conn:
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        locked = conn.execute(sql.query("advisory_lock_try"), {"key": key}).fetchone()
         if not locked or not locked[0]:
             waiting(f"waiting for the run of {job} in flight to finish")
-            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            conn.execute(sql.query("advisory_lock"), {"key": key})
         try:
             conn.execute(sql.query("job_mark_interrupted"), {"job": job})
             started = conn.execute(
@@ -214,4 +214,4 @@ def manual_run(
             )
         finally:
             with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                conn.execute(sql.query("advisory_unlock"), {"key": key})

@@ -87,6 +87,10 @@ def _figures_sql(kind: str) -> pgsql.SQL:
 def _upsert(conn: psycopg.Connection, kind: str) -> pgsql.Composed:
     """One statement: compute the period's rows, upsert the changed ones, delete the gone ones;
     returns (rows, changed)."""
+    # A dynamic builder (see sql/README.md): the table and id column are identifiers from the
+    # fixed TABLES map (keyed by KINDS), the other columns those the table itself has (read
+    # below), the figures function one of _figures_sql's three fixed texts; values are bind
+    # parameters.
     table, id_column = TABLES[kind]
     cur = conn.execute(
         pgsql.SQL("SELECT * FROM analytics.{} LIMIT 0").format(pgsql.Identifier(table))
@@ -150,7 +154,7 @@ class Tracker:
         self.statements = {kind: _upsert(conn, kind) for kind in KINDS}
 
     def lock(self) -> None:
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (TRACK_LOCK,))
+        self.conn.execute(sql.query("advisory_xact_lock"), {"key": TRACK_LOCK})
 
     def claim(self, report: TrackReport) -> None:
         """Step 1: the invalidations this snapshot sees become dirty periods."""
@@ -251,7 +255,7 @@ def batch_track(
     with connect_sync(url, "astraeus-track", autocommit=True, **connect) as conn:
         tracker = Tracker(conn)
         tracker.claim(report)
-        (now,) = conn.execute("SELECT now()").fetchone() or (datetime.now(UTC),)
+        (now,) = conn.execute(sql.query("database_now")).fetchone() or (datetime.now(UTC),)
         for lo, hi in spanning(period_type, start, end):
             if hi + TRACK_GRACE > now:
                 report.open_periods_skipped += 1

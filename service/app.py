@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+import sql
 from auth.table import KeyTable
 from core import db
 from core.errors import ApiError
@@ -141,10 +142,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             app.state.compactor = compactor(url, settings, app.state.scheduler.stop)
             app.state.compactor_thread = start_compactor(app.state.compactor)
         async with app.state.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT extversion, current_setting('timescaledb.license', true) AS edition "
-                "FROM pg_extension WHERE extname = 'timescaledb'"
-            )
+            row = await conn.fetchrow(sql.query("timescaledb_installed"))
         app.state.timescaledb = (
             {"version": row["extversion"], "edition": row["edition"]} if row else None
         )

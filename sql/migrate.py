@@ -31,17 +31,6 @@ LOCK_KEY = 0x61737472_6D696772
 NO_TRANSACTION = "-- migrate: no-transaction"
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
-BOOKKEEPING = """
-CREATE SCHEMA IF NOT EXISTS _analytics;
-CREATE TABLE IF NOT EXISTS _analytics.schema_migrations (
-    version     text PRIMARY KEY,
-    name        text NOT NULL,
-    checksum    text NOT NULL,
-    applied_at  timestamptz NOT NULL DEFAULT now(),
-    duration_ms integer NOT NULL
-);
-"""
-
 
 class MigrationError(Exception):
     """Migrating cannot go on; the message says what to do about it."""
@@ -116,10 +105,7 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 def check_timescaledb(conn: psycopg.Connection, minimum: tuple[int, ...]) -> str:
     """The TimescaleDB version this database has or will get; refuses a missing or old one."""
-    row = conn.execute(
-        "SELECT coalesce(installed_version, default_version) FROM pg_available_extensions "
-        "WHERE name = 'timescaledb'"
-    ).fetchone()
+    row = conn.execute(sql.query("timescaledb_available")).fetchone()
     if row is None:
         raise MigrationError(
             "TimescaleDB is not installed on this PostgreSQL server: install the timescaledb "
@@ -138,8 +124,8 @@ def check_timescaledb(conn: psycopg.Connection, minimum: tuple[int, ...]) -> str
 
 def edition(conn: psycopg.Connection) -> str:
     """'timescale' (Community: continuous aggregates, policies) or 'apache'."""
-    row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
-    return (row[0] if row else None) or "unknown"
+    row = conn.execute(sql.query("timescaledb_installed")).fetchone()
+    return (row[1] if row else None) or "unknown"
 
 
 def _run_statements(conn: psycopg.Connection, source: str, text: str) -> None:
@@ -157,30 +143,28 @@ def _run_statements(conn: psycopg.Connection, source: str, text: str) -> None:
 
 
 def _apply(conn: psycopg.Connection, migration: Migration) -> None:
-    record = (
-        "INSERT INTO _analytics.schema_migrations (version, name, checksum, duration_ms) "
-        "VALUES (%s, %s, %s, %s)"
-    )
+    record = sql.query("schema_migration_record")
+    fields = {"version": migration.version, "name": migration.name, "checksum": migration.checksum}
     started = time.monotonic()
     if migration.transactional:
         with conn.transaction():
             _run_statements(conn, migration.path.name, migration.text)
             elapsed = int((time.monotonic() - started) * 1000)
-            conn.execute(record, (migration.version, migration.name, migration.checksum, elapsed))
+            conn.execute(record, {**fields, "duration_ms": elapsed})
     else:
         # Statements that PostgreSQL refuses inside a transaction (CREATE INDEX CONCURRENTLY,
         # continuous aggregates WITH DATA): each runs on its own, so such a file must be
         # written to be re-runnable (IF NOT EXISTS) in case it stops half-way.
         _run_statements(conn, migration.path.name, migration.text)
         elapsed = int((time.monotonic() - started) * 1000)
-        conn.execute(record, (migration.version, migration.name, migration.checksum, elapsed))
+        conn.execute(record, {**fields, "duration_ms": elapsed})
 
 
 def applied_versions(conn: psycopg.Connection) -> dict[str, str]:
-    exists = conn.execute("SELECT to_regclass('_analytics.schema_migrations')").fetchone()
+    exists = conn.execute(sql.query("schema_migrations_exists")).fetchone()
     if not exists or exists[0] is None:
         return {}
-    rows = conn.execute("SELECT version, checksum FROM _analytics.schema_migrations").fetchall()
+    rows = conn.execute(sql.query("schema_migrations_applied")).fetchall()
     return {version: checksum for version, checksum in rows}
 
 
@@ -202,9 +186,9 @@ def migrate(
         raise MigrationError(f"cannot connect to the database: {reason}") from exc
     with conn:
         report.timescaledb_version = check_timescaledb(conn, minimum)
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        conn.execute(sql.query("advisory_lock"), {"key": LOCK_KEY})
         try:
-            conn.execute(BOOKKEEPING.encode())
+            conn.execute(sql.query("schema_migrations_bookkeeping").encode())
             done = applied_versions(conn)
             for migration in todo:
                 if migration.version in done:
@@ -225,13 +209,11 @@ def migrate(
         finally:
             # Closing the session releases the lock too; unlocking early lets waiters go on.
             with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
-        report.edition = edition(conn)
-        version_row = conn.execute(
-            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-        ).fetchone()
-        if version_row:
-            report.timescaledb_version = version_row[0]
+                conn.execute(sql.query("advisory_unlock"), {"key": LOCK_KEY})
+        installed = conn.execute(sql.query("timescaledb_installed")).fetchone()
+        report.edition = (installed[1] if installed else None) or "unknown"
+        if installed:
+            report.timescaledb_version = installed[0]
     return report
 
 

@@ -212,6 +212,10 @@ INSERT INTO analytics.services (name, service_type, check_spec, builtin)
 VALUES (%(name)s, %(type)s::analytics.service_type, %(spec)s::jsonb, true)
 ON CONFLICT (name) DO NOTHING;
 
+-- name: health_check_postgres
+-- A `postgres` health check (jobs/health.py, run by asyncpg): the database answers a query.
+SELECT 1;
+
 -- name: services_to_check
 SELECT s.id, s.name, s.check_spec, s.timeout_ms, s.degraded_ms
 FROM analytics.services AS s
@@ -356,6 +360,11 @@ RETURNING mark;
 -- compactor's lock.
 SELECT _analytics.rebuild_tiers(%(start)s, %(end)s);
 
+-- name: transaction_repeatable_read
+-- The first statement of a rebuild's transaction (jobs/compact.py): tier_rebuild reads the
+-- deltas and tier rows of one snapshot throughout.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+
 -- name: minute_tier_cutoffs
 -- What retention may drop of each minute tier: chunks older than its retention, but never a
 -- minute queries may still read (from the tier's horizon mark on) nor one of an hour not
@@ -387,3 +396,29 @@ SELECT remove_compression_policy('analytics.metric_event_store', if_exists => tr
 SELECT total_chunks, number_compressed_chunks, before_compression_total_bytes,
        after_compression_total_bytes
 FROM hypertable_compression_stats(%(relation)s::regclass);
+
+-- name: database_now
+-- The database's clock, the one job_runs and tracked_periods are stamped with: an alert pass's
+-- moment, what batch tracking takes for closed.
+SELECT now() AS now;
+
+-- name: advisory_lock_try
+-- A session advisory lock on %(key)s (a bigint: a job's lock_key, the compactor's fixed key),
+-- taken without waiting: true when taken, false when another session holds it. Released by
+-- advisory_unlock, or when the session ends.
+SELECT pg_try_advisory_lock(%(key)s);
+
+-- name: advisory_lock
+-- A session advisory lock, waiting for whoever holds it (a manual run behind a scheduled one,
+-- a rebuild behind a compactor round, a migration runner behind another).
+SELECT pg_advisory_lock(%(key)s);
+
+-- name: advisory_unlock
+-- A session advisory lock released early, letting a waiter go on.
+SELECT pg_advisory_unlock(%(key)s);
+
+-- name: advisory_xact_lock
+-- A transaction-scoped advisory lock, held until the transaction ends: the alert evaluation's
+-- (alert passes and health incidents never interleave with each other nor with a manual
+-- resolve, which takes it with evaluation_lock, its asyncpg twin) and tracking's.
+SELECT pg_advisory_xact_lock(%(key)s);
