@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -31,15 +32,26 @@ class Endpoint(Route):
     (ingest/routes.py, query/routes.py, ...; service/routes.py assembles them): the route table
     and the scope table are the same list, which service/front.py matches each request against
     before routing. `scope` None: public. `optional`: the scope is asked for only when
-    METRICS_REQUIRE_KEY is set (GET /metrics)."""
+    METRICS_REQUIRE_KEY is set (GET /metrics). `budget`: the seconds of database work a request
+    may take, from the settings (core/deadlines.py; default STATEMENT_TIMEOUT_MS + margin)."""
 
     def __init__(
-        self, method: str, path: str, endpoint: Any, scope: str | None, *, optional: bool = False
+        self,
+        method: str,
+        path: str,
+        endpoint: Any,
+        scope: str | None,
+        *,
+        optional: bool = False,
+        budget: Callable[[Any], float] | None = None,
     ) -> None:
         super().__init__(path, endpoint, methods=[method])
         self.method = method
         self.scope = scope
         self.optional = optional
+        self.budget = budget
+        self.literal = path.split("{", 1)[0]  # what every path it matches starts with
+        self.segments = path.strip("/").split("/")
 
 
 class JSON(Response):

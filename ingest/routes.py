@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 
+from core import deadlines
 from core.errors import BadRequest, ValidationFailed, field_error
 from core.http import JSON, Endpoint, declared_length, read_body, require_media_type
 from core.metrics import stored
@@ -104,7 +105,7 @@ async def post_events(request: Request) -> JSON:
 
 
 routes = [
-    Endpoint("POST", "/api/v1/analytics/metrics/record", record, "ingest"),
-    Endpoint("POST", "/api/v1/analytics/metrics/batch", batch, "ingest"),
-    Endpoint("POST", "/api/v1/analytics/events", post_events, "ingest"),
+    Endpoint("POST", "/api/v1/analytics/metrics/record", record, "ingest", budget=deadlines.ingest),
+    Endpoint("POST", "/api/v1/analytics/metrics/batch", batch, "ingest", budget=deadlines.ingest),
+    Endpoint("POST", "/api/v1/analytics/events", post_events, "ingest", budget=deadlines.ingest),
 ]

@@ -1,4 +1,4 @@
-"""`python -m jobs` (also `astraeus-jobs`): the command line for DBAs and for schedulers.
+"""`python -m jobs`: the command line for DBAs and for schedulers.
 
 Exit codes: 0 done, 1 the job failed (one line on stderr says why), 2 bad usage. The runs of
 periodic jobs started here (refresh, track, retention, alerts, health) are recorded in

@@ -27,30 +27,78 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Match
 
-from auth.table import KeyTable as KeyTable
+from auth.table import KeyTable
 from core.errors import ApiError
 from core.http import Endpoint
 
 BEARER = re.compile(r"^Bearer (ak_[A-Za-z0-9_\-]{43})$")  # what auth/keys.py makes
 
 
+def route_path(scope: MutableMapping[str, Any]) -> str:
+    """The path the router matches: without the root path a proxy or a mount puts in front."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def matched(routes: Sequence[BaseRoute], scope: MutableMapping[str, Any]) -> Endpoint | None:
     """The route the router will run for a request: the first it fully matches."""
+    path = route_path(scope)
     for route in routes:
-        if isinstance(route, Endpoint) and route.matches(scope)[0] is Match.FULL:
+        if (
+            isinstance(route, Endpoint)
+            and path.startswith(route.literal)  # cheap; most routes end here
+            and route.matches(scope)[0] is Match.FULL
+        ):
             return route
     return None
 
 
 def required_scope(
-    route: Endpoint | None, method: str, metrics_need_key: bool = False
+    routes: Sequence[BaseRoute],
+    route: Endpoint | None,
+    scope: MutableMapping[str, Any],
+    metrics_need_key: bool = False,
 ) -> str | None:
-    """The scope a request for `route` needs (None: none)."""
+    """The scope a request needs (None: none): that of the route it matches; for a request no
+    route matches (a 404 or 405 to come), that of the routes around it (`unmatched`)."""
     if route is None:
-        return "read" if method in {"GET", "HEAD"} else "admin"
+        return unmatched(routes, scope, metrics_need_key)
     if route.optional and not metrics_need_key:
         return None
     return route.scope
+
+
+def unmatched(
+    routes: Sequence[BaseRoute], scope: MutableMapping[str, Any], metrics_need_key: bool
+) -> str | None:
+    """A request that matches no route is refused as the routes nearest its path would refuse
+    it, so that an unknown path or method tells a caller without the right key nothing:
+
+    - a path that is served, but not with this method, and only publicly: no key (a 405);
+    - a path whose nearest routes (those sharing the longest run of leading segments with it,
+      a parameter matching any segment) all need `admin`: `admin`;
+    - otherwise `read` for GET and HEAD, `admin` for any other method."""
+    endpoints = [route for route in routes if isinstance(route, Endpoint)]
+    served = [route for route in endpoints if route.matches(scope)[0] is Match.PARTIAL]
+    if served and all(route.scope is None or route.optional for route in served):
+        optional = any(route.optional for route in served)
+        return "read" if optional and metrics_need_key else None
+    parts = route_path(scope).strip("/").split("/")
+    best, nearest = -1, []
+    for route in endpoints:
+        shared = 0
+        for given, declared in zip(parts, route.segments, strict=False):
+            if given != declared and not (declared.startswith("{") and given):
+                break
+            shared += 1
+        if shared > best:
+            best, nearest = shared, [route]
+        elif shared == best:
+            nearest.append(route)
+    if nearest and all(route.scope == "admin" for route in nearest):
+        return "admin"
+    return "read" if scope["method"] in {"GET", "HEAD"} else "admin"
 
 
 class Unauthorized(ApiError):

@@ -26,13 +26,14 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 
+from auth.table import KeyTable
 from core import db
 from core.deadlines import budget_s
 from core.http import JSON, Endpoint
 from core.logs import SANE_ID, AccessLog, request_id
 from core.metrics import ASGIApp, Metrics, Receive, Scope, Send
 from core.settings import Settings
-from service.auth import KeyTable, matched, refusal, required_scope
+from service.auth import matched, refusal, required_scope
 
 log = logging.getLogger("astraeus.http")
 
@@ -56,6 +57,9 @@ class Front:
     ) -> None:
         self.app = app
         self.routes = routes  # the app's: each declares the scope it needs
+        # (method, path, root path) -> the route, for routes without parameters (the hot
+        # ingest paths): matching the whole table is ~2-15 us a request, this ~0.1.
+        self.fixed: dict[tuple[str, str, str], Endpoint] = {}
         self.metrics = metrics
         self.keys = keys
         self.settings = settings
@@ -89,7 +93,11 @@ class Front:
             await send(message)
 
         rid_token = request_id.set(rid)
-        route = matched(self.routes, scope)
+        route = self.fixed.get((method, scope["path"], scope.get("root_path", "")))
+        if route is None:
+            route = matched(self.routes, scope)
+            if route is not None and route.literal == route.path:  # no parameter: remember it
+                self.fixed[(method, scope["path"], scope.get("root_path", ""))] = route
         budget_token = db.budget.set(db.Budget(budget_s(route, self.settings)))
         try:
             await self._serve(scope, receive, sending, route)
@@ -114,7 +122,7 @@ class Front:
         self, scope: Scope, receive: Receive, send: Send, route: Endpoint | None
     ) -> None:
         if self.auth:
-            needed = required_scope(route, scope["method"], self.settings.metrics_require_key)
+            needed = required_scope(self.routes, route, scope, self.settings.metrics_require_key)
             if needed is not None:
                 refused = await refusal(self.keys, scope, needed)
                 if refused is not None:

@@ -12,13 +12,14 @@ import auth.routes
 import ingest.routes
 import monitoring.routes
 import query.routes
+from core import deadlines
 from core.http import Endpoint
 from core.metrics import exposition
 from service import background, health, openapi
 
 OWN = [
     Endpoint("GET", "/healthz", health.healthz, None),
-    Endpoint("GET", "/readyz", health.readyz, None),
+    Endpoint("GET", "/readyz", health.readyz, None, budget=deadlines.ready),
     Endpoint("GET", "/metrics", exposition, "read", optional=True),
     Endpoint("GET", "/openapi.json", openapi.openapi, None),
     Endpoint("GET", "/docs", openapi.docs, None),
@@ -26,7 +27,13 @@ OWN = [
 
 BACKGROUND = [
     Endpoint("GET", "/api/v1/analytics/jobs", background.job_runs, "read"),
-    Endpoint("POST", "/api/v1/analytics/batch-track", background.post_batch_track, "admin"),
+    Endpoint(
+        "POST",
+        "/api/v1/analytics/batch-track",
+        background.post_batch_track,
+        "admin",
+        budget=deadlines.batch_track,
+    ),
 ]
 
 ROUTES: list[Endpoint] = [

@@ -124,8 +124,8 @@ def check_timescaledb(conn: psycopg.Connection, minimum: tuple[int, ...]) -> str
 
 def edition(conn: psycopg.Connection) -> str:
     """'timescale' (Community: continuous aggregates, policies) or 'apache'."""
-    row = conn.execute(sql.query("timescaledb_installed")).fetchone()
-    return (row[1] if row else None) or "unknown"
+    row = conn.execute(sql.query("timescaledb_license")).fetchone()
+    return (row[0] if row else None) or "unknown"
 
 
 def _run_statements(conn: psycopg.Connection, source: str, text: str) -> None:
@@ -210,8 +210,8 @@ def migrate(
             # Closing the session releases the lock too; unlocking early lets waiters go on.
             with contextlib.suppress(psycopg.Error):
                 conn.execute(sql.query("advisory_unlock"), {"key": LOCK_KEY})
+        report.edition = edition(conn)
         installed = conn.execute(sql.query("timescaledb_installed")).fetchone()
-        report.edition = (installed[1] if installed else None) or "unknown"
         if installed:
             report.timescaledb_version = installed[0]
     return report

@@ -177,7 +177,7 @@ ORDER BY n.id;
 
 
 -- name: evaluation_lock
--- The alert evaluator's transaction lock (jobs/alerts.py EVALUATION_LOCK): taken by a manual
+-- The alert evaluator's transaction lock (alerts.EVALUATION_LOCK): taken by a manual
 -- resolve so that a pass in flight cannot write its stale state over the resolution.
 SELECT pg_advisory_xact_lock($1);
 

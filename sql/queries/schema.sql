@@ -16,6 +16,11 @@ SELECT extversion, current_setting('timescaledb.license', true) AS edition
 FROM pg_extension
 WHERE extname = 'timescaledb';
 
+-- name: timescaledb_license
+-- The server's TimescaleDB license setting ('timescale': the Community edition; 'apache'),
+-- whether or not this database has the extension yet; NULL on a server without TimescaleDB.
+SELECT current_setting('timescaledb.license', true) AS edition;
+
 -- name: schema_migrations_bookkeeping
 -- The runner's own record of applied migrations, created before the first migration runs (so
 -- not a migration itself); re-run on every migrate, a no-op once it exists.
