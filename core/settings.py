@@ -1,6 +1,6 @@
 """Configuration, read once from the environment.
 
-Every setting is declared here with its default and help text; tests/test_settings.py fails
+Every setting is declared here with its default and help text; tests/core/test_settings.py fails
 when one is missing from docs/configuration.md.
 """
 

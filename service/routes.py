@@ -3,7 +3,7 @@ first): the application's own endpoints here, every other package's from its rou
 
 Each entry is a core/http.Endpoint, declaring the API-key scope it needs: this list is also
 what service/front.py checks keys against, and what the OpenAPI document (service/openapi.py)
-states. Nothing else in the code base defines a route (tests/test_architecture.py)."""
+states. Nothing else in the code base defines a route (tests/service/test_architecture.py)."""
 
 from __future__ import annotations
 

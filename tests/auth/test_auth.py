@@ -21,10 +21,10 @@ KEYS = "/api/v1/analytics/keys"
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
 
 
-def required_scope(method: str, path: str) -> str | None:
+def required_scope(method: str, path: str, metrics_need_key: bool = False) -> str | None:
     """The scope a request needs, as service/front.py decides it from the route table."""
     request = {"type": "http", "method": method, "path": path, "root_path": ""}
-    return scope_of_route(matched(ROUTES, request), method)
+    return scope_of_route(ROUTES, matched(ROUTES, request), request, metrics_need_key)
 
 
 def endpoints() -> list[tuple[str, str]]:
@@ -57,6 +57,61 @@ def test_the_scope_table_covers_every_route() -> None:
     assert needs[("DELETE", "/api/v1/analytics/keys/1")] == "admin"
     assert required_scope("POST", "/api/v1/analytics/some-future-route") == "admin"
     assert required_scope("GET", "/api/v1/analytics/some-future-route") == "read"
+
+
+INGEST_POSTS = {"/api/v1/analytics/metrics/record", "/api/v1/analytics/metrics/batch"}
+INGEST_POSTS |= {"/api/v1/analytics/events"}
+ADMIN_ONLY = re.compile(r"^/api/v1/analytics/(alerts|monitoring/services|batch-track|keys)(/|$)")
+
+
+def test_every_route_keeps_the_policy() -> None:
+    """The policy the scopes follow, pinned apart from the routes that declare them: public
+    paths need nothing; only the three event POSTs take `ingest`; any other write and anything
+    under the admin prefixes needs `admin`; other reads need `read`."""
+    for method, path in ENDPOINTS:
+        if path in PUBLIC:
+            expected = None
+        elif method == "POST" and path in INGEST_POSTS:
+            expected = "ingest"
+        elif method not in {"GET", "HEAD"} or ADMIN_ONLY.match(path):
+            expected = "admin"
+        else:
+            expected = "read"
+        assert required_scope(method, path) == expected, (method, path)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("POST", "/healthz", None),  # a public path with another method: a 405, no key
+        ("OPTIONS", "/readyz", None),
+        ("DELETE", "/docs", None),
+        ("POST", "/metrics", None),
+        ("GET", "/docs/x", "read"),  # not a public path
+        ("GET", "/api/v1/analytics/alerts/nope", "admin"),
+        ("GET", "/api/v1/analytics/alerts", "admin"),
+        ("GET", "/api/v1/analytics/alerts/rules/", "admin"),
+        ("GET", "/api/v1/analytics/batch-track", "admin"),
+        ("GET", "/api/v1/analytics/keys/1", "admin"),
+        ("GET", "/api/v1/analytics/monitoring/services/a/b", "admin"),
+        ("GET", "/api/v1/analytics/monitoring/nope", "read"),
+        ("GET", "/api/v1/analytics/alertsfoo", "read"),
+        ("GET", "/api/v1/analytics/events", "read"),
+        ("PUT", "/api/v1/analytics/events", "admin"),
+        ("POST", "/api/v1/analytics/dashboard", "admin"),
+        ("GET", "/api/v1/analytics/metrics/record", "read"),
+    ],
+)
+def test_a_request_no_route_matches_needs_what_its_neighbours_need(
+    method: str, path: str, expected: str | None
+) -> None:
+    assert required_scope(method, path) == expected
+
+
+def test_metrics_with_a_key_required_asks_read_whatever_the_method() -> None:
+    assert required_scope("GET", "/metrics", metrics_need_key=True) == "read"
+    assert required_scope("POST", "/metrics", metrics_need_key=True) == "read"
+    assert required_scope("GET", "/metrics") is None
 
 
 def test_the_scope_is_decided_on_the_routed_path(db_url: str) -> None:

@@ -30,6 +30,9 @@ FLOORS: list[set[str]] = [
 ]
 FLOOR = {package: level for level, packages in enumerate(FLOORS) for package in packages}
 SCOPES = {None, "ingest", "read", "admin"}
+# What makes a route: Starlette's constructors and methods, and ours.
+ROUTE_MAKERS = {"Route", "Endpoint", "Mount", "Host", "Router", "WebSocketRoute", "add_route"}
+ROUTE_MAKERS |= {"add_websocket_route", "route"}
 
 
 def modules() -> dict[str, Path]:
@@ -45,45 +48,68 @@ def modules() -> dict[str, Path]:
 MODULES = modules()
 
 
-def imports(path: Path) -> set[str]:
-    """Every project module `path` imports, at any depth but `if TYPE_CHECKING:` blocks."""
-    tree = ast.parse(path.read_text(), str(path))
-    skipped = {
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """The nodes under `if TYPE_CHECKING:` (its body only: they never run)."""
+    return {
         id(inner)
         for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for inner in ast.walk(node)
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name | ast.Attribute)
+        and ast.unparse(node.test).split(".")[-1] == "TYPE_CHECKING"
+        for statement in node.body
+        for inner in ast.walk(statement)
     }
+
+
+def imports(name: str, path: Path) -> set[str]:
+    """Every project module `path` (module `name`) imports, at any depth, relative imports and
+    importlib.import_module("...") included, but not under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = _type_checking_only(tree)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # from . import x, from ..core import y
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
             # `from core import db` imports core.db when that is a module, else core
             names = [
-                f"{node.module}.{alias.name}"
-                if f"{node.module}.{alias.name}" in MODULES
-                else node.module
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
                 for alias in node.names
             ]
+        elif (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func).endswith("import_module")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names = [node.args[0].value]
         else:
             continue
         found.update(name for name in names if name.split(".")[0] in FLOOR)
     return found
 
 
-GRAPH = {name: imports(path) for name, path in MODULES.items()}
+GRAPH = {name: imports(name, path) for name, path in MODULES.items()}
 
 
 def test_every_package_is_on_a_floor() -> None:
-    packages = {
-        path.parent.name
-        for path in ROOT.glob("*/__init__.py")
-        if path.parent.name not in {"tests"} and not path.parent.name.startswith(".")
+    """Every top-level folder holding Python code is a package on a floor (tests aside)."""
+    folders = {
+        path.relative_to(ROOT).parts[0]
+        for path in ROOT.glob("*/**/*.py")
+        if path.relative_to(ROOT).parts[0] not in {"tests"}
+        and not path.relative_to(ROOT).parts[0].startswith(".")
     }
-    assert packages == set(FLOOR)
+    assert folders == set(FLOOR)
+    assert all((ROOT / package / "__init__.py").exists() for package in FLOOR)
 
 
 def test_no_package_imports_a_higher_floor_or_its_neighbour() -> None:
@@ -115,9 +141,12 @@ def test_routes_are_declared_only_in_routes_modules() -> None:
         name
         for name, path in MODULES.items()
         for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id in {"Route", "Endpoint", "Mount", "WebSocketRoute"}
+        if (isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in ROUTE_MAKERS)
+        or (  # `from starlette.routing import Route as R`, then R(...)
+            isinstance(node, ast.ImportFrom)
+            and node.module == "starlette.routing"
+            and any(alias.asname and alias.name in ROUTE_MAKERS for alias in node.names)
+        )
     }
     assert declaring == {
         "ingest.routes",

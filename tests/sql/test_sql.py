@@ -108,7 +108,7 @@ def test_every_finite_value_has_a_representative_within_one_percent(
 # No static SQL outside sql/: every statement is a named one of sql/queries/*.sql, save the
 # dynamic builders below (sql/README.md says why each cannot be a named statement).
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOT_SCANNED = {"tests", "bench"}  # (tests and benchmarks set up their own data in SQL)
 SQL_VERBS: tuple[str, ...] = (
     "SELECT",
@@ -121,8 +121,13 @@ SQL_VERBS: tuple[str, ...] = (
     "ALTER",
     "DROP",
 )
-SQL_VERBS += ("LOCK", "VACUUM", "ANALYZE", "COPY", "TRUNCATE")
+SQL_VERBS += ("LOCK", "VACUUM", "ANALYZE", "COPY", "TRUNCATE", "CALL", "SHOW", "BEGIN", "COMMIT")
+SQL_VERBS += ("ROLLBACK", "REFRESH", "VALUES", "MERGE", "COMMENT", "DO", "GRANT", "REVOKE")
+SQL_VERBS += ("EXPLAIN", "LISTEN", "NOTIFY", "DISCARD", "RESET", "PREPARE", "EXECUTE", "DECLARE")
+SQL_VERBS += ("CLUSTER", "REINDEX", "SAVEPOINT", "RELEASE", "TABLE")
 _SQL_START = re.compile(rf"({'|'.join(SQL_VERBS)})\s")
+# What may come before the verb: blanks, opening parentheses, -- comment lines.
+_SQL_LEAD = re.compile(r"^(?:\s|\(|--[^\n]*(?:\n|$))*")
 # Calls that run or compose SQL (psycopg's and asyncpg's; psycopg.sql.SQL).
 SQL_CALLS = {
     "execute",
@@ -163,7 +168,7 @@ def _strings(node: ast.expr) -> Iterator[ast.Constant]:
     """The string constants an expression builds its text from: a literal, the pieces of an
     f-string, either side of + or %, both branches of `x if c else y`, the elements of a
     container, the string a method such as .format() or .encode() is called on."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
         yield node
     elif isinstance(node, ast.JoinedStr):
         for value in node.values:
@@ -203,7 +208,9 @@ class _SqlLiterals(ast.NodeVisitor):
 
     def _check(self, expression: ast.expr | None) -> None:
         for constant in _strings(expression) if expression is not None else ():
-            text = constant.value.lstrip()
+            value = constant.value
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            text = _SQL_LEAD.sub("", text, count=1)
             if _SQL_START.match(text.upper()):
                 self.found.append((".".join(self.scope), constant.lineno, text))
 
