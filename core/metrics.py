@@ -66,6 +66,13 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.skipped = Counter(
+            "astraeus_ingest_skipped_values",
+            "Values of accepted requests that are not stored, by protocol and reason (the string"
+            " fields of line protocol: no number to keep).",
+            ["protocol", "reason"],
+            registry=r,
+        )
         self.bytes = Counter(
             "astraeus_ingest_bytes",
             "Request body bytes of stored batches, decompressed.",

@@ -6,15 +6,16 @@ import re
 from datetime import UTC, datetime
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from core import deadlines
 from core.errors import BadRequest, ValidationFailed, field_error
 from core.http import JSON, Endpoint, declared_length, read_body, require_media_type
 from core.metrics import stored
-from ingest import events, offload
+from ingest import events, influx, offload
 from ingest.budget import Ticket
 from ingest.committer import GroupCommitter
-from ingest.pending import IdempotencyKey
+from ingest.pending import Accepted, IdempotencyKey
 from ingest.validate import validate
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
 
@@ -37,13 +38,20 @@ def idempotency_key(request: Request, scope: str, body: bytes) -> IdempotencyKey
 
 
 async def _store(request: Request, events: list[MetricEvent], body: bytes, single: bool) -> JSON:
+    return JSON((await _commit(request, events, body, single)).body())
+
+
+async def _commit(
+    request: Request, events: list[MetricEvent], body: bytes, single: bool
+) -> Accepted:
+    """Validate and group-commit `events`; the answer of a retried Idempotency-Key instead."""
     state = request.app.state
     committer: GroupCommitter = state.committer
     key = idempotency_key(request, "metrics", body)
     if key is not None:
         previous = await committer.keys.previous_answer(key)
         if previous is not None:
-            return JSON(previous.body())
+            return previous
     try:
         batch = await offload.run(
             len(events) >= offload.EVENTS,
@@ -58,7 +66,7 @@ async def _store(request: Request, events: list[MetricEvent], body: bytes, singl
         raise refused.for_single_item() if single else refused from None
     if not outcome.duplicate:
         stored(state.metrics, "metric", outcome.accepted, len(body))
-    return JSON(outcome.body())
+    return outcome
 
 
 def admit(request: Request) -> Ticket:
@@ -87,6 +95,26 @@ async def batch(request: Request) -> JSON:
         return await _store(request, events, body, single=False)
 
 
+async def influx_write(request: Request) -> Response:
+    """POST /write (InfluxDB 1.x) and POST /api/v2/write (2.x): line protocol, answered 204
+    once every point is committed (ingest/influx.py). `db`, `rp`, `org` and `bucket` are
+    accepted and not used: there is one store."""
+    unit_ns = influx.precision_of(request.query_params.get("precision"))
+    with admit(request) as ticket:
+        body = await read_body(request, request.app.state.settings.ingest.max_body_bytes)
+        ticket.resize(len(body))
+        points = await offload.run(len(body) >= offload.BODY_BYTES, influx.decode, body, unit_ns)
+        try:
+            await _commit(request, points.events, body, single=False)
+        except ValidationFailed as refused:
+            raise influx.by_line(refused, points) from None
+    if points.skipped_strings:
+        request.app.state.metrics.skipped.labels("influx", "string_field").inc(
+            points.skipped_strings
+        )
+    return Response(status_code=204)
+
+
 async def post_events(request: Request) -> JSON:
     """POST /api/v1/analytics/events."""
     state = request.app.state
@@ -108,4 +136,6 @@ routes = [
     Endpoint("POST", "/api/v1/analytics/metrics/record", record, "ingest", budget=deadlines.ingest),
     Endpoint("POST", "/api/v1/analytics/metrics/batch", batch, "ingest", budget=deadlines.ingest),
     Endpoint("POST", "/api/v1/analytics/events", post_events, "ingest", budget=deadlines.ingest),
+    Endpoint("POST", "/api/v2/write", influx_write, "ingest", budget=deadlines.ingest),
+    Endpoint("POST", "/write", influx_write, "ingest", budget=deadlines.ingest),
 ]

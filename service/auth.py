@@ -31,7 +31,8 @@ from auth.table import KeyTable
 from core.errors import ApiError
 from core.http import Endpoint
 
-BEARER = re.compile(r"^Bearer (ak_[A-Za-z0-9_\-]{43})$")  # what auth/keys.py makes
+# What auth/keys.py makes, after `Bearer` or `Token` (what InfluxDB clients send).
+BEARER = re.compile(r"^(?:Bearer|Token) (ak_[A-Za-z0-9_\-]{43})$")
 
 
 def route_path(scope: MutableMapping[str, Any]) -> str:

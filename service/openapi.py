@@ -43,6 +43,7 @@ class ErrorBody(msgspec.Struct):
     details: list[dict[str, Any]]
 
 
+LINE_PROTOCOL = "line-protocol"  # a text body of InfluxDB line protocol
 # Batch bodies: a JSON array of these, {"events": [...]}, or NDJSON lines of them.
 BATCH_ITEMS: dict[str, Any] = {"batch:metric": MetricEvent, "batch:platform": PlatformEvent}
 
@@ -96,6 +97,31 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/readyz", "The database answers and every migration is applied"),
     Op("GET", "/metrics", "The service's own metrics (Prometheus)", ok_media="text/plain"),
     Op("POST", f"{API}/metrics/record", "Record one metric event", body=MetricEvent),
+    *(
+        Op(
+            "POST",
+            path,
+            f"Record InfluxDB line protocol ({version} API)",
+            ok=204,
+            body=LINE_PROTOCOL,
+            query=(Param("precision", f"Timestamp unit: {units}."), *accepted),
+            note="Each numeric field is the gauge <measurement>_<field>; 400 names the line.",
+        )
+        for path, version, units, accepted in (
+            (
+                "/api/v2/write",
+                "2.x",
+                "ns (default), us, ms or s",
+                (Param("org", "Accepted, not used."), Param("bucket", "Accepted, not used.")),
+            ),
+            (
+                "/write",
+                "1.x",
+                "n or ns (default), u or us, ms, s, m, h",
+                (Param("db", "Accepted, not used."), Param("rp", "Accepted, not used.")),
+            ),
+        )
+    ),
     Op(
         "POST",
         f"{API}/metrics/batch",
@@ -286,7 +312,7 @@ def _document(declared: tuple[tuple[tuple[str, str], str | None], ...]) -> dict[
     needs = dict(declared)
     types: list[Any] = [ErrorBody]
     for op in OPERATIONS:
-        body = BATCH_ITEMS[op.body] if isinstance(op.body, str) else op.body
+        body = BATCH_ITEMS.get(op.body) if isinstance(op.body, str) else op.body
         if body is not None and repr(body) not in map(repr, types):
             types.append(body)
     schemas, components = msgspec.json.schema_components(
@@ -338,7 +364,12 @@ def _document(declared: tuple[tuple[tuple[str, str], str | None], ...]) -> dict[
             operation["security"] = []
         if op.note:
             operation["description"] = f"{operation.get('description', '')} {op.note}".strip()
-        if isinstance(op.body, str):
+        if op.body == LINE_PROTOCOL:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        elif isinstance(op.body, str):
             item = by_type[repr(BATCH_ITEMS[op.body])]
             array = {"type": "array", "items": item}
             operation["requestBody"] = {
