@@ -36,6 +36,7 @@ from bench import (
     ingest,
     load,
     overload,
+    protocols,
     queries,
     storage,
 )
@@ -235,6 +236,11 @@ def run_range_refresh(args: argparse.Namespace, url: str) -> dict[str, object]:
     return figures
 
 
+def run_protocols(args: argparse.Namespace, url: str) -> dict[str, object]:
+    with Server(url) as server:
+        return protocols.run(url, server.base)
+
+
 def run_cardinality(args: argparse.Namespace, url: str) -> dict[str, object]:
     figures = cardinality.run(url, api_server, args.cardinality_series)
     print(
@@ -285,6 +291,7 @@ SUITES = [
             url, overload.OverloadWorkload(overload_seconds=args.overload_seconds)
         ),
     ),
+    Suite("protocols", "the emitters' protocols", run_protocols),
     Suite("load", "queries under load", run_load),
     Suite("queries", "queries", run_queries),
     Suite("refresh", "range refresh", run_range_refresh),

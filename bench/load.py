@@ -61,13 +61,13 @@ def bodies(count: int, seed: int = 5) -> list[bytes]:
     return encoded
 
 
-async def _series_ids(url: str) -> list[int]:
+async def series_ids(url: str, metric: str = METRIC) -> list[int]:
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(
             "SELECT s.id FROM analytics.series AS s JOIN analytics.metrics AS m "
             "ON m.id = s.metric_id WHERE m.name = $1 ORDER BY s.id",
-            METRIC,
+            metric,
         )
         return [row["id"] for row in rows]
     finally:
@@ -167,7 +167,7 @@ def run(url: str, base: str, seconds: float, history_events: int) -> dict[str, A
     sent = bodies(20)
     print(f"    warming up ({SERIES:,} series registered) ...", flush=True)
     asyncio.run(capacity(base, sent, BATCH_SIZE, 2, 3))
-    ids = asyncio.run(_series_ids(url))
+    ids = asyncio.run(series_ids(url))
     end = datetime.now(UTC)
     print(f"    history: {history_events:,} events over the last day, COPY + rebuild ...")
     asyncio.run(history(url, ids, history_events, end))

@@ -56,9 +56,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def capacity(
-    base: str, bodies: list[bytes], events: int, clients: int, seconds: float
+    base: str,
+    bodies: list[bytes],
+    events: int,
+    clients: int,
+    seconds: float,
+    path: str = BATCH,
+    ok: int = 200,
 ) -> float:
-    """Events per second stored by `clients` senders posting back to back for `seconds`."""
+    """Events per second stored by `clients` senders posting `bodies` (of `events` each) to
+    `path` back to back for `seconds`; any answer but `ok` stops the run."""
     stored = 0
     deadline = time.perf_counter() + seconds
 
@@ -68,9 +75,9 @@ async def capacity(
         try:
             i = offset
             while time.perf_counter() < deadline:
-                status = await client.post(BATCH, bodies[i % len(bodies)])
-                if status != 200:
-                    raise RuntimeError(f"batch answered {status} in the closed loop")
+                status = await client.post(path, bodies[i % len(bodies)])
+                if status != ok:
+                    raise RuntimeError(f"{path} answered {status} in the closed loop")
                 stored += events
                 i += clients
         finally:
