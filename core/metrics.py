@@ -73,6 +73,20 @@ class Metrics:
             ["protocol", "reason"],
             registry=r,
         )
+        self.statsd_lines = Counter(
+            "astraeus_statsd_lines",
+            "StatsD lines received, by outcome (accepted, or malformed_<why>: syntax, type, "
+            "name, value, sample_rate, timestamp, encoding; error: a bug, logged).",
+            ["outcome"],
+            registry=r,
+        )
+        self.statsd_events = Counter(
+            "astraeus_statsd_events",
+            "Events of StatsD flushes, by outcome (stored, refused by validation, or the error "
+            "that dropped them: ingest_queue_full, database_unavailable, ...).",
+            ["outcome"],
+            registry=r,
+        )
         self.bytes = Counter(
             "astraeus_ingest_bytes",
             "Request body bytes of stored batches, decompressed.",

@@ -70,6 +70,13 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+def _statsd_addr(raw: str) -> str:
+    """`host:port`, or a port alone (on the loopback interface)."""
+    host, _, port = raw.rpartition(":")
+    _port(port)
+    return f"{host or '127.0.0.1'}:{int(port)}"
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -182,6 +189,21 @@ SETTINGS: tuple[Setting[Any], ...] = (
         "Seconds the dashboard and platform trends reuse the figures of the period still open "
         "(computed from raw events); 0 computes them on every request.",
         _non_negative_int,
+    ),
+    Setting(
+        "STATSD_ADDR",
+        "",
+        "Where to listen for StatsD / DogStatsD datagrams (UDP): `host:port`, or a port alone "
+        "for the loopback interface (`8125` is 127.0.0.1:8125; `0.0.0.0:8125` for every "
+        "interface: StatsD has no keys, so anyone who can reach it can write). Empty: off.",
+        _statsd_addr,
+    ),
+    Setting(
+        "STATSD_FLUSH_MS",
+        10_000,
+        "Milliseconds of StatsD counters, gauges and sets aggregated into one event per series "
+        "(the flush interval of a StatsD daemon).",
+        _positive_int,
     ),
     Setting(
         "SCHEDULE_TRACK_S",
@@ -389,6 +411,8 @@ class Settings:
     compact_series_every_ms: int
     schedule_track_s: int
     dashboard_cache_s: int
+    statsd_addr: str
+    statsd_flush_ms: int
     auth_disabled: bool
     auth_cache_s: int
     metrics_require_key: bool

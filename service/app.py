@@ -29,6 +29,7 @@ from ingest.budget import ByteBudget
 from ingest.committer import GroupCommitter
 from ingest.events import EventWriter
 from ingest.series import SeriesRegistry
+from ingest.statsd import Listener
 from ingest.tagsets import TagSets
 from jobs.compact import start_in_thread as start_compactor
 from jobs.periodic import compactor, periodic_jobs
@@ -122,6 +123,12 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             budget=app.state.ingest_budget,
         )
         app.state.committer.start()
+        app.state.statsd = None
+        if settings.statsd_addr:
+            app.state.statsd = Listener(
+                settings, app.state.committer, app.state.tagsets, app.state.metrics
+            )
+            await app.state.statsd.start()
         app.state.events = EventWriter(
             app.state.pool,
             timedelta(hours=settings.ingest.idempotency_ttl_hours),
@@ -163,6 +170,8 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             if app.state.scheduler is not None:
                 await stop_scheduler(app.state.scheduler, app.state.scheduler_thread)
                 await asyncio.to_thread(app.state.compactor_thread.join, SCHEDULER_STOP_WAIT_S)
+            if app.state.statsd is not None:
+                await app.state.statsd.stop()
             await app.state.committer.stop()
             await app.state.pool.close()
 
