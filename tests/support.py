@@ -91,6 +91,16 @@ def count(db: psycopg.Connection[Any], where: str = "true") -> int:
     return int(row[0])
 
 
+def stored_events(db: psycopg.Connection[Any], metric: str) -> list[tuple[Any, ...]]:
+    """(time, value, tags, metric type) of every raw event of `metric`, oldest first."""
+    return db.execute(
+        "SELECT e.time, e.value, s.tags, m.metric_type FROM analytics.metric_events AS e "
+        "JOIN analytics.series AS s ON s.id = e.series_id "
+        "JOIN analytics.metrics AS m ON m.id = s.metric_id WHERE m.name = %s ORDER BY e.time",
+        (metric,),
+    ).fetchall()
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

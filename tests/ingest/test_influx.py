@@ -15,16 +15,11 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from starlette.testclient import TestClient
 
 from auth import keys
-from tests.support import api_server, count, make_client
+from tests.support import api_server, count, make_client, stored_events
 
 
 def stored(db: psycopg.Connection[Any], metric: str) -> list[tuple[datetime, float, Any]]:
-    return db.execute(
-        "SELECT e.time, e.value, s.tags FROM analytics.metric_events AS e "
-        "JOIN analytics.series AS s ON s.id = e.series_id "
-        "JOIN analytics.metrics AS m ON m.id = s.metric_id WHERE m.name = %s ORDER BY e.time",
-        (metric,),
-    ).fetchall()
+    return [(at, value, tags) for at, value, tags, _ in stored_events(db, metric)]
 
 
 def test_the_influxdb_client_writes_every_numeric_field_as_a_gauge(

@@ -16,7 +16,7 @@ from datadog.dogstatsd import DogStatsd
 
 from core.settings import load
 from ingest.statsd import Malformed, parse
-from tests.support import api_server, wait_for
+from tests.support import api_server, stored_events, wait_for
 
 
 @pytest.fixture
@@ -30,12 +30,7 @@ def listening(db_url: str) -> Iterator[tuple[str, int]]:
 
 
 def values(db: psycopg.Connection[Any], metric: str) -> list[tuple[float, Any, str]]:
-    return db.execute(
-        "SELECT e.value, s.tags, m.metric_type FROM analytics.metric_events AS e "
-        "JOIN analytics.series AS s ON s.id = e.series_id "
-        "JOIN analytics.metrics AS m ON m.id = s.metric_id WHERE m.name = %s ORDER BY e.time",
-        (metric,),
-    ).fetchall()
+    return [(value, tags, kind) for _, value, tags, kind in stored_events(db, metric)]
 
 
 def total(db: psycopg.Connection[Any], metric: str) -> float:
