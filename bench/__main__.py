@@ -237,8 +237,10 @@ def run_range_refresh(args: argparse.Namespace, url: str) -> dict[str, object]:
 
 
 def run_protocols(args: argparse.Namespace, url: str) -> dict[str, object]:
-    with Server(url) as server:
-        return protocols.run(url, server.base)
+    port = free_port()
+    flush_ms = 1000
+    with Server(url, STATSD_ADDR=str(port), STATSD_FLUSH_MS=str(flush_ms)) as server:
+        return protocols.run(url, server.base, port, flush_ms / 1000)
 
 
 def run_cardinality(args: argparse.Namespace, url: str) -> dict[str, object]:

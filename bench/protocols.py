@@ -6,16 +6,22 @@ of BATCH_SIZE samples stamped on arrival, CLIENTS senders back to back for SECON
 
 1. JSON: POST /api/v1/analytics/metrics/batch (the reference of the ratios);
 2. InfluxDB line protocol: POST /api/v2/write, `node,host=hN load=V` per sample;
-3. raw binary COPY of the same rows into the hypertable (the database's own rate);
-4. VictoriaMetrics 1.79 (Debian's package) taking the line-protocol bodies at its /write.
+3. StatsD: timer lines (`node_load:V|ms|#host:hN`, each a sample kept as an event), 25 to a
+   datagram, paced at STATSD_RATE samples/s for SECONDS from one sender: what is stored and
+   what UDP lost;
+4. raw binary COPY of the same rows into the hypertable (the database's own rate);
+5. VictoriaMetrics 1.79 (Debian's package) taking the line-protocol bodies at its /write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import time
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from bench import load
@@ -29,6 +35,8 @@ BATCH_SIZE = 5_000
 CLIENTS = 4
 SECONDS = 15.0
 BODIES = 20
+STATSD_RATE = 50_000  # samples/s offered
+STATSD_LINES = 25  # per datagram (~900 bytes)
 
 
 def samples(seed: int) -> list[list[tuple[int, float]]]:
@@ -60,7 +68,53 @@ def line_bodies(batches: list[list[tuple[int, float]]]) -> list[bytes]:
     return ["\n".join(f"node,host=h{h} load={v}" for h, v in batch).encode() for batch in batches]
 
 
-def run(url: str, base: str) -> dict[str, Any]:
+def statsd_datagrams(batches: list[list[tuple[int, float]]]) -> list[bytes]:
+    lines = [f"{METRIC}_ms:{v}|ms|#host:h{n}" for batch in batches for n, v in batch]
+    return [
+        "\n".join(lines[i : i + STATSD_LINES]).encode() for i in range(0, len(lines), STATSD_LINES)
+    ]
+
+
+async def _events(url: str, metric: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM analytics.metric_events AS e JOIN analytics.series AS s "
+                "ON s.id = e.series_id JOIN analytics.metrics AS m ON m.id = s.metric_id "
+                "WHERE m.name = $1",
+                metric,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def statsd_rate(url: str, port: int, datagrams: list[bytes], flush_s: float) -> dict[str, float]:
+    """Datagrams paced at STATSD_RATE samples/s for SECONDS; samples stored per second of the
+    sending, once the last flush is in, and the share UDP lost."""
+    per_datagram = STATSD_LINES / STATSD_RATE
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        started = time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < SECONDS:
+            ahead = sent * per_datagram - elapsed
+            if ahead > 0:
+                time.sleep(ahead)
+            sender.sendto(datagrams[sent % len(datagrams)], ("127.0.0.1", port))
+            sent += 1
+        elapsed = time.perf_counter() - started
+    time.sleep(flush_s * 3)  # the last flushes, committed
+    stored = asyncio.run(_events(url, f"{METRIC}_ms"))
+    offered = sent * STATSD_LINES
+    return {
+        "offered_per_s": offered / elapsed,
+        "stored_per_s": stored / elapsed,
+        "lost_share": 1 - stored / offered,
+    }
+
+
+def run(url: str, base: str, statsd_port: int, flush_s: float) -> dict[str, Any]:
     batches = samples(29)
     as_json, as_lines = json_bodies(batches), line_bodies(batches)
     print(f"    warming up ({SERIES:,} series registered) ...", flush=True)
@@ -72,6 +126,10 @@ def run(url: str, base: str) -> dict[str, Any]:
     figures["line_protocol"] = asyncio.run(
         capacity(base, as_lines, BATCH_SIZE, CLIENTS, SECONDS, path="/api/v2/write", ok=204)
     )
+    print(f"    StatsD timers, {STATSD_RATE:,} samples/s offered over UDP ...", flush=True)
+    udp = statsd_rate(url, statsd_port, statsd_datagrams(batches), flush_s)
+    figures["statsd"] = udp["stored_per_s"]
+    print(f"        {udp['lost_share']:.1%} of the samples offered were lost", flush=True)
     print("    raw binary COPY ...", flush=True)
     ids = asyncio.run(load.series_ids(url, METRIC))
     figures["raw_copy"] = asyncio.run(load.raw_copy(url, ids, 10))
@@ -88,6 +146,11 @@ def run(url: str, base: str) -> dict[str, Any]:
         )
     print(
         "targets: line protocol >= 0.5x the JSON batch rate and >= 100,000 samples/s "
-        "(remote write, OTLP and StatsD: issue 16, to come)"
+        "(remote write and OTLP: issue 16, to come)"
     )
-    return {"samples_per_s": figures, "series": SERIES, "batch_size": BATCH_SIZE}
+    return {
+        "samples_per_s": figures,
+        "statsd": udp,
+        "series": SERIES,
+        "batch_size": BATCH_SIZE,
+    }

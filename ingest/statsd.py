@@ -48,7 +48,8 @@ TYPES = {"c": "counter", "g": "gauge", "s": "gauge", "ms": "timer", "h": "histog
 TYPES["d"] = "histogram"
 _NAME = re.compile(NAME_PATTERN)
 _LINE = re.compile(r"^(?P<name>[^:|]+):(?P<values>[^|]*)\|(?P<type>[a-z]+)(?P<rest>(?:\|.*)?)$")
-RETRIES = 3  # submissions of one flush, each without the events the last one refused
+RETRIES = 3  # submissions of one batch, each without the events the last one refused
+CHUNK = 5_000  # events per batch of a flush (within INGEST_MAX_BATCH_EVENTS)
 
 Tags = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
 Key = tuple[str, str, Tags]  # (name, metric type, tags)
@@ -240,7 +241,14 @@ class Listener(asyncio.DatagramProtocol):
             await self.flush()
 
     async def flush(self) -> None:
+        """The interval's events, committed in batches of CHUNK (together, so that the group
+        commit takes them in as few transactions as it can)."""
         events = self.aggregator.flush(datetime.now(UTC))
+        size = min(CHUNK, self.settings.ingest.max_batch_events)
+        chunks = [events[i : i + size] for i in range(0, len(events), size)]
+        await asyncio.gather(*(self._submit(chunk) for chunk in chunks))
+
+    async def _submit(self, events: list[MetricEvent]) -> None:
         for _ in range(RETRIES):
             if not events:
                 return

@@ -5,6 +5,7 @@ malformed lines counted and dropped while the listener goes on."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,20 +39,23 @@ def total(db: psycopg.Connection[Any], metric: str) -> float:
 
 
 def test_the_statsd_client_counts_gauges_times_and_sets(
-    listening: tuple[str, int], db: psycopg.Connection[Any]
+    listening: tuple[str, int], db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, port = listening
     client = statsd.StatsClient("127.0.0.1", port)
     for _ in range(5):
         client.incr("web.hits")
+    # At @0.5 the client itself sends 1 in 2 at random: here, this one.
+    monkeypatch.setattr(statsd.client.base.random, "random", lambda: 0.0)  # type: ignore[attr-defined]
     client.incr("web.hits", 10, rate=0.5)  # stands for 20
     client.gauge("queue.depth", 40)
     client.gauge("queue.depth", 2, delta=True)
     client.gauge("queue.depth", -12, delta=True)
     for ms in (12, 30, 18):
         client.timing("db.query", ms)
-    for user in ("ann", "bob", "ann"):
-        client.set("users.active", user)
+    with client.pipeline() as members:  # one datagram: one flush interval
+        for user in ("ann", "bob", "ann"):
+            members.set("users.active", user)
     with client.pipeline() as batch:  # several lines in one datagram
         batch.incr("web.hits", 3)
         batch.timing("db.query", 7)
@@ -142,3 +146,24 @@ def test_the_address_is_loopback_unless_given() -> None:
     assert load({"STATSD_ADDR": "8125"}).statsd_addr == "127.0.0.1:8125"
     assert load({"STATSD_ADDR": "0.0.0.0:9125"}).statsd_addr == "0.0.0.0:9125"
     assert load({}).statsd_addr == ""
+
+
+def test_a_flush_larger_than_a_batch_is_stored_whole(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    """12,000 samples in one flush interval, six times the most a batch may hold: committed as
+    several batches, none refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with (
+        api_server(
+            db_url, STATSD_ADDR=str(port), STATSD_FLUSH_MS="3000", INGEST_MAX_BATCH_EVENTS="2000"
+        ),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
+        for start in range(0, 12_000, 300):
+            lines = "\n".join(f"big.ms:{i}|ms|#n:{i % 50}" for i in range(start, start + 300))
+            sender.sendto(lines.encode(), ("127.0.0.1", port))
+            time.sleep(0.005)
+        wait_for(lambda: len(values(db, "big.ms")) == 12_000, timeout=20)
