@@ -11,14 +11,20 @@ nothing of counters or histograms, so a value is what was measured at its time.
   line with nothing but strings stores nothing;
 - the timestamp in the request's precision (ns by default; v1 also takes n, u, ms, s, m, h),
   kept to the microsecond; without one the server's clock is used;
-- a line that does not parse, a name our metrics cannot take or a value that is not finite
-  refuses the whole request, naming the line (nothing is stored, as for a JSON batch).
+- names are made ones our metrics and tags can take: any other character becomes `_`, and a
+  name that would start with a digit gets a leading `_` (`my cpu,1m=x` is `my_cpu_...`, tag
+  `_1m`); a UTF-8 byte order mark is dropped; a field given twice in a line keeps its first
+  value (InfluxDB keeps the last);
+- a line that does not parse or a value that is not finite refuses the whole request, naming
+  the line (nothing is stored, as for a JSON batch); so do the events our validation refuses
+  (tag values, timestamps, a metric of another type), by line where they have one.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +32,14 @@ from typing import Any
 import msgspec
 from line_protocol_parser import LineFormatError, parse_line
 
-from core.errors import BadRequest, ValidationFailed, field_error
+from core.errors import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    ValidationFailed,
+    field_error,
+)
+from ingest.tagsets import TAG_KEY_PATTERN
 from ingest.wire import NAME_PATTERN, MetricEvent
 
 # Nanoseconds per unit of each precision the two APIs name (v2: ns, us, ms, s).
@@ -43,6 +56,8 @@ PRECISIONS = {
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_REPORTED = 100
 _NAME = re.compile(NAME_PATTERN)
+_TAG_KEY = re.compile(TAG_KEY_PATTERN)
+_UNNAMED = re.compile(r"[^A-Za-z0-9_.:/-]")
 _encode = msgspec.json.encode
 
 
@@ -53,6 +68,7 @@ class Points:
     events: list[MetricEvent] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     skipped_strings: int = 0
+    timestamped: bool = True  # every line has its timestamp: a retry is the same points
 
 
 def precision_of(raw: str | None) -> int:
@@ -75,45 +91,65 @@ def _time(stamp: int, unit_ns: int) -> datetime:
         return datetime.max.replace(tzinfo=UTC) if stamp > 0 else datetime.min.replace(tzinfo=UTC)
 
 
-def decode(body: bytes, unit_ns: int) -> Points:
-    """Every event of a line-protocol body, or a 400 naming each bad line (the first 100)."""
+def lines(body: bytes) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of a body: split at newlines, but not inside a quoted string field
+    value (InfluxDB keeps `msg="a\nb"` one line, and clients send it so)."""
+    pieces = body.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a UTF-8 byte order mark
+    number = 0
+    pending: list[bytes] = []
+    for piece in pieces:
+        number += 1
+        pending.append(piece)
+        joined = b"\n".join(pending)
+        if (joined.count(b'"') - joined.count(b'\\"')) % 2 and number < len(pieces):
+            continue  # inside a string: the newline is part of it
+        yield number - len(pending) + 1, joined
+        pending = []
+
+
+def decode(body: bytes, unit_ns: int, most_events: int) -> Points:
+    """Every event of a line-protocol body, or a 400 naming each bad line (the first 100, and
+    how many there are), or a 413 once past `most_events`."""
     points = Points()
     errors: list[dict[str, Any]] = []
+    bad = 0
     tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw] = {}
-    for number, raw_line in enumerate(body.split(b"\n"), start=1):
+    for number, raw_line in lines(body):
         line = raw_line.strip()
         if not line or line.startswith(b"#"):
             continue
         try:
             point = parse_line(line)
         except (LineFormatError, UnicodeDecodeError, ValueError) as exc:
-            errors.append(_line_error(number, str(exc).rstrip(".") or "does not parse"))
+            bad += 1
+            if len(errors) < MAX_REPORTED:
+                errors.append(_line_error(number, str(exc).rstrip(".") or "does not parse"))
             continue
         if point is None:  # a comment
             continue
         measurement: str = point["measurement"]
-        tags: dict[str, str] = point["tags"]
+        tags: dict[str, str] = {_named(k, _TAG_KEY): v for k, v in point["tags"].items()}
         key = tuple(sorted(tags.items()))
         tag_text = tag_texts.get(key)
         if tag_text is None:
             tag_text = tag_texts[key] = msgspec.Raw(_encode(dict(key)))
         stamp = point["time"]
+        if stamp is None:
+            points.timestamped = False
         at = None if stamp is None else _time(stamp, unit_ns)
         for name, value in point["fields"].items():
             if value.__class__ is str:
                 points.skipped_strings += 1
                 continue
-            metric = f"{measurement}_{name}"
-            if not _NAME.match(metric):
-                reason = (
-                    f"the metric name {metric!r} (measurement_field) must start with a letter "
-                    "or _ and hold only letters, digits and _ . : -"
-                )
-                errors.append(_line_error(number, reason))
-                break
-            number_value = float(value)  # bool: 1.0 / 0.0
+            metric = _named(f"{measurement}_{name}")
+            try:
+                number_value = float(value)  # bool: 1.0 / 0.0
+            except OverflowError:
+                number_value = math.inf
             if not math.isfinite(number_value):
-                errors.append(_line_error(number, f"field {name!r} is not a finite number"))
+                bad += 1
+                if len(errors) < MAX_REPORTED:
+                    errors.append(_line_error(number, f"field {name!r} is not a finite number"))
                 break
             points.events.append(
                 MetricEvent(
@@ -125,13 +161,27 @@ def decode(body: bytes, unit_ns: int) -> Points:
                 )
             )
             points.lines.append(number)
-        if len(errors) >= MAX_REPORTED:
-            break
+        if len(points.events) > most_events:
+            raise PayloadTooLarge(
+                f"The body has more than {most_events} values (lines times numeric fields), the "
+                "limit of a batch (INGEST_MAX_BATCH_EVENTS): send fewer lines per request."
+            )
     if errors:
         first = errors[0]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        more = f" (and {bad - 1} more)" if bad > 1 else ""
         raise BadRequest(f"line {first['line']}: {first['reason']}{more}", details=errors)
     return points
+
+
+def _named(text: str, pattern: re.Pattern[str] | None = None) -> str:
+    """A name our metrics (or, with _TAG_KEY, tags) can take: each other character `_`, and a
+    leading `_` where it would start with a digit or `-.:/` (`my cpu` is `my_cpu`, `1m` is
+    `_1m`)."""
+    pattern = pattern or _NAME
+    if pattern.match(text):
+        return text
+    cleaned = _UNNAMED.sub("_", text)
+    return cleaned if pattern.match(cleaned) else f"_{cleaned}"
 
 
 def _line_error(number: int, reason: str) -> dict[str, Any]:
@@ -154,3 +204,16 @@ def by_line(refused: ValidationFailed, points: Points) -> BadRequest:
     else:
         message = refused.message
     return BadRequest(message, details=details)
+
+
+class V1Error(ApiError):
+    """An error of POST /write as InfluxDB 1.x states it: the sentence in `error` (the field
+    Telegraf and the 1.x clients log), then our `message` and `details` as everywhere."""
+
+    def __init__(self, refused: ApiError) -> None:
+        super().__init__(refused.message, details=refused.details, headers=refused.headers)
+        self.status = refused.status  # type: ignore[misc]  # this error, that status
+        self.code = refused.code  # type: ignore[misc]
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "error": self.message}

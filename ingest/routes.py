@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core import deadlines
-from core.errors import BadRequest, ValidationFailed, field_error
+from core.errors import ApiError, BadRequest, ValidationFailed, field_error
 from core.http import JSON, Endpoint, declared_length, read_body, require_media_type
 from core.metrics import stored
 from ingest import events, influx, offload
@@ -42,12 +43,17 @@ async def _store(request: Request, events: list[MetricEvent], body: bytes, singl
 
 
 async def _commit(
-    request: Request, events: list[MetricEvent], body: bytes, single: bool
+    request: Request,
+    events: list[MetricEvent],
+    body: bytes,
+    single: bool,
+    key: IdempotencyKey | None = None,
 ) -> Accepted:
-    """Validate and group-commit `events`; the answer of a retried Idempotency-Key instead."""
+    """Validate and group-commit `events`; the answer of a retried Idempotency-Key (the
+    request's, else `key`) instead."""
     state = request.app.state
     committer: GroupCommitter = state.committer
-    key = idempotency_key(request, "metrics", body)
+    key = idempotency_key(request, "metrics", body) or key
     if key is not None:
         previous = await committer.keys.previous_answer(key)
         if previous is not None:
@@ -99,19 +105,38 @@ async def influx_write(request: Request) -> Response:
     """POST /write (InfluxDB 1.x) and POST /api/v2/write (2.x): line protocol, answered 204
     once every point is committed (ingest/influx.py). `db`, `rp`, `org` and `bucket` are
     accepted and not used: there is one store."""
+    try:
+        return await _influx_write(request)
+    except ApiError as refused:
+        if request.url.path.endswith("/api/v2/write"):
+            raise
+        raise influx.V1Error(refused) from None
+
+
+async def _influx_write(request: Request) -> Response:
+    state = request.app.state
     unit_ns = influx.precision_of(request.query_params.get("precision"))
     with admit(request) as ticket:
-        body = await read_body(request, request.app.state.settings.ingest.max_body_bytes)
+        body = await read_body(request, state.settings.ingest.max_body_bytes)
         ticket.resize(len(body))
-        points = await offload.run(len(body) >= offload.BODY_BYTES, influx.decode, body, unit_ns)
+        points = await offload.run(
+            len(body) >= offload.BODY_BYTES,
+            influx.decode,
+            body,
+            unit_ns,
+            state.settings.ingest.max_batch_events,
+        )
+        # Influx senders retry a body on 429, 5xx or a timeout, and never send an
+        # Idempotency-Key: a body of timestamped points is its own key (the same points).
+        key = None
+        if points.timestamped and "idempotency-key" not in request.headers:
+            key = IdempotencyKey.of("influx", hashlib.sha256(body).hexdigest(), body)
         try:
-            await _commit(request, points.events, body, single=False)
+            await _commit(request, points.events, body, single=False, key=key)
         except ValidationFailed as refused:
             raise influx.by_line(refused, points) from None
     if points.skipped_strings:
-        request.app.state.metrics.skipped.labels("influx", "string_field").inc(
-            points.skipped_strings
-        )
+        state.metrics.skipped.labels("influx", "string_field").inc(points.skipped_strings)
     return Response(status_code=204)
 
 
