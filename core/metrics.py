@@ -76,14 +76,16 @@ class Metrics:
         self.statsd_lines = Counter(
             "astraeus_statsd_lines",
             "StatsD lines received, by outcome (accepted, or malformed_<why>: syntax, type, "
-            "name, value, sample_rate, timestamp, encoding; error: a bug, logged).",
+            "name, value, sample_rate, timestamp, encoding; dropped_too_many_series: past 100,000 "
+            "series of counters, gauges and sets in one interval).",
             ["outcome"],
             registry=r,
         )
         self.statsd_events = Counter(
             "astraeus_statsd_events",
-            "Events of StatsD flushes, by outcome (stored, refused by validation, or the error "
-            "that dropped them: ingest_queue_full, database_unavailable, ...).",
+            "Events of StatsD flushes, by outcome (stored, refused by validation, not_finite "
+            "aggregates, or the error that kept them out: ingest_queue_full, "
+            "database_unavailable, commit_timeout (may be stored), ...; error: a failed flush).",
             ["outcome"],
             registry=r,
         )

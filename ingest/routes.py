@@ -17,7 +17,7 @@ from ingest import events, influx, offload
 from ingest.budget import Ticket
 from ingest.committer import GroupCommitter
 from ingest.pending import Accepted, IdempotencyKey
-from ingest.validate import validate
+from ingest.validate import validated
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
 
 RECORD_BODY_LIMIT = 64 * 1024
@@ -59,14 +59,7 @@ async def _commit(
         if previous is not None:
             return previous
     try:
-        batch = await offload.run(
-            len(events) >= offload.EVENTS,
-            validate,
-            events,
-            datetime.now(UTC),
-            state.settings.ingest,
-            state.tagsets,
-        )
+        batch = await validated(events, state.settings.ingest, state.tagsets)
         outcome = await committer.submit(batch, key)
     except ValidationFailed as refused:
         raise refused.for_single_item() if single else refused from None

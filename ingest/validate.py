@@ -13,6 +13,7 @@ from typing import Any
 
 from core.errors import PayloadTooLarge, field_error
 from core.settings import IngestSettings
+from ingest import offload
 from ingest.tagsets import TagSets
 from ingest.wire import MetricEvent, SeriesKey, refuse
 
@@ -104,3 +105,10 @@ def validate(
         ]
         raise refuse(errors, len(problems), len(events))
     return Batch(events, times, keys, earliest, latest)
+
+
+async def validated(events: list[MetricEvent], limits: IngestSettings, tagsets: TagSets) -> Batch:
+    """validate(`events`) as of now, on the ingest thread for a large group (ingest/offload.py)."""
+    return await offload.run(
+        len(events) >= offload.EVENTS, validate, events, datetime.now(UTC), limits, tagsets
+    )

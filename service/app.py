@@ -171,7 +171,10 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
                 await stop_scheduler(app.state.scheduler, app.state.scheduler_thread)
                 await asyncio.to_thread(app.state.compactor_thread.join, SCHEDULER_STOP_WAIT_S)
             if app.state.statsd is not None:
-                await app.state.statsd.stop()
+                try:
+                    await app.state.statsd.stop()  # its last interval, into the committer
+                except Exception:
+                    log.exception("the StatsD listener did not stop cleanly")
             await app.state.committer.stop()
             await app.state.pool.close()
 

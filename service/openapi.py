@@ -111,7 +111,7 @@ OPERATIONS: tuple[Op, ...] = (
             (
                 "/api/v2/write",
                 "2.x",
-                "ns (default), us, ms or s",
+                "ns (default), us, ms or s (n, u, m and h too, as 1.x)",
                 (Param("org", "Accepted, not used."), Param("bucket", "Accepted, not used.")),
             ),
             (

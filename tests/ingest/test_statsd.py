@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
@@ -16,7 +17,7 @@ import statsd
 from datadog.dogstatsd import DogStatsd
 
 from core.settings import load
-from ingest.statsd import Malformed, parse
+from ingest.statsd import Aggregator, Malformed, parse
 from tests.support import api_server, stored_events, wait_for
 
 
@@ -128,6 +129,8 @@ def test_malformed_lines_are_counted_by_reason_and_the_rest_stored(
         ("a.b:inf|ms", "value"),
         ("a.b:1|c|@0", "sample_rate"),
         ("a.b:1|c|Tsoon", "timestamp"),
+        ("a.b:+-5|g", "value"),
+        ("a.b:1e999|c", "value"),
     ],
 )
 def test_a_bad_line_says_why(line: str, reason: str) -> None:
@@ -138,7 +141,7 @@ def test_a_bad_line_says_why(line: str, reason: str) -> None:
 
 def test_dogstatsd_extras_are_tolerated() -> None:
     sample = parse("a.b:1:2:3|h|@0.5|#k:v|c:abc123|T1700000000|e:extra")
-    assert (sample.values, sample.rate, sample.tags) == (["1", "2", "3"], 0.5, {"k": "v"})
+    assert (sample.numbers, sample.rate, sample.tags) == ([1.0, 2.0, 3.0], 0.5, {"k": "v"})
     assert sample.timestamp is not None and sample.timestamp.timestamp() == 1700000000
 
 
@@ -167,3 +170,27 @@ def test_a_flush_larger_than_a_batch_is_stored_whole(
             sender.sendto(lines.encode(), ("127.0.0.1", port))
             time.sleep(0.005)
         wait_for(lambda: len(values(db, "big.ms")) == 12_000, timeout=20)
+
+
+def test_a_set_member_is_the_whole_value_and_gauges_move_by_sign() -> None:
+    aggregator = Aggregator()
+    now = datetime.now(UTC)
+    for line in ("ip:fe80::1|s", "ip:fe80::2|s", "ip:fe80::1|s", "t:10|g", "t:-3|g", "t:+1|g"):
+        assert aggregator.add(parse(line), now)
+    events, not_finite = aggregator.flush(now)
+
+    assert {(e.metric_name, e.value) for e in events} == {("ip", 2.0), ("t", 8.0)}
+    assert not_finite == 0
+
+
+def test_an_aggregate_past_the_largest_float_is_dropped_not_stored() -> None:
+    aggregator = Aggregator()
+    now = datetime.now(UTC)
+    for line in ("big:1e308|c", "big:1e308|c", "fine:1|c", "g:1e308|g", "g:+1e308|g"):
+        aggregator.add(parse(line), now)
+    events, not_finite = aggregator.flush(now)
+
+    assert [(e.metric_name, e.value) for e in events] == [("fine", 1.0)]
+    assert not_finite == 2
+    aggregator.add(parse("g:+1|g"), now)  # the gauge starts again from 0
+    assert [e.value for e in aggregator.flush(now)[0]] == [1.0]
