@@ -18,11 +18,12 @@ A datagram holds lines `name:value|type[|@rate][|#tag:value,...][|c:container][|
 DogStatsD tags become tags (`#env:prod,canary` is env=prod, canary=true), its container id
 (`c:`) and timestamp (`T`) are accepted. A line that does not parse is counted on /metrics by
 reason (`astraeus_statsd_lines_total{outcome}`) and dropped; the listener never stops for it.
-Events go in batches of CHUNK, one after the other (a flush never fills the ingest queue that
-HTTP senders share), the samples as soon as CHUNK of them are waiting. UDP itself drops
-datagrams when the socket's buffer is full: watch the kernel's `Udp: receive buffer errors`
-(`netstat -su`, or `RcvbufErrors` in /proc/net/snmp) and raise `net.core.rmem_default` (the
-listener takes the system's default buffer), or send fewer, larger datagrams.
+Events go in batches of CHUNK, at most IN_FLIGHT of them queued at once (a flush never fills
+the ingest queue that HTTP senders share), the samples as soon as CHUNK of them are waiting.
+UDP itself drops datagrams when the socket's buffer is full: watch the kernel's `Udp: receive
+buffer errors` (`netstat -su`, or `RcvbufErrors` in /proc/net/snmp) and raise
+`net.core.rmem_default` (the listener takes the system's default buffer), or send fewer,
+larger datagrams.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ CHUNK = 5_000  # events per batch (within INGEST_MAX_BATCH_EVENTS)
 MAX_KEYS = 100_000  # series of counters, gauges and sets in one interval; past it, dropped
 GAUGE_TTL = 360  # intervals a gauge's last value is kept without an update (1 h at 10 s)
 PASSES = 50  # submissions of one batch, each without the events the last one refused
+IN_FLIGHT = 4  # batches queued at once: group commits stay full, the shared queue far from full
 
 Tags = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
 Key = tuple[str, str, Tags]  # (name, metric type, tags)
@@ -228,7 +230,7 @@ class Listener(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.address: tuple[str, int] | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._sending = asyncio.Lock()  # one batch at a time
+        self._sending = asyncio.Semaphore(IN_FLIGHT)
         self._early: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -295,11 +297,15 @@ class Listener(asyncio.DatagramProtocol):
         await self._send(events)
 
     async def _send(self, events: list[MetricEvent]) -> None:
-        """`events` in batches of CHUNK, one after the other (within INGEST_MAX_BATCH_EVENTS)."""
+        """`events` in batches of CHUNK (within INGEST_MAX_BATCH_EVENTS), at most IN_FLIGHT of
+        them queued at once, whoever sends them."""
         size = min(CHUNK, self.settings.ingest.max_batch_events)
-        for start in range(0, len(events), size):
+
+        async def one(batch: list[MetricEvent]) -> None:
             async with self._sending:
-                await self._submit(events[start : start + size])
+                await self._submit(batch)
+
+        await asyncio.gather(*(one(events[i : i + size]) for i in range(0, len(events), size)))
 
     async def _submit(self, events: list[MetricEvent], split: bool = True) -> None:
         counted = self.metrics.statsd_events
