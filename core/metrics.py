@@ -76,8 +76,9 @@ class Metrics:
         self.statsd_lines = Counter(
             "astraeus_statsd_lines",
             "StatsD lines received, by outcome (accepted, or malformed_<why>: syntax, type, "
-            "name, value, sample_rate, timestamp, encoding; dropped_too_many_series: past 100,000 "
-            "series of counters, gauges and sets in one interval).",
+            "name, value, sample_rate, timestamp, encoding, unsupported (DogStatsD events and "
+            "service checks); dropped_too_many_series: past 100,000 series of counters, gauges "
+            "and sets in one interval).",
             ["outcome"],
             registry=r,
         )

@@ -83,6 +83,8 @@ class Sample:
 
 def parse(line: str) -> Sample:
     """One line, or Malformed naming why."""
+    if line.startswith(("_e{", "_sc|")):  # DogStatsD events and service checks: no metric
+        raise Malformed("unsupported")
     found = _LINE.match(line)
     if found is None:
         raise Malformed("syntax")

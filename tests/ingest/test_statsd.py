@@ -131,6 +131,8 @@ def test_malformed_lines_are_counted_by_reason_and_the_rest_stored(
         ("a.b:1|c|Tsoon", "timestamp"),
         ("a.b:+-5|g", "value"),
         ("a.b:1e999|c", "value"),
+        ("_e{5,4}:title|text|#k:v", "unsupported"),
+        ("_sc|redis.up|0", "unsupported"),
     ],
 )
 def test_a_bad_line_says_why(line: str, reason: str) -> None:
