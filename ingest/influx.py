@@ -95,16 +95,14 @@ def lines(body: bytes) -> Iterator[tuple[int, bytes]]:
     """(line number, line) of a body: split at newlines, but not inside a quoted string field
     value (InfluxDB keeps `msg="a\nb"` one line, and clients send it so)."""
     pieces = body.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a UTF-8 byte order mark
-    number = 0
-    pending: list[bytes] = []
-    for piece in pieces:
-        number += 1
-        pending.append(piece)
-        joined = b"\n".join(pending)
-        if (joined.count(b'"') - joined.count(b'\\"')) % 2 and number < len(pieces):
+    start, inside = 0, False
+    for number, piece in enumerate(pieces, start=1):
+        # Unescaped quotes, piece by piece (an escape never spans a newline): one pass in all.
+        inside ^= (piece.count(b'"') - piece.count(b'\\"')) % 2 == 1
+        if inside and number < len(pieces):
             continue  # inside a string: the newline is part of it
-        yield number - len(pending) + 1, joined
-        pending = []
+        yield start + 1, b"\n".join(pieces[start:number])
+        start, inside = number, False
 
 
 def decode(body: bytes, unit_ns: int, most_events: int) -> Points:
