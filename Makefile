@@ -4,10 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+# The protobuf messages of the remote-write decoder, compiled by grpcio-tools' protoc (the
+# protobuf runtime's own major version); not checked in.
+PROTOS := $(wildcard ingest/proto/*.proto)
 
 .PHONY: install run serve test bench db db-stop lint format clean
 
-install: $(INSTALLED)
+install: $(INSTALLED) $(PROTOS:.proto=_pb2.py)
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +18,9 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+ingest/proto/%_pb2.py: ingest/proto/%.proto $(INSTALLED)
+	$(BIN)/python -m grpc_tools.protoc -Iingest/proto --python_out=ingest/proto --pyi_out=ingest/proto $<
 
 ## make run: a local TimescaleDB (started if needed) and the API on http://localhost:$(PORT)
 run: install

@@ -80,15 +80,17 @@ def declared_length(request: Request) -> int | None:
     return None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, *, kept: str | None = None) -> bytes:
     """The request body, decompressed if gzip, refused with 413 past `limit` bytes either way,
-    and with 408 when it has not all arrived within INGEST_BODY_TIMEOUT_S.
+    and with 408 when it has not all arrived within INGEST_BODY_TIMEOUT_S. A body in the
+    encoding `kept` (remote write's snappy) is returned as it came, for the caller to
+    decompress.
 
     Decompression is bounded: a small body that would inflate past the limit (a gzip bomb) is
     refused after producing at most `limit` + 1 bytes.
     """
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip"):
+    if encoding not in ("identity", "gzip") and encoding != kept:
         raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; use gzip.")
     declared = declared_length(request)
     if declared is not None and declared > limit:

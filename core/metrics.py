@@ -69,7 +69,8 @@ class Metrics:
         self.skipped = Counter(
             "astraeus_ingest_skipped_values",
             "Values of accepted requests that are not stored, by protocol and reason (the string"
-            " fields of line protocol: no number to keep).",
+            " fields of line protocol: no number to keep; remote write's stale markers: the end"
+            " of a series, not a value).",
             ["protocol", "reason"],
             registry=r,
         )

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import asyncpg
@@ -51,7 +51,7 @@ import sql
 from core.db import HeldConnection, remaining, translate
 from core.errors import ApiError, DatabaseTimeout, DatabaseUnavailable, ValidationFailed
 from core.settings import IngestSettings
-from ingest import decimals, deltas, offload
+from ingest import decimals, deltas, offload, totals
 from ingest.budget import ByteBudget, QueueFull, Ticket
 from ingest.idempotency import IdempotencyKeys
 from ingest.pending import Accepted, IdempotencyKey, Pending
@@ -60,7 +60,7 @@ from ingest.validate import Batch
 
 log = logging.getLogger("astraeus.ingest")
 
-EVENT_COLUMNS = ("time", "series_id", "value", "decimals", "digits")
+EVENT_COLUMNS = ("time", "series_id", "value", "decimals", "digits", "total")
 
 
 class CommitTimeout(ApiError):
@@ -103,6 +103,7 @@ class GroupCommitter:
         self._writers: list[asyncio.Task[None]] = []
         self._stopping = False
         self.keys = IdempotencyKeys(pool, self.ttl)
+        self.totals = totals.RunningTotals()
         self.stats = CommitStats()
 
     @property
@@ -236,32 +237,39 @@ class GroupCommitter:
         await self.keys.prune(self.limits.commit_timeout_s)
 
     async def _commit(self, group: list[Pending], held: HeldConnection) -> None:
+        totals.received([pending.batch for pending in group])
         if await self._commit_steady(group, held):
             return
-        async with held.connection(self.limits.commit_timeout_s) as conn, conn.transaction():
-            live, answers, followers = await self.keys.claim(conn, group)
-            resolution = await self.registry.resolve(conn, [p.batch for p in live])
-            writing: list[tuple[Pending, list[int]]] = []
-            refused: list[Pending] = []
-            for pending, resolved in zip(live, resolution.outcomes, strict=True):
-                if isinstance(resolved, ApiError):
-                    answers[pending] = resolved
-                    refused.append(pending)
-                else:
-                    writing.append((pending, resolved))
-            await self.keys.release(conn, refused)
-            if writing:
-                await self._write(conn, writing, self.registry.metric_of(resolution))
-            for pending, _ in writing:
-                answers[pending] = Accepted(len(pending.batch))
-            for follower, first in followers:
-                # Stored by its first copy: a duplicate. Refused: refused the same way.
-                outcome = answers[first]
-                answers[follower] = (
-                    Accepted(outcome.accepted, duplicate=True)
-                    if isinstance(outcome, Accepted)
-                    else outcome
-                )
+        moved: list[int] = []
+        try:
+            async with held.connection(self.limits.commit_timeout_s) as conn, conn.transaction():
+                live, answers, followers = await self.keys.claim(conn, group)
+                resolution = await self.registry.resolve(conn, [p.batch for p in live])
+                writing: list[tuple[Pending, list[int]]] = []
+                refused: list[Pending] = []
+                for pending, resolved in zip(live, resolution.outcomes, strict=True):
+                    if isinstance(resolved, ApiError):
+                        answers[pending] = resolved
+                        refused.append(pending)
+                    else:
+                        writing.append((pending, resolved))
+                await self.keys.release(conn, refused)
+                if writing:
+                    moved = await self._increases(conn, writing)
+                    await self._write(conn, writing, self.registry.metric_of(resolution))
+                for pending, _ in writing:
+                    answers[pending] = Accepted(pending.batch.received())
+                for follower, first in followers:
+                    # Stored by its first copy: a duplicate. Refused: refused the same way.
+                    outcome = answers[first]
+                    answers[follower] = (
+                        Accepted(outcome.accepted, duplicate=True)
+                        if isinstance(outcome, Accepted)
+                        else outcome
+                    )
+        except BaseException:
+            self.totals.forget(moved)
+            raise
         self.registry.remember(resolution)
         self._count([pending for pending, _ in writing])
         for pending, outcome in answers.items():
@@ -284,12 +292,37 @@ class GroupCommitter:
             for pending, ids in zip(group, resolution.outcomes, strict=True)
             if not isinstance(ids, ApiError)  # known series: never refused
         ]
-        async with held.connection(self.limits.commit_timeout_s) as conn:
-            await self._write(conn, writing, self.registry.metric_of(resolution), copy=False)
+        batches = [pending.batch for pending, _ in writing]
+        if self.totals.missing(batches, [ids for _, ids in writing]):
+            return False  # a running total's previous sample must be read first
+        moved = self._apply(writing)
+        try:
+            async with held.connection(self.limits.commit_timeout_s) as conn:
+                await self._write(conn, writing, self.registry.metric_of(resolution), copy=False)
+        except BaseException:
+            self.totals.forget(moved)
+            raise
         self._count(group)
         for pending in group:
-            pending.settle(Accepted(len(pending.batch)))
+            pending.settle(Accepted(pending.batch.received()))
         return True
+
+    async def _increases(
+        self, conn: asyncpg.Connection, writing: list[tuple[Pending, list[int]]]
+    ) -> list[int]:
+        """Running totals into increases (ingest/totals.py), reading the previous sample of
+        series new to this process first; the series whose newest sample moved."""
+        batches = [pending.batch for pending, _ in writing]
+        await self.totals.load(conn, self.totals.missing(batches, [ids for _, ids in writing]))
+        return self._apply(writing)
+
+    def _apply(self, writing: list[tuple[Pending, list[int]]]) -> list[int]:
+        if all(pending.batch.running is None for pending, _ in writing):
+            return []
+        ids = [ids for _, ids in writing]
+        moved = self.totals.apply([pending.batch for pending, _ in writing], ids)
+        writing[:] = [(pending, one) for (pending, _), one in zip(writing, ids, strict=True)]
+        return moved
 
     async def _write(
         self,
@@ -314,7 +347,7 @@ class GroupCommitter:
                 columns=EVENT_COLUMNS,
                 records=zip(*raw, strict=True),
             )
-            raw = ([], [], [], [], [])
+            raw = ([], [], [], [], [], [])
         await conn.execute(
             sql.query("record_group"),
             *raw,
@@ -338,5 +371,11 @@ def _prepare(
         list(chain.from_iterable(batch.times for batch in batches)),
         list(chain.from_iterable(series_ids)),
         *decimals.columns(values),
+        list(
+            chain.from_iterable(
+                batch.totals if batch.totals is not None else repeat(None, len(batch))
+                for batch in batches
+            )
+        ),
     )
     return deltas.compute(batches, series_ids, metric_of, values), raw

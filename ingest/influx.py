@@ -23,7 +23,6 @@ nothing of counters or histograms, so a value is what was measured at its time.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,8 +38,8 @@ from core.errors import (
     ValidationFailed,
     field_error,
 )
-from ingest.tagsets import TAG_KEY_PATTERN
-from ingest.wire import NAME_PATTERN, MetricEvent
+from ingest.tagsets import TAG_KEY
+from ingest.wire import MetricEvent, named
 
 # Nanoseconds per unit of each precision the two APIs name (v2: ns, us, ms, s).
 PRECISIONS = {
@@ -55,9 +54,6 @@ PRECISIONS = {
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_REPORTED = 100
-_NAME = re.compile(NAME_PATTERN)
-_TAG_KEY = re.compile(TAG_KEY_PATTERN)
-_UNNAMED = re.compile(r"[^A-Za-z0-9_.:/-]")
 _encode = msgspec.json.encode
 
 
@@ -126,7 +122,7 @@ def decode(body: bytes, unit_ns: int, most_events: int) -> Points:
         if point is None:  # a comment
             continue
         measurement: str = point["measurement"]
-        tags: dict[str, str] = {_named(k, _TAG_KEY): v for k, v in point["tags"].items()}
+        tags: dict[str, str] = {named(k, TAG_KEY): v for k, v in point["tags"].items()}
         key = tuple(sorted(tags.items()))
         tag_text = tag_texts.get(key)
         if tag_text is None:
@@ -139,7 +135,7 @@ def decode(body: bytes, unit_ns: int, most_events: int) -> Points:
             if value.__class__ is str:
                 points.skipped_strings += 1
                 continue
-            metric = _named(f"{measurement}_{name}")
+            metric = named(f"{measurement}_{name}")
             try:
                 number_value = float(value)  # bool: 1.0 / 0.0
             except OverflowError:
@@ -169,17 +165,6 @@ def decode(body: bytes, unit_ns: int, most_events: int) -> Points:
         more = f" (and {bad - 1} more)" if bad > 1 else ""
         raise BadRequest(f"line {first['line']}: {first['reason']}{more}", details=errors)
     return points
-
-
-def _named(text: str, pattern: re.Pattern[str] | None = None) -> str:
-    """A name our metrics (or, with _TAG_KEY, tags) can take: each other character `_`, and a
-    leading `_` where it would start with a digit or `-.:/` (`my cpu` is `my_cpu`, `1m` is
-    `_1m`)."""
-    pattern = pattern or _NAME
-    if pattern.match(text):
-        return text
-    cleaned = _UNNAMED.sub("_", text)
-    return cleaned if pattern.match(cleaned) else f"_{cleaned}"
 
 
 def _line_error(number: int, reason: str) -> dict[str, Any]:

@@ -5,19 +5,22 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+import sql
 from core import deadlines
-from core.errors import ApiError, BadRequest, ValidationFailed, field_error
+from core.db import connection
+from core.errors import ApiError, BadRequest, PayloadTooLarge, ValidationFailed, field_error
 from core.http import JSON, Endpoint, declared_length, read_body, require_media_type
 from core.metrics import stored
-from ingest import events, influx, offload
+from ingest import events, influx, offload, remote_write, totals
 from ingest.budget import Ticket
 from ingest.committer import GroupCommitter
 from ingest.pending import Accepted, IdempotencyKey
-from ingest.validate import validated
+from ingest.validate import Batch, validate_valid, validated
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
 
 RECORD_BODY_LIMIT = 64 * 1024
@@ -133,6 +136,151 @@ async def _influx_write(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def prometheus_write(request: Request) -> Response:
+    """POST /api/v1/write: Prometheus remote write 1.0 and 2.0 (ingest/remote_write.py),
+    answered 204 once every sample is committed, with the
+    X-Prometheus-Remote-Write-*-Written headers on every answer."""
+    written = {"Samples": 0, "Histograms": 0, "Exemplars": 0}
+    try:
+        await _prometheus_write(request, written)
+    except ApiError as refused:
+        refused.headers.update(_written(written))
+        raise
+    return Response(status_code=204, headers=_written(written))
+
+
+def _written(written: dict[str, int]) -> dict[str, str]:
+    return {f"X-Prometheus-Remote-Write-{k}-Written": str(n) for k, n in written.items()}
+
+
+async def _prometheus_write(request: Request, written: dict[str, int]) -> None:
+    state = request.app.state
+    limits = state.settings.ingest
+    memory: remote_write.Memory = state.remote_write
+    protocol = remote_write.protocol_of(
+        request.headers.get("content-type"), request.headers.get("content-encoding")
+    )
+    with admit(request) as ticket:
+        body = await read_body(request, limits.max_body_bytes, kept="snappy")
+        plain = remote_write.decompress(body, limits.max_body_bytes)
+        ticket.resize(len(body) + len(plain))
+        # Senders retry a request on 5xx, 429 or a timeout, byte for byte: the body is its key.
+        key = IdempotencyKey.of("remote_write", hashlib.sha256(body).hexdigest(), body)
+        previous = await state.committer.keys.previous_answer(key)
+        if previous is not None:
+            written["Samples"] = previous.accepted
+            return
+        big = len(plain) >= offload.BODY_BYTES
+        series, decoded = await offload.run(
+            big, remote_write.parse, plain, protocol, memory.families
+        )
+        memory.learn(decoded.families)
+        types = await state.series.types_of(state.pool, {s.name for s in series if s.name})
+        decoded = await offload.run(big, remote_write.events, series, decoded, types)
+        if len(decoded.events) > limits.max_batch_events:
+            raise PayloadTooLarge(
+                f"The request has {len(decoded.events)} samples; the limit is "
+                f"{limits.max_batch_events} (INGEST_MAX_BATCH_EVENTS)"
+            )
+        written["Samples"] = await _store_samples(request, decoded, key)
+    await _describe(state, memory, decoded.families)
+    if decoded.stale:
+        state.metrics.skipped.labels("remote_write", "stale_marker").inc(decoded.stale)
+    if decoded.histograms:
+        decoded.refuse("", f"{decoded.histograms} native histogram samples: not stored yet")
+    if decoded.problem_count:
+        listed = (
+            f" (the first {len(decoded.problems)} are listed)"
+            if (decoded.problem_count > len(decoded.problems))
+            else ""
+        )
+        raise BadRequest(
+            f"{decoded.problem_count} samples or series were not stored{listed}; the other "
+            f"{written['Samples']} were: {decoded.problems[0]['reason']}",
+            details=decoded.problems,
+        )
+
+
+async def _store_samples(
+    request: Request, decoded: remote_write.Decoded, key: IdempotencyKey
+) -> int:
+    """Commit what our limits let through; the others are refused in `decoded`. A metric the
+    registry refuses (its series limit, a type changed under us) is left out and the rest
+    committed again: a sender drops a refused request whole."""
+    state = request.app.state
+    events, where, running = decoded.events, decoded.where, decoded.totals
+    for _ in range(3):
+        if not events:
+            return 0
+        batch, problems = await offload.run(
+            len(events) >= offload.EVENTS,
+            validate_valid,
+            events,
+            datetime.now(UTC),
+            state.settings.ingest,
+            state.tagsets,
+        )
+        for index, reasons in sorted(problems.items()):
+            decoded.refuse(where[index], "; ".join(f"{f}: {r}" for f, r in reasons))
+        kept = [i for i in range(len(events)) if i not in problems]
+        totals.mark(batch, {new: running[old] for new, old in enumerate(kept) if old in running})
+        try:
+            outcome = await _submit(request, batch, key)
+        except ValidationFailed as refused:
+            metrics = {d["metric"] for d in refused.details if "metric" in d}
+            if not metrics:
+                raise BadRequest(refused.message, details=refused.details) from None
+            for detail in refused.details:
+                decoded.refuse(detail.get("metric", ""), detail["reason"])
+            events, where, running = _without(batch, kept, where, running, metrics)
+            continue
+        return outcome.accepted
+    raise BadRequest("The samples were refused three times; nothing more was stored.")
+
+
+def _without(
+    batch: Batch,
+    kept: list[int],
+    where: list[str],
+    running: dict[int, datetime | None],
+    metrics: set[str],
+) -> tuple[list[MetricEvent], list[str], dict[int, datetime | None]]:
+    """The events of `batch` (as received) but those of `metrics`, with what goes with them."""
+    source = batch.running.events if batch.running is not None else batch.events
+    left = [n for n, event in enumerate(source) if event.metric_name not in metrics]
+    return (
+        [source[n] for n in left],
+        [where[kept[n]] for n in left],
+        {new: running[kept[n]] for new, n in enumerate(left) if kept[n] in running},
+    )
+
+
+async def _submit(request: Request, batch: Batch, key: IdempotencyKey | None) -> Accepted:
+    state = request.app.state
+    outcome: Accepted = await state.committer.submit(batch, key)
+    if not outcome.duplicate:
+        stored(state.metrics, "metric", outcome.accepted, 0)
+    return outcome
+
+
+async def _describe(
+    state: Any, memory: remote_write.Memory, families: dict[str, remote_write.Family]
+) -> None:
+    """Metadata's help and unit onto the metrics of each family, once for each text."""
+    todo = memory.undescribed(families)
+    if not todo:
+        return
+    names = sorted(todo)
+    async with connection(state.pool) as conn:
+        rows = await conn.fetch(
+            sql.query("metrics_describe"),
+            names,
+            [todo[n].unit[:32] or None for n in names],
+            [todo[n].help or None for n in names],
+        )
+    memory.described_now({row["family"] for row in rows}, todo)
+
+
 async def post_events(request: Request) -> JSON:
     """POST /api/v1/analytics/events."""
     state = request.app.state
@@ -156,4 +304,5 @@ routes = [
     Endpoint("POST", "/api/v1/analytics/events", post_events, "ingest", budget=deadlines.ingest),
     Endpoint("POST", "/api/v2/write", influx_write, "ingest", budget=deadlines.ingest),
     Endpoint("POST", "/write", influx_write, "ingest", budget=deadlines.ingest),
+    Endpoint("POST", "/api/v1/write", prometheus_write, "ingest", budget=deadlines.ingest),
 ]

@@ -9,7 +9,7 @@ the group's transaction, and the cache learns them only once that transaction ha
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ import asyncpg
 import msgspec
 
 import sql
+from core.db import connection
 from core.errors import ApiError, ValidationFailed, field_error
 from ingest.tagsets import interned
 from ingest.validate import Batch
@@ -60,6 +61,17 @@ class SeriesRegistry:
         self._metrics.clear()
         self._series.clear()
         self._metric_of.clear()
+
+    async def types_of(self, pool: asyncpg.Pool, names: Collection[str]) -> dict[str, str]:
+        """The type of each of `names` that is a metric already (read once, then cached): a
+        sender that does not say a sample's type (remote write 1.0) gets the metric's own."""
+        unknown = sorted(name for name in names if name not in self._metrics)
+        if unknown:
+            async with connection(pool) as conn:
+                rows = await conn.fetch(sql.query("metrics_by_name"), unknown)
+            for row in rows:
+                self._metrics[row["name"]] = Metric(row["id"], row["name"], row["metric_type"])
+        return {name: self._metrics[name].metric_type for name in names if name in self._metrics}
 
     def metric_of(self, resolution: Resolution) -> Mapping[int, int]:
         """The metric of every series a resolution names, known before or found by it."""
@@ -184,6 +196,7 @@ class _Group:
                         f"{event.metric_type}",
                         index,
                     )
+                    | {"metric": event.metric_name}
                 )
             elif not self.known(key) and key not in new_series:
                 # (a key an earlier batch of the group creates is counted already)
@@ -197,6 +210,7 @@ class _Group:
                         f"metric {name!r} has reached its limit of {limit} series; events with new "
                         "tag sets are refused (existing series still work)",
                     )
+                    | {"metric": name}
                 )
         if not errors:
             return None
@@ -231,7 +245,10 @@ class _Group:
                     )
                     outcomes[index] = ValidationFailed(
                         f"1 event(s) cannot be stored; nothing was stored: {reason}",
-                        details=[field_error("metric_type", reason, position)],
+                        details=[
+                            field_error("metric_type", reason, position)
+                            | {"metric": event.metric_name}
+                        ],
                     )
                     break
 

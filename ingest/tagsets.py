@@ -18,6 +18,7 @@ from core.settings import IngestSettings
 
 TAG_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:/-]*$"
 TagKey = Annotated[str, msgspec.Meta(min_length=1, pattern=TAG_KEY_PATTERN)]
+TAG_KEY = re.compile(TAG_KEY_PATTERN)
 Tags = tuple[tuple[str, str], ...]
 Problems = list[tuple[str, str]]
 

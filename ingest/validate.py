@@ -20,6 +20,17 @@ from ingest.wire import MetricEvent, SeriesKey, refuse
 MILLISECONDS_FROM = 1e11
 
 
+@dataclass(frozen=True)
+class Running:
+    """A batch's events as received, and which of them are running totals of a counter (with
+    the time each counts from, where the sender said): ingest/totals.py."""
+
+    events: list[MetricEvent]
+    times: list[datetime]
+    keys: list[SeriesKey]
+    totals: dict[int, datetime | None]  # event index -> start time
+
+
 @dataclass
 class Batch:
     """Validated events with what the write path needs of each, computed once."""
@@ -29,9 +40,15 @@ class Batch:
     keys: list[SeriesKey]
     earliest: datetime
     latest: datetime
+    running: Running | None = None  # running totals among the events (ingest/totals.py)
+    totals: list[float | None] | None = None  # per event, once `running` is applied
 
     def __len__(self) -> int:
         return len(self.events)
+
+    def received(self) -> int:
+        """Events as received: a running total already stored is answered as stored."""
+        return len(self.running.events) if self.running is not None else len(self.events)
 
 
 def from_epoch(stamp: float) -> datetime:
@@ -53,6 +70,39 @@ def validate(
         )
     if not events:
         return Batch([], [], [], now, now)
+    times, keys, problems = _check(events, now, limits, tagsets)
+    if problems:
+        errors: list[dict[str, Any]] = [
+            field_error(field, reason, index)
+            for index in sorted(problems)[:100]
+            for field, reason in problems[index]
+        ]
+        raise refuse(errors, len(problems), len(events))
+    return Batch(events, times, keys, min(times), max(times))
+
+
+def validate_valid(
+    events: list[MetricEvent], now: datetime, limits: IngestSettings, tagsets: TagSets
+) -> tuple[Batch, dict[int, list[tuple[str, str]]]]:
+    """The Batch of the valid ones among `events`, and what is wrong with each other one (by
+    its index in `events`): for senders that drop a refused request whole (remote write)."""
+    if not events:
+        return Batch([], [], [], now, now), {}
+    times, keys, problems = _check(events, now, limits, tagsets)
+    if problems:
+        kept = [i for i in range(len(events)) if i not in problems]
+        events = [events[i] for i in kept]
+        times = [times[i] for i in kept]
+        keys = [keys[i] for i in kept]
+    if not events:
+        return Batch([], [], [], now, now), problems
+    return Batch(events, times, keys, min(times), max(times)), problems
+
+
+def _check(
+    events: list[MetricEvent], now: datetime, limits: IngestSettings, tagsets: TagSets
+) -> tuple[list[datetime], list[SeriesKey], dict[int, list[tuple[str, str]]]]:
+    """Each event's time and series key, and the problems of the invalid ones by index."""
     problems: dict[int, list[tuple[str, str]]] = {}
     times: list[datetime] = []
     keys: list[SeriesKey] = []
@@ -97,14 +147,7 @@ def validate(
             elif when < oldest_allowed:
                 problems.setdefault(index, []).append(("timestamp", old))
 
-    if problems:
-        errors: list[dict[str, Any]] = [
-            field_error(field, reason, index)
-            for index in sorted(problems)[:100]
-            for field, reason in problems[index]
-        ]
-        raise refuse(errors, len(problems), len(events))
-    return Batch(events, times, keys, earliest, latest)
+    return times, keys, problems
 
 
 async def validated(events: list[MetricEvent], limits: IngestSettings, tagsets: TagSets) -> Batch:

@@ -11,6 +11,7 @@ year 5138, 1e11 milliseconds in 1973). Without a timestamp the server's clock is
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -41,6 +42,18 @@ SeriesKey = tuple[str, str, int]
 
 
 NO_TAGS = msgspec.Raw(b"{}")
+NAME = re.compile(NAME_PATTERN)
+_UNNAMED = re.compile(r"[^A-Za-z0-9_.:/-]")
+
+
+def named(text: str, pattern: re.Pattern[str] = NAME) -> str:
+    """A name our metrics (or, with tagsets.TAG_KEY, tags) can take, for protocols whose names
+    are not ours: each other character `_`, and a leading `_` where it would start with a digit
+    or `-.:/` (`my cpu` is `my_cpu`, `1m` is `_1m`)."""
+    if pattern.match(text):
+        return text
+    cleaned = _UNNAMED.sub("_", text)
+    return cleaned if pattern.match(cleaned) else f"_{cleaned}"
 
 
 # gc=False: events hold no references that could form cycles; skipping the collector's

@@ -25,6 +25,7 @@ from core.http import JSON
 from core.memory import AfterBursts, configure_malloc
 from core.metrics import Metrics
 from core.settings import Settings, load, redact_url
+from ingest import remote_write
 from ingest.budget import ByteBudget
 from ingest.committer import GroupCommitter
 from ingest.events import EventWriter
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, migrate_first: bool | None =
             settings.ingest.queue_max_bytes, on_drained=AfterBursts()
         )
         app.state.series = SeriesRegistry(settings.ingest.max_series_per_metric)
+        app.state.remote_write = remote_write.Memory()
         app.state.committer = GroupCommitter(
             app.state.pool,
             app.state.series,

@@ -135,23 +135,47 @@ WHERE h <> date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 -- name: record_group
 -- What a group commit writes besides its Idempotency-Keys and series, in one statement (one
 -- round trip, and on its own an implicit transaction: all of it or nothing): the raw rows
--- $1..$5 (empty when they went by COPY, faster for a large group; value, or decimals and
--- digits: ingest/decimals.py), and the group's partial aggregates (ingest/deltas.py), per
--- (minute, series) $6..$13 and per (minute, metric) $14..$21, the sketch keys and their
--- counts as array literals.
+-- $1..$6 (empty when they went by COPY, faster for a large group; value, or decimals and
+-- digits: ingest/decimals.py; the running total of a counter sent as one: ingest/totals.py),
+-- and the group's partial aggregates (ingest/deltas.py), per (minute, series) $7..$14 and per
+-- (minute, metric) $15..$22, the sketch keys and their counts as array literals.
 WITH raw AS (
-    INSERT INTO analytics.metric_event_store (time, series_id, value, decimals, digits)
+    INSERT INTO analytics.metric_event_store (time, series_id, value, decimals, digits, total)
     SELECT * FROM unnest($1::timestamptz[], $2::integer[], $3::float8[], $4::smallint[],
-                         $5::bigint[])
+                         $5::bigint[], $6::float8[])
 ), series AS (
     INSERT INTO _analytics.series_deltas (minute, series_id, count, sum, min, max, keys, counts)
     SELECT minute, owner, count, sum, min, max, keys::integer[], counts::integer[]
-    FROM unnest($6::timestamptz[], $7::integer[], $8::integer[], $9::float8[], $10::float8[],
-                $11::float8[], $12::text[], $13::text[])
+    FROM unnest($7::timestamptz[], $8::integer[], $9::integer[], $10::float8[], $11::float8[],
+                $12::float8[], $13::text[], $14::text[])
         AS d (minute, owner, count, sum, min, max, keys, counts)
 )
 INSERT INTO _analytics.metric_deltas (minute, metric_id, count, sum, min, max, keys, counts)
 SELECT minute, owner, count, sum, min, max, keys::integer[], counts::integer[]
-FROM unnest($14::timestamptz[], $15::integer[], $16::integer[], $17::float8[], $18::float8[],
-            $19::float8[], $20::text[], $21::text[])
+FROM unnest($15::timestamptz[], $16::integer[], $17::integer[], $18::float8[], $19::float8[],
+            $20::float8[], $21::text[], $22::text[])
     AS d (minute, owner, count, sum, min, max, keys, counts);
+
+-- name: counter_totals_last
+-- The newest stored sample of each series ($1), for the increase of the next running total
+-- (ingest/totals.py): its time and total (null when the row is not a running total).
+SELECT s.id AS series_id, last.time, last.total
+FROM unnest($1::integer[]) AS s (id)
+CROSS JOIN LATERAL (
+    SELECT e.time, e.total
+    FROM analytics.metric_event_store AS e
+    WHERE e.series_id = s.id
+    ORDER BY e.time DESC
+    LIMIT 1
+) AS last;
+
+-- name: metrics_describe
+-- A sender's metadata (remote write: help and unit per metric family) as the description and
+-- unit of the metrics of the family (`x`, and the `x_total`, `x_bucket`, `x_count`, `x_sum` of
+-- a counter, histogram or summary); the families matched, which need not be written again.
+UPDATE analytics.metrics AS m
+SET unit = coalesce(d.unit, m.unit), description = coalesce(d.description, m.description)
+FROM unnest($1::text[], $2::text[], $3::text[]) AS d (family, unit, description)
+WHERE m.name IN (d.family, d.family || '_total', d.family || '_bucket', d.family || '_count',
+                 d.family || '_sum')
+RETURNING d.family;

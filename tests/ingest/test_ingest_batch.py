@@ -256,6 +256,7 @@ def test_a_type_conflict_in_a_batch_names_both_types(
             "field": "metric_type",
             "reason": "metric 'jobs.duration' is a timer; this event says counter",
             "index": 1,
+            "metric": "jobs.duration",
         }
     ]
     assert stored(db) == [1.0]

@@ -1,0 +1,144 @@
+"""Counters sent as running totals, stored as their increases (and the totals beside them).
+
+A counter means one thing here whatever protocol brought it (docs/ingest.md, "Counters"): each
+stored `value` is an increment, so its statistics and time series are its increase. Our JSON
+and StatsD counters and OTLP delta sums arrive as increments; Prometheus counters (and the
+`_bucket`, `_sum` and `_count` of its histograms and summaries) and OTLP cumulative sums arrive
+as running totals. A total is stored with `value` = its increase since the series' previous
+sample and `total` = the total as sent (0022_counter_totals.sql: PromQL's rate() works on the
+totals). The increase of a sample, against the series' newest stored one:
+
+- larger or equal total: the difference;
+- a smaller total, or a new start time (OTLP `start_time_unix_nano`, remote write 2.0
+  `start_timestamp`): the counter restarted, and the whole total is the increase (Prometheus'
+  rule for resets);
+- no earlier sample at all: the whole total when the sample says since when it counts (a
+  start time), else 0: the first total of a series is its baseline;
+- at or before the newest stored sample's time: a sample already stored (a sender's resend
+  after its own restart, or the same point exported again), or an out-of-order one, whose
+  increase its successor already carries: not stored again.
+
+The newest sample of each series is kept in memory (loaded from the store on first use, so a
+restart of ours loses nothing; a start time is not stored, so the first sample after our
+restart compares totals only). A group's increases are computed when its transaction begins;
+if it fails, the series it touched are forgotten and read back from the store next time. Two
+ingest processes fed the same series at once would each compute against their own newest
+sample: a sender sends a series to one endpoint (Prometheus shards by series), and that is
+what this relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+import sql
+from ingest.validate import Batch, Running
+from ingest.wire import MetricEvent
+
+
+@dataclass
+class Newest:
+    time: datetime
+    total: float | None  # None: the stored sample was not a running total
+    start: datetime | None = None
+
+
+def mark(batch: Batch, totals: dict[int, datetime | None]) -> Batch:
+    """`batch` with the events at `totals`' indexes marked as running totals."""
+    if totals:
+        batch.running = Running(list(batch.events), list(batch.times), list(batch.keys), totals)
+    return batch
+
+
+def received(batches: Sequence[Batch]) -> None:
+    """Batches back as received, before a commit (or its retry) resolves their series."""
+    for batch in batches:
+        running = batch.running
+        if running is not None:
+            batch.events, batch.times = list(running.events), list(running.times)
+            batch.keys, batch.totals = list(running.keys), None
+
+
+class RunningTotals:
+    """The newest stored sample of each series that receives running totals."""
+
+    def __init__(self) -> None:
+        self._newest: dict[int, Newest] = {}
+
+    def forget(self, series: Sequence[int]) -> None:
+        for series_id in series:
+            self._newest.pop(series_id, None)
+
+    def missing(self, batches: Sequence[Batch], ids: Sequence[Sequence[int]]) -> list[int]:
+        """Series of these batches' running totals whose newest sample is not in memory."""
+        found: set[int] = set()
+        for batch, series in zip(batches, ids, strict=True):
+            if batch.running is not None:
+                found.update(series[index] for index in batch.running.totals)
+        return sorted(found - self._newest.keys())
+
+    async def load(self, conn: asyncpg.Connection, series: list[int]) -> None:
+        """Read the newest stored sample of `series` (those with none stay unknown: new)."""
+        if not series:
+            return
+        for row in await conn.fetch(sql.query("counter_totals_last"), series):
+            self._newest.setdefault(row["series_id"], Newest(row["time"], row["total"]))
+
+    def apply(self, batches: Sequence[Batch], ids: list[list[int]]) -> list[int]:
+        """Turn the running totals of `batches` into increases, in place (each batch's events,
+        times, keys and `ids`, as `received` left them), and return the series whose newest
+        sample moved (to forget if the transaction fails)."""
+        moved: list[int] = []
+        for number, batch in enumerate(batches):
+            running = batch.running
+            if running is None:
+                continue
+            series = ids[number] if len(ids[number]) == len(running.events) else None
+            if series is None:
+                raise RuntimeError("series ids do not match the batch as received")
+            order = sorted(range(len(running.events)), key=lambda i: running.times[i])
+            taken: dict[int, MetricEvent] = {}
+            sums: dict[int, float | None] = {}
+            for index in order:
+                event = running.events[index]
+                if index not in running.totals:
+                    taken[index] = event
+                    sums[index] = None
+                    continue
+                increase = self._increase(
+                    series[index], running.times[index], event.value, running.totals[index]
+                )
+                if increase is None:
+                    continue  # stored already, or older than what is
+                moved.append(series[index])
+                taken[index] = msgspec.structs.replace(event, value=increase)
+                sums[index] = event.value
+            keep = sorted(taken)
+            batch.events = [taken[i] for i in keep]
+            batch.times = [running.times[i] for i in keep]
+            batch.keys = [running.keys[i] for i in keep]
+            batch.totals = [sums[i] for i in keep]
+            ids[number] = [series[i] for i in keep]
+        return moved
+
+    def _increase(
+        self, series: int, when: datetime, total: float, start: datetime | None
+    ) -> float | None:
+        newest = self._newest.get(series)
+        if newest is not None and when <= newest.time:
+            return None
+        if newest is None or newest.total is None:
+            increase = total if start is not None else 0.0
+        elif total < newest.total or (
+            start is not None and newest.start is not None and start != newest.start
+        ):
+            increase = total  # a restart
+        else:
+            increase = total - newest.total
+        self._newest[series] = Newest(when, total, start)
+        return increase
