@@ -18,7 +18,6 @@ from starlette.testclient import TestClient
 
 from ingest.proto import remote_write_v1_pb2 as v1
 from ingest.proto import remote_write_v2_pb2 as v2
-from tests.support import stored_events
 
 V1_HEADERS = {
     "Content-Type": "application/x-protobuf",

@@ -1,0 +1,215 @@
+"""The real remote-write senders, Debian's Prometheus 2.42 and vmagent, scraping a target and
+writing to us: what they scraped is what we store (series, labels, values, timestamps), the
+counters as increases beside their totals, the metadata as type and help.
+
+Both are installed by the project's set-up (bin/ensure-tools, run by `make test`)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from auth import keys
+from tests.support import api_server, wait_for
+
+PROMETHEUS = shutil.which("prometheus")
+VMAGENT = shutil.which("vmagent")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Target:
+    """A scrape target of our own: a counter, a gauge and a histogram."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "shop_requests", "Requests served.", ["path"], registry=self.registry
+        )
+        self.temperature = Gauge(
+            "shop_temperature_celsius", "Room temperature.", registry=self.registry
+        )
+        self.latency = Histogram(
+            "shop_latency_seconds", "Latency.", buckets=(0.1, 0.5, 1.0), registry=self.registry
+        )
+        self.server, _ = start_http_server(0, addr="127.0.0.1", registry=self.registry)
+        self.address = f"127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    served = Target()
+    served.requests.labels("/a").inc(3)
+    served.temperature.set(21.5)
+    for seconds in (0.05, 0.2, 0.3, 0.7, 2.0):
+        served.latency.observe(seconds)
+    yield served
+    served.close()
+
+
+@contextlib.contextmanager
+def running(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def samples(db: psycopg.Connection[Any], metric: str) -> list[tuple[Any, ...]]:
+    """(time, value, total, tags) of `metric`'s stored samples, oldest first."""
+    return db.execute(
+        "SELECT e.time, e.value, e.total, s.tags FROM analytics.metric_events AS e "
+        "JOIN analytics.series AS s ON s.id = e.series_id "
+        "JOIN analytics.metrics AS m ON m.id = s.metric_id WHERE m.name = %s ORDER BY e.time",
+        (metric,),
+    ).fetchall()
+
+
+def scraped(db: psycopg.Connection[Any], metric: str, at_least: int) -> bool:
+    return len(samples(db, metric)) >= at_least
+
+
+def check_counter(stored: list[tuple[Any, ...]], first_total: float) -> None:
+    """Increases that add up to the totals, from a first total taken as the baseline."""
+    assert stored[0][1:3] == (0, first_total)
+    for (_, increase, total, _), (_, _, before, _) in zip(stored[1:], stored, strict=False):
+        assert increase == total - before
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="Debian's prometheus is not installed")
+def test_prometheus_scrapes_and_remote_writes_what_it_scraped(
+    db_url: str, db: psycopg.Connection[Any], target: Target, tmp_path: Path
+) -> None:
+    assert PROMETHEUS is not None
+    _, key = keys.create(db_url, "prometheus", ["ingest"])
+    web = free_port()
+    with api_server(db_url) as base:
+        (tmp_path / "prometheus.yml").write_text(
+            f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: shop
+    static_configs: [{{targets: ["{target.address}"]}}]
+remote_write:
+  - url: {base}/api/v1/write
+    authorization: {{credentials: {key}}}
+    queue_config: {{batch_send_deadline: 500ms, min_backoff: 100ms, max_backoff: 1s}}
+    metadata_config: {{send_interval: 1s}}
+"""
+        )
+        command = [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ]
+        with running(command, tmp_path / "prometheus.log"):
+            wait_for(lambda: scraped(db, "shop_requests_total", 2), timeout=60)
+            target.requests.labels("/a").inc(4)
+            target.temperature.set(19.25)
+            wait_for(lambda: scraped(db, "shop_requests_total", 6), timeout=60)
+            # What Prometheus holds for the last minute, once we hold all of it too.
+            wanted = {}
+            for metric in ("shop_requests_total", "shop_temperature_celsius", "up"):
+                answer = httpx2.get(
+                    f"http://127.0.0.1:{web}/api/v1/query",
+                    params={"query": f"{metric}[1m]", "time": time.time()},
+                ).json()
+                [series] = answer["data"]["result"]
+                wanted[metric] = (series["metric"], series["values"])
+            newest = max(float(t) for t, _ in wanted["shop_requests_total"][1])
+            wait_for(
+                lambda: samples(db, "shop_requests_total")[-1][0].timestamp() >= newest - 1e-6,
+                timeout=30,
+            )
+            time.sleep(1.5)  # the other series of the same scrapes
+            described = db.execute(
+                "SELECT name, metric_type::text, description FROM analytics.metrics "
+                "WHERE name LIKE 'shop%%' ORDER BY name"
+            ).fetchall()
+
+    for metric, (labels, values) in wanted.items():
+        stored = {row[0].timestamp(): row for row in samples(db, metric)}
+        tags = {k: v for k, v in labels.items() if k != "__name__"}
+        for stamp, text in values:
+            row = stored[float(stamp)]
+            assert row[3] == tags
+            assert (row[2] if row[2] is not None else row[1]) == float(text), metric
+    requests = samples(db, "shop_requests_total")
+    check_counter(requests, 3.0)
+    assert requests[-1][2] == 7.0
+    assert sum(row[1] for row in requests) == 4.0  # the increase Prometheus saw
+    assert {row[1] for row in samples(db, "shop_temperature_celsius")} == {21.5, 19.25}
+    buckets = {row[3]["le"]: row[2] for row in samples(db, "shop_latency_seconds_bucket") if row[2]}
+    assert buckets == {"0.1": 1.0, "0.5": 3.0, "1.0": 4.0, "+Inf": 5.0}
+    kinds = {name: (kind, text) for name, kind, text in described}
+    assert kinds["shop_requests_total"] == ("counter", "Requests served.")
+    assert kinds["shop_temperature_celsius"] == ("gauge", "Room temperature.")
+    assert kinds["shop_latency_seconds_bucket"] == ("counter", "Latency.")
+
+
+@pytest.mark.skipif(VMAGENT is None, reason="Debian's victoria-metrics (vmagent) is not installed")
+def test_vmagent_scrapes_and_remote_writes_what_it_scraped(
+    db_url: str, db: psycopg.Connection[Any], target: Target, tmp_path: Path
+) -> None:
+    assert VMAGENT is not None
+    _, key = keys.create(db_url, "vmagent", ["ingest"])
+    started = datetime.now(UTC)
+    with api_server(db_url) as base:
+        (tmp_path / "scrape.yml").write_text(
+            f"""
+global: {{scrape_interval: 1s}}
+scrape_configs:
+  - job_name: shop
+    static_configs: [{{targets: ["{target.address}"]}}]
+"""
+        )
+        command = [
+            VMAGENT,
+            f"-promscrape.config={tmp_path / 'scrape.yml'}",
+            f"-remoteWrite.url={base}/api/v1/write",
+            f"-remoteWrite.bearerToken={key}",
+            "-remoteWrite.flushInterval=500ms",
+            f"-remoteWrite.tmpDataPath={tmp_path / 'queue'}",
+            f"-httpListenAddr=127.0.0.1:{free_port()}",
+        ]
+        with running(command, tmp_path / "vmagent.log"):
+            wait_for(lambda: scraped(db, "shop_requests_total", 2), timeout=60)
+            target.requests.labels("/a").inc(2.5)
+            wait_for(lambda: samples(db, "shop_requests_total")[-1][2] == 5.5, timeout=30)
+
+    requests = samples(db, "shop_requests_total")
+    check_counter(requests, 3.0)
+    assert sum(row[1] for row in requests) == 2.5
+    assert {row[3]["job"] for row in requests} == {"shop"}
+    assert {row[3]["instance"] for row in requests} == {target.address}
+    assert all(row[0] >= started.replace(microsecond=0) for row in requests)
+    assert all(row[0].microsecond % 1000 == 0 for row in requests)  # milliseconds, as scraped
+    assert {row[1] for row in samples(db, "shop_temperature_celsius")} == {21.5}
+    assert {row[1] for row in samples(db, "up")} == {1.0}
