@@ -140,9 +140,10 @@ class KeepAlive:
     client. This one costs a few microseconds per request.
     """
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
         host, port = base.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
+        self.headers = {"Content-Type": "application/json", **HEADERS, **(headers or {})}
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -150,9 +151,9 @@ class KeepAlive:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        extra = "".join(f"{name}: {value}\r\n" for name, value in HEADERS.items())
+        extra = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
             f"{extra}Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         self.writer.write(head + body)

@@ -63,6 +63,7 @@ async def capacity(
     seconds: float,
     path: str = BATCH,
     ok: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> float:
     """Events per second stored by `clients` senders posting `bodies` (of `events` each) to
     `path` back to back for `seconds`; any answer but `ok` stops the run."""
@@ -71,7 +72,7 @@ async def capacity(
 
     async def sender(offset: int) -> None:
         nonlocal stored
-        client = KeepAlive(base)
+        client = KeepAlive(base, headers)
         try:
             i = offset
             while time.perf_counter() < deadline:

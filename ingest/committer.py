@@ -237,7 +237,15 @@ class GroupCommitter:
         await self.keys.prune(self.limits.commit_timeout_s)
 
     async def _commit(self, group: list[Pending], held: HeldConnection) -> None:
-        totals.received([pending.batch for pending in group])
+        batches = [pending.batch for pending in group]
+        totals.received(batches)
+        if any(batch.running is not None for batch in batches):
+            async with self.totals.lock:  # see ingest/totals.py
+                await self._commit_group_of(group, held)
+        else:
+            await self._commit_group_of(group, held)
+
+    async def _commit_group_of(self, group: list[Pending], held: HeldConnection) -> None:
         if await self._commit_steady(group, held):
             return
         moved: list[int] = []

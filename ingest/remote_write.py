@@ -118,10 +118,10 @@ def protocol_of(content_type: str | None, content_encoding: str | None) -> str:
 def _uncompressed_length(body: bytes) -> int:
     """The length a snappy block states in its varint preamble (or -1 if it has none)."""
     length = shift = 0
-    for position, byte in enumerate(body[:5]):
+    for byte in body[:5]:
         length |= (byte & 0x7F) << shift
         if byte < 0x80:
-            return length if position < 5 else -1
+            return length
         shift += 7
     return -1
 
@@ -172,11 +172,14 @@ def _series_v2(request: v2.Request) -> Iterable[Series]:
         labels = {k: v for k, v in labels.items() if v}
         name = labels.pop("__name__", "")
         meta = series.metadata
+        if meta.help_ref >= count or meta.unit_ref >= count:
+            raise BadRequest(
+                f"timeseries[{number}].metadata: help_ref and unit_ref are references into "
+                f"the {count} symbols"
+            )
         family = None
-        if meta.type:
-            help_text = symbols[meta.help_ref] if meta.help_ref < count else ""
-            unit = symbols[meta.unit_ref] if meta.unit_ref < count else ""
-            family = Family(meta.type, help_text, unit)
+        if meta.type or meta.help_ref or meta.unit_ref:
+            family = Family(meta.type, symbols[meta.help_ref], symbols[meta.unit_ref])
         created = series.created_timestamp
         samples = [(s.timestamp, s.value, s.start_timestamp or created) for s in series.samples]
         yield Series(name, labels, samples, family, len(series.histograms), len(series.exemplars))
@@ -196,6 +199,8 @@ def _family(name: str, families: dict[str, Family]) -> Family | None:
 
 def kind_of(name: str, labels: dict[str, str], family: Family | None) -> tuple[MetricType, bool]:
     """(our metric type, whether its samples are running totals) for a sample name."""
+    if name.endswith("_created"):
+        return "gauge", False  # an OpenMetrics counter's start time, in seconds
     kind = family.kind if family is not None else 0
     if kind == COUNTER:
         return "counter", True
@@ -248,8 +253,8 @@ def events(series: list[Series], decoded: Decoded, types: dict[str, str]) -> Dec
             tag_text = tag_texts[key] = msgspec.Raw(_encode(dict(key)))
         metric_type, running = kind_of(one.name, one.labels, one.family)
         fixed = types.get(name)
-        if fixed is not None:
-            running = running and fixed == "counter"
+        if fixed is not None:  # the metric's own type; a Prometheus counter is a running total
+            running = fixed == "counter" and not one.name.endswith("_created")
             metric_type = cast(MetricType, fixed)
         where = _where(one.name, one.labels)
         unit = (one.family.unit[:32] or None) if one.family is not None else None

@@ -21,7 +21,7 @@ from ingest.budget import Ticket
 from ingest.committer import GroupCommitter
 from ingest.pending import Accepted, IdempotencyKey
 from ingest.validate import Batch, validate_valid, validated
-from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
+from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record, named
 
 RECORD_BODY_LIMIT = 64 * 1024
 JSON_TYPE = "application/json"
@@ -165,17 +165,15 @@ async def _prometheus_write(request: Request, written: dict[str, int]) -> None:
         plain = remote_write.decompress(body, limits.max_body_bytes)
         ticket.resize(len(body) + len(plain))
         # Senders retry a request on 5xx, 429 or a timeout, byte for byte: the body is its key.
+        # Stored once: the same bytes again are answered as a duplicate, after the same
+        # checks (so a request that was a partial write is a 400 again, not a 204).
         key = IdempotencyKey.of("remote_write", hashlib.sha256(body).hexdigest(), body)
-        previous = await state.committer.keys.previous_answer(key)
-        if previous is not None:
-            written["Samples"] = previous.accepted
-            return
         big = len(plain) >= offload.BODY_BYTES
         series, decoded = await offload.run(
             big, remote_write.parse, plain, protocol, memory.families
         )
         memory.learn(decoded.families)
-        types = await state.series.types_of(state.pool, {s.name for s in series if s.name})
+        types = await state.series.types_of(state.pool, {named(s.name) for s in series if s.name})
         decoded = await offload.run(big, remote_write.events, series, decoded, types)
         if len(decoded.events) > limits.max_batch_events:
             raise PayloadTooLarge(
@@ -209,9 +207,7 @@ async def _store_samples(
     committed again: a sender drops a refused request whole."""
     state = request.app.state
     events, where, running = decoded.events, decoded.where, decoded.totals
-    for _ in range(3):
-        if not events:
-            return 0
+    while events:  # each pass leaves out at least one metric more
         batch, problems = await offload.run(
             len(events) >= offload.EVENTS,
             validate_valid,
@@ -230,12 +226,13 @@ async def _store_samples(
             metrics = {d["metric"] for d in refused.details if "metric" in d}
             if not metrics:
                 raise BadRequest(refused.message, details=refused.details) from None
-            for detail in refused.details:
-                decoded.refuse(detail.get("metric", ""), detail["reason"])
+            for name in sorted(metrics):
+                reason = next(d["reason"] for d in refused.details if d.get("metric") == name)
+                decoded.refuse(name, f"{reason}; none of its samples here were stored")
             events, where, running = _without(batch, kept, where, running, metrics)
             continue
         return outcome.accepted
-    raise BadRequest("The samples were refused three times; nothing more was stored.")
+    return 0
 
 
 def _without(

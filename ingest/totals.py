@@ -21,14 +21,16 @@ totals). The increase of a sample, against the series' newest stored one:
 The newest sample of each series is kept in memory (loaded from the store on first use, so a
 restart of ours loses nothing; a start time is not stored, so the first sample after our
 restart compares totals only). A group's increases are computed when its transaction begins;
-if it fails, the series it touched are forgotten and read back from the store next time. Two
-ingest processes fed the same series at once would each compute against their own newest
-sample: a sender sends a series to one endpoint (Prometheus shards by series), and that is
-what this relies on.
+groups with running totals commit one at a time; if one fails, the series it touched are
+forgotten and read back from the store next time. Two ingest processes fed the same series at
+once would each compute against their own newest sample: a sender sends a series to one
+endpoint (Prometheus shards by series), and that is what this relies on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,10 +67,15 @@ def received(batches: Sequence[Batch]) -> None:
 
 
 class RunningTotals:
-    """The newest stored sample of each series that receives running totals."""
+    """The newest stored sample of each series that receives running totals. Groups with
+    running totals commit one at a time (`lock`): a group's increases are computed against
+    what the groups before it committed, never against another one still in flight."""
+
+    MOST = 500_000  # series kept; past that the longest-known tenth is read again when needed
 
     def __init__(self) -> None:
         self._newest: dict[int, Newest] = {}
+        self.lock = asyncio.Lock()
 
     def forget(self, series: Sequence[int]) -> None:
         for series_id in series:
@@ -140,5 +147,8 @@ class RunningTotals:
             increase = total  # a restart
         else:
             increase = total - newest.total
+        if newest is None and len(self._newest) >= self.MOST:
+            for old in list(itertools.islice(self._newest, self.MOST // 10)):
+                del self._newest[old]
         self._newest[series] = Newest(when, total, start)
         return increase

@@ -311,3 +311,53 @@ def test_remote_write_needs_an_ingest_key(db_url: str) -> None:
     with make_client(db_url, scopes="read") as client:
         answer = client.post("/api/v1/write", content=b"", headers=V1_HEADERS)
     assert answer.status_code == 403
+
+
+def test_a_counter_without_a_suffix_stays_a_running_total_after_our_restart(
+    db_url: str, db: psycopg.Connection[Any], now: datetime
+) -> None:
+    from tests.support import make_client
+
+    step = timedelta(seconds=10)
+    metadata = [v1.MetricMetadata(type=v1.MetricMetadata.COUNTER, metric_family_name="jobs_done")]
+    with make_client(db_url) as client:
+        assert send_v1(client, metadata=metadata).status_code == 204
+        labels = {"__name__": "jobs_done"}
+        assert send_v1(client, series_v1(labels, (now, 100), (now + step, 130))).status_code == 204
+    with make_client(db_url) as restarted:  # a new process: no metadata heard yet
+        later = series_v1(labels, (now + 2 * step, 160), (now + 3 * step, 190))
+        assert send_v1(restarted, later).status_code == 204
+    assert [(v, t) for _, v, t, _, _ in rows(db, "jobs_done")] == [
+        (0, 100),
+        (30, 130),
+        (30, 160),
+        (30, 190),
+    ]
+
+
+def test_created_series_are_gauges_and_odd_names_keep_their_type(
+    client: TestClient, db: psycopg.Connection[Any], now: datetime
+) -> None:
+    metadata = [v1.MetricMetadata(type=v1.MetricMetadata.COUNTER, metric_family_name="shop")]
+    created = series_v1({"__name__": "shop_created"}, (now, 1.7e9))
+    odd = series_v1({"__name__": ":odd"}, (now, 1.0))
+    assert send_v1(client, created, odd, metadata=metadata).status_code == 204
+    odd_counter = [v1.MetricMetadata(type=v1.MetricMetadata.COUNTER, metric_family_name=":odd")]
+    later = series_v1({"__name__": ":odd"}, (now + timedelta(seconds=1), 2.0))
+    assert send_v1(client, later, metadata=odd_counter).status_code == 204  # stays a gauge
+    assert [(v, t, kind) for _, v, t, _, kind in rows(db, "shop_created")] == [
+        (1.7e9, None, "gauge")
+    ]
+    assert [(v, kind) for _, v, _, _, kind in rows(db, "_:odd")] == [(1.0, "gauge"), (2.0, "gauge")]
+
+
+def test_a_partial_write_sent_again_is_a_400_again_and_stores_nothing_more(
+    client: TestClient, db: psycopg.Connection[Any], now: datetime
+) -> None:
+    good = series_v1({"__name__": "fan_rpm"}, (now, 900.0))
+    bad = series_v1({"__name__": "fan_rpm", "fan": "2"}, (now, math.inf))
+    first = send_v1(client, good, bad)
+    again = send_v1(client, good, bad)
+    assert (first.status_code, again.status_code) == (400, 400)
+    assert again.json()["details"] == first.json()["details"]
+    assert len(rows(db, "fan_rpm")) == 1
