@@ -44,6 +44,7 @@ class ErrorBody(msgspec.Struct):
 
 
 LINE_PROTOCOL = "line-protocol"  # a text body of InfluxDB line protocol
+REMOTE_WRITE = "remote-write"  # a snappy-compressed protobuf body of Prometheus remote write
 # Batch bodies: a JSON array of these, {"events": [...]}, or NDJSON lines of them.
 BATCH_ITEMS: dict[str, Any] = {"batch:metric": MetricEvent, "batch:platform": PlatformEvent}
 
@@ -121,6 +122,18 @@ OPERATIONS: tuple[Op, ...] = (
                 (Param("db", "Accepted, not used."), Param("rp", "Accepted, not used.")),
             ),
         )
+    ),
+    Op(
+        "POST",
+        "/api/v1/write",
+        "Record Prometheus remote write (1.0, or 2.0 by the Content-Type's proto parameter)",
+        ok=204,
+        body=REMOTE_WRITE,
+        note=(
+            "Content-Encoding: snappy. Counters are stored as their increases beside their "
+            "totals; samples that cannot be stored make a 400 naming them, the others stored; "
+            "X-Prometheus-Remote-Write-*-Written headers on every answer."
+        ),
     ),
     Op(
         "POST",
@@ -368,6 +381,13 @@ def _document(declared: tuple[tuple[tuple[str, str], str | None], ...]) -> dict[
             operation["requestBody"] = {
                 "required": True,
                 "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        elif op.body == REMOTE_WRITE:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}
+                },
             }
         elif isinstance(op.body, str):
             item = by_type[repr(BATCH_ITEMS[op.body])]

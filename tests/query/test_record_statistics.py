@@ -222,6 +222,7 @@ def test_a_metric_keeps_the_type_of_its_first_event(
         {
             "field": "metric_type",
             "reason": "metric 'api.response_time' is a timer; this event says gauge",
+            "metric": "api.response_time",
         }
     ]
     assert stored_events(db) == 1
