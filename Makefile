@@ -7,6 +7,8 @@ INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 # The protobuf messages of the remote-write decoder, compiled by grpcio-tools' protoc (the
 # protobuf runtime's own major version); not checked in.
 PROTOS := $(wildcard ingest/proto/*.proto)
+# The OpenTelemetry SDK with its JSON exporter, a sender in the tests: a virtualenv of its own.
+OTLP_JSON := .venv-otlp-json
 
 .PHONY: install run serve test bench db db-stop lint format clean
 
@@ -17,6 +19,11 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(OTLP_JSON)/.installed: tests/senders/otlp-json.txt
+	$(PYTHON) -m venv $(OTLP_JSON)
+	$(OTLP_JSON)/bin/pip install --quiet -r $<
 	touch $@
 
 ingest/proto/%_pb2.py: ingest/proto/%.proto $(INSTALLED)
@@ -32,7 +39,7 @@ serve: install
 	$(BIN)/python -m service
 
 ## make test: the whole suite against a throwaway TimescaleDB (or $$DATABASE_URL's server)
-test: install
+test: install $(OTLP_JSON)/.installed
 	@bin/ensure-tools prometheus victoria-metrics || echo "make test: prometheus and vmagent could not be installed; their sender tests will be skipped" >&2
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -59,4 +66,4 @@ format: install
 
 clean:
 	-bin/localdb stop dev; bin/localdb stop run
-	rm -rf .local $(VENV)
+	rm -rf .local $(VENV) $(OTLP_JSON)

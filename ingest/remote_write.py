@@ -30,7 +30,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 import cramjam
 import msgspec
@@ -39,6 +39,7 @@ from google.protobuf.message import DecodeError
 from core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ingest.proto import remote_write_v1_pb2 as v1
 from ingest.proto import remote_write_v2_pb2 as v2
+from ingest.samples import Samples
 from ingest.tagsets import TAG_KEY
 from ingest.wire import MetricEvent, MetricType, named
 
@@ -47,7 +48,6 @@ V2 = "io.prometheus.write.v2.Request"
 MEDIA_TYPE = "application/x-protobuf"
 STALE_NAN = 0x7FF0000000000002  # Prometheus' staleness marker (model/value)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_REPORTED = 100
 CUMULATIVE_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 
 # Prometheus' metric types (the same numbers in 1.0 and 2.0), as ours.
@@ -65,23 +65,13 @@ class Family:
 
 
 @dataclass
-class Decoded:
-    """A request's events, which are running totals, and what was left out and why."""
+class Decoded(Samples):
+    """A request's samples, and what remote write's answer counts beside them."""
 
-    events: list[MetricEvent] = field(default_factory=list)
-    totals: dict[int, datetime | None] = field(default_factory=dict)  # index -> start time
-    where: list[str] = field(default_factory=list)  # per event: its series, for errors
     stale: int = 0
     histograms: int = 0
     exemplars: int = 0
-    problems: list[dict[str, Any]] = field(default_factory=list)
-    problem_count: int = 0
     families: dict[str, Family] = field(default_factory=dict)  # the request's metadata
-
-    def refuse(self, where: str, reason: str) -> None:
-        self.problem_count += 1
-        if len(self.problems) < MAX_REPORTED:
-            self.problems.append({"series": where, "reason": reason})
 
 
 @dataclass

@@ -16,10 +16,11 @@ from core.db import connection
 from core.errors import ApiError, BadRequest, PayloadTooLarge, ValidationFailed, field_error
 from core.http import JSON, Endpoint, declared_length, read_body, require_media_type
 from core.metrics import stored
-from ingest import events, influx, offload, remote_write, totals
+from ingest import events, influx, offload, otlp, remote_write, totals
 from ingest.budget import Ticket
 from ingest.committer import GroupCommitter
 from ingest.pending import Accepted, IdempotencyKey
+from ingest.samples import Samples
 from ingest.validate import Batch, validate_valid, validated
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record, named
 
@@ -199,9 +200,7 @@ async def _prometheus_write(request: Request, written: dict[str, int]) -> None:
         )
 
 
-async def _store_samples(
-    request: Request, decoded: remote_write.Decoded, key: IdempotencyKey
-) -> int:
+async def _store_samples(request: Request, decoded: Samples, key: IdempotencyKey) -> int:
     """Commit what our limits let through; the others are refused in `decoded`. A metric the
     registry refuses (its series limit, a type changed under us) is left out and the rest
     committed again: a sender drops a refused request whole."""
@@ -278,6 +277,56 @@ async def _describe(
     memory.described_now({row["family"] for row in rows}, todo)
 
 
+async def otlp_metrics(request: Request) -> Response:
+    """POST /v1/metrics (and /otlp/v1/metrics): OTLP/HTTP metrics (ingest/otlp.py), answered
+    200 once every storable point is committed, with partial_success for the others; errors
+    as a google.rpc.Status, in the request's content type."""
+    state = request.app.state
+    media = otlp.JSON
+    try:
+        media = otlp.media_of(request.headers.get("content-type"))
+        rejected, message = await _otlp_metrics(request, media)
+    except ApiError as refused:
+        return Response(
+            otlp.status(media, refused),
+            status_code=refused.status,
+            headers=refused.headers,
+            media_type=media,
+        )
+    if rejected:
+        state.metrics.skipped.labels("otlp", "rejected").inc(rejected)
+    return Response(otlp.answer(media, rejected, message), media_type=media)
+
+
+async def _otlp_metrics(request: Request, media: str) -> tuple[int, str]:
+    state = request.app.state
+    limits = state.settings.ingest
+    with admit(request) as ticket:
+        body = await read_body(request, limits.max_body_bytes)
+        ticket.resize(len(body))
+        # The SDK retries a request on 429, 502, 503, 504 and timeouts, the same bytes.
+        key = IdempotencyKey.of("otlp", hashlib.sha256(body).hexdigest(), body)
+        big = len(body) >= offload.BODY_BYTES
+        parsed = await offload.run(big, otlp.parse, body, media)
+        decoded = await offload.run(big, otlp.events, parsed)
+        if len(decoded.events) > limits.max_batch_events:
+            raise PayloadTooLarge(
+                f"The request has {len(decoded.events)} points; the limit is "
+                f"{limits.max_batch_events} (INGEST_MAX_BATCH_EVENTS)"
+            )
+        await _store_samples(request, decoded, key)
+    if decoded.families:
+        await _describe(state, state.remote_write, decoded.families)
+    if decoded.skipped:
+        state.metrics.skipped.labels("otlp", "no_recorded_value").inc(decoded.skipped)
+    if not decoded.problem_count:
+        return 0, ""
+    first = decoded.problems[0]
+    more = decoded.problem_count - 1
+    also = f" (and {more} more)" if more else ""
+    return decoded.problem_count, f"{first['series']}: {first['reason']}{also}"
+
+
 async def post_events(request: Request) -> JSON:
     """POST /api/v1/analytics/events."""
     state = request.app.state
@@ -302,4 +351,6 @@ routes = [
     Endpoint("POST", "/api/v2/write", influx_write, "ingest", budget=deadlines.ingest),
     Endpoint("POST", "/write", influx_write, "ingest", budget=deadlines.ingest),
     Endpoint("POST", "/api/v1/write", prometheus_write, "ingest", budget=deadlines.ingest),
+    Endpoint("POST", "/v1/metrics", otlp_metrics, "ingest", budget=deadlines.ingest),
+    Endpoint("POST", "/otlp/v1/metrics", otlp_metrics, "ingest", budget=deadlines.ingest),
 ]

@@ -45,6 +45,7 @@ class ErrorBody(msgspec.Struct):
 
 LINE_PROTOCOL = "line-protocol"  # a text body of InfluxDB line protocol
 REMOTE_WRITE = "remote-write"  # a snappy-compressed protobuf body of Prometheus remote write
+OTLP = "otlp"  # an ExportMetricsServiceRequest, protobuf or OTLP JSON
 # Batch bodies: a JSON array of these, {"events": [...]}, or NDJSON lines of them.
 BATCH_ITEMS: dict[str, Any] = {"batch:metric": MetricEvent, "batch:platform": PlatformEvent}
 
@@ -134,6 +135,20 @@ OPERATIONS: tuple[Op, ...] = (
             "totals; samples that cannot be stored make a 400 naming them, the others stored; "
             "X-Prometheus-Remote-Write-*-Written headers on every answer."
         ),
+    ),
+    *(
+        Op(
+            "POST",
+            path,
+            "Record OTLP/HTTP metrics (protobuf or JSON, gzip or not)",
+            body=OTLP,
+            ok_media="application/x-protobuf",
+            note=(
+                "Gauges, sums (delta, cumulative); points that cannot be stored are counted "
+                "in partial_success, the others stored; errors are a google.rpc.Status."
+            ),
+        )
+        for path in ("/v1/metrics", "/otlp/v1/metrics")
     ),
     Op(
         "POST",
@@ -369,6 +384,30 @@ def _document(declared: tuple[tuple[tuple[str, str], str | None], ...]) -> dict[
                 **dict.fromkeys(map(str, op_errors(op)), error),
             },
         }
+        if op.body == OTLP:  # OTLP answers in the request's type; its errors are a Status
+            binary = {"schema": {"type": "string", "format": "binary"}}
+            operation["responses"][str(op.ok)]["content"] = {
+                "application/x-protobuf": binary,
+                "application/json": {"schema": {"type": "object"}},
+            }
+            status = {
+                "description": "A google.rpc.Status (code, message)",
+                "content": {
+                    "application/x-protobuf": binary,
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "code": {"type": "integer"},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+            }
+            for code in map(str, op_errors(op)):
+                if code not in ("401", "403"):  # the key check answers before the handler
+                    operation["responses"][code] = status
         scope = needs[(op.method, op.path)]
         if scope is not None:
             operation["security"] = [{"apiKey": []}]
@@ -381,6 +420,14 @@ def _document(declared: tuple[tuple[tuple[str, str], str | None], ...]) -> dict[
             operation["requestBody"] = {
                 "required": True,
                 "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        elif op.body == OTLP:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"type": "object"}},
+                },
             }
         elif op.body == REMOTE_WRITE:
             operation["requestBody"] = {

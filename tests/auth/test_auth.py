@@ -61,12 +61,13 @@ def test_the_scope_table_covers_every_route() -> None:
 
 INGEST_POSTS = {"/api/v1/analytics/metrics/record", "/api/v1/analytics/metrics/batch"}
 INGEST_POSTS |= {"/api/v1/analytics/events", "/write", "/api/v2/write", "/api/v1/write"}
+INGEST_POSTS |= {"/v1/metrics", "/otlp/v1/metrics"}
 ADMIN_ONLY = re.compile(r"^/api/v1/analytics/(alerts|monitoring/services|batch-track|keys)(/|$)")
 
 
 def test_every_route_keeps_the_policy() -> None:
     """The policy the scopes follow, pinned apart from the routes that declare them: public
-    paths need nothing; only the event POSTs (ours, line protocol's, remote write's) take
+    paths need nothing; only the event POSTs (ours, line protocol's, remote write's, OTLP's) take
     `ingest`; any other write and anything under the admin prefixes needs `admin`; other reads
     need `read`."""
     for method, path in ENDPOINTS:

@@ -79,7 +79,7 @@ def test_every_operation_keeps_the_contract(live: tuple[str, str]) -> None:
         except Exception as exc:  # every operation is tried; all failures are reported
             failures.append(f"{operation.label}: {str(exc)[:600]}")
 
-    assert operations == 51
+    assert operations == 53
     assert not failures, "\n\n".join(failures)
     # The generated requests reached the handlers, not just the key check or the router.
     assert sum(n for status, n in statuses.items() if status < 300) >= 100, statuses

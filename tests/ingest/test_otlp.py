@@ -1,0 +1,234 @@
+"""OTLP/HTTP metrics (POST /v1/metrics, /otlp/v1/metrics): the OpenTelemetry SDK exporting to
+us with the protobuf exporter and, from its own virtualenv, the JSON one, with cumulative and
+delta temporality; requests built with opentelemetry-proto for the cases the SDK does not make;
+the refusals in OTLP's form (a google.rpc.Status, partial_success), nothing stored."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as service
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from starlette.testclient import TestClient
+
+from auth import keys
+from tests.support import api_server
+
+SENDER = Path(__file__).parents[1] / "senders" / "otlp_sender.py"
+JSON_PYTHON = Path(__file__).parents[2] / ".venv-otlp-json" / "bin" / "python"
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+JSON = {"Content-Type": "application/json"}
+
+
+def rows(db: psycopg.Connection[Any], metric: str) -> list[tuple[Any, ...]]:
+    """(value, total, tags, type) of `metric`'s stored samples, oldest first."""
+    return db.execute(
+        "SELECT e.value, e.total, s.tags, m.metric_type::text "
+        "FROM analytics.metric_events AS e JOIN analytics.series AS s ON s.id = e.series_id "
+        "JOIN analytics.metrics AS m ON m.id = s.metric_id WHERE m.name = %s ORDER BY e.time",
+        (metric,),
+    ).fetchall()
+
+
+def export(db_url: str, encoding: str, temporality: str) -> None:
+    python = str(JSON_PYTHON) if encoding == "json" else sys.executable
+    _, key = keys.create(db_url, f"otel {encoding} {temporality}", ["ingest"])
+    with api_server(db_url) as base:
+        subprocess.run(
+            [python, str(SENDER), encoding, f"{base}/v1/metrics", key, temporality],
+            check=True,
+            timeout=120,
+        )
+
+
+SENDERS = [
+    pytest.param("protobuf", id="protobuf exporter"),
+    pytest.param(
+        "json",
+        id="JSON exporter",
+        marks=pytest.mark.skipif(
+            not JSON_PYTHON.exists(), reason="no .venv-otlp-json: `make test` makes it"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("encoding", SENDERS)
+def test_the_sdk_cumulative_counter_counts_each_observation_once(
+    db_url: str, db: psycopg.Connection[Any], encoding: str
+) -> None:
+    export(db_url, encoding, "cumulative")
+    orders = rows(db, "shop.orders")
+    # Totals 3 and 5, and 5 again at shutdown: the first counts from its start time.
+    assert [(v, t) for v, t, _, _ in orders] == [(3, 3), (2, 5), (0, 5)]
+    assert sum(v for v, *_ in orders) == 5
+    tags = orders[0][2]
+    assert tags["region"] == "eu"
+    assert tags["deployment.environment"] == "test"
+    assert tags["source"] == "shop"  # service.name
+    assert "service.name" not in tags
+    assert orders[0][3] == "counter"
+    # A cumulative up-down counter is its current value; the gauge its values.
+    assert [(v, t, kind) for v, t, _, kind in rows(db, "shop.stock")] == [
+        (10, None, "gauge"),
+        (6, None, "gauge"),
+        (6, None, "gauge"),
+    ]
+    assert {v for v, *_ in rows(db, "shop.temperature")} == {21.5, 19.0}
+    assert rows(db, "shop.latency") == []  # histograms: rejected, not stored yet
+    assert db.execute(
+        "SELECT unit, description FROM analytics.metrics WHERE name = 'shop.orders'"
+    ).fetchone() == ("{order}", "Orders placed.")
+
+
+@pytest.mark.parametrize("encoding", SENDERS)
+def test_the_sdk_delta_counter_is_stored_as_its_increments(
+    db_url: str, db: psycopg.Connection[Any], encoding: str
+) -> None:
+    export(db_url, encoding, "delta")
+    assert [(v, t) for v, t, _, _ in rows(db, "shop.orders")] == [(3, None), (2, None)]
+
+
+def point(value: float, at: datetime, **fields: Any) -> metrics_pb2.NumberDataPoint:
+    return metrics_pb2.NumberDataPoint(
+        as_double=value, time_unix_nano=int(at.timestamp() * 1e9), **fields
+    )
+
+
+def request(*metrics: metrics_pb2.Metric) -> service.ExportMetricsServiceRequest:
+    resource = {
+        "attributes": [
+            common_pb2.KeyValue(key="service.name", value=common_pb2.AnyValue(string_value="api"))
+        ]
+    }
+    return service.ExportMetricsServiceRequest(
+        resource_metrics=[
+            metrics_pb2.ResourceMetrics(
+                resource=resource, scope_metrics=[metrics_pb2.ScopeMetrics(metrics=metrics)]
+            )
+        ]
+    )
+
+
+def gauge(name: str, *points: metrics_pb2.NumberDataPoint) -> metrics_pb2.Metric:
+    return metrics_pb2.Metric(name=name, gauge=metrics_pb2.Gauge(data_points=points))
+
+
+def test_refused_points_are_a_partial_success_and_the_rest_is_stored(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC)
+    body = request(
+        gauge("cpu.load", point(0.5, now), point(math.nan, now), point(1.0, now, flags=1)),
+        metrics_pb2.Metric(
+            name="rpc.latency",
+            histogram=metrics_pb2.Histogram(
+                data_points=[metrics_pb2.HistogramDataPoint(count=1, sum=0.2)]
+            ),
+        ),
+        gauge("old.thing", point(1.0, now - timedelta(days=400))),
+    ).SerializeToString()
+    answer = client.post("/v1/metrics", content=body, headers=PROTOBUF)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/x-protobuf")
+    response = service.ExportMetricsServiceResponse.FromString(answer.content)
+    assert response.partial_success.rejected_data_points == 3
+    message = response.partial_success.error_message
+    assert message.startswith('cpu.load{"source":"api"}: point at') and "(and 2 more)" in message
+    assert [v for v, *_ in rows(db, "cpu.load")] == [0.5]  # the flagged point: no value
+    assert rows(db, "old.thing") == []
+
+
+def test_json_requests_are_answered_in_json_and_gzip_is_read(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC)
+    body = {
+        "resourceMetrics": [
+            {
+                "resource": {"attributes": [{"key": "host.name", "value": {"stringValue": "a"}}]},
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "jobs.done",
+                                "sum": {
+                                    "aggregationTemporality": 2,
+                                    "isMonotonic": True,
+                                    "dataPoints": [
+                                        {
+                                            "asInt": "7",
+                                            "startTimeUnixNano": str(
+                                                int((now - timedelta(hours=1)).timestamp() * 1e9)
+                                            ),
+                                            "timeUnixNano": str(int(now.timestamp() * 1e9)),
+                                        }
+                                    ],
+                                },
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    answer = client.post(
+        "/otlp/v1/metrics",
+        content=gzip.compress(msgspec.json.encode(body)),
+        headers={**JSON, "Content-Encoding": "gzip"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json() == {}
+    assert rows(db, "jobs.done") == [(7, 7, {"host.name": "a"}, "counter")]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "says"),
+    [
+        (PROTOBUF, b"\x0a\x05\xff\xff", 400, "not a valid protobuf"),
+        (JSON, b'{"resourceMetrics": [{"scopeMetrics": 3}]}', 400, "not a valid OTLP JSON"),
+        ({"Content-Type": "text/plain"}, b"x", 415, "Content-Type"),
+        ({**PROTOBUF, "Content-Encoding": "gzip"}, b"not gzip", 400, "gzip"),
+    ],
+    ids=["truncated protobuf", "bad JSON", "text", "bad gzip"],
+)
+def test_bad_requests_get_a_status_in_the_requests_type_and_store_nothing(
+    client: TestClient,
+    db: psycopg.Connection[Any],
+    headers: dict[str, str],
+    body: bytes,
+    status: int,
+    says: str,
+) -> None:
+    answer = client.post("/v1/metrics", content=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    if headers["Content-Type"] == PROTOBUF["Content-Type"]:
+        message = status_pb2.Status.FromString(answer.content).message
+    else:
+        message = answer.json()["message"]
+    assert says in message
+    assert db.execute("SELECT count(*) FROM analytics.metric_events").fetchone() == (0,)
+
+
+def test_a_body_past_the_limit_is_413(db_url: str) -> None:
+    from tests.support import make_client
+
+    huge = gzip.compress(b"\x00" * 2_000_000)
+    with make_client(db_url, INGEST_MAX_BODY_BYTES="1000000") as client:
+        answer = client.post(
+            "/v1/metrics", content=huge, headers={**JSON, "Content-Encoding": "gzip"}
+        )
+    assert answer.status_code == 413
+    assert answer.json()["code"] == 11  # RESOURCE_EXHAUSTED
