@@ -12,9 +12,11 @@ of BATCH_SIZE samples stamped on arrival, CLIENTS senders back to back for SECON
 4. Prometheus remote write 1.0: POST /api/v1/write, the same samples as the gauge
    `node_load_rw`, one TimeSeries per host, snappy; every body is distinct (timestamps move on),
    since a body sent again is a retry, answered from its Idempotency-Key;
-5. raw binary COPY of the same rows into the hypertable (the database's own rate);
-6. VictoriaMetrics 1.79 (Debian's package) taking the line-protocol bodies at its /write and
-   the remote-write bodies at its /api/v1/write.
+5. OTLP/HTTP: POST /v1/metrics, protobuf, the same samples as points of the gauge
+   `node_load_otlp` with a `host` attribute, every body distinct as for remote write;
+6. raw binary COPY of the same rows into the hypertable (the database's own rate);
+7. VictoriaMetrics 1.79 (Debian's package) taking the line-protocol bodies at its /write and
+   the remote-write bodies at its /api/v1/write (it reads no OTLP before 1.92).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from typing import Any
 import asyncpg
 import cramjam
 import msgspec
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as otlp_service
+from opentelemetry.proto.common.v1 import common_pb2 as otlp_common
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as otlp_metrics
 
 from bench import load
 from bench.overload import capacity
@@ -108,6 +113,33 @@ def remote_write_bodies(batches: list[list[tuple[int, float]]]) -> list[bytes]:
     return bodies
 
 
+def otlp_bodies(batches: list[list[tuple[int, float]]]) -> list[bytes]:
+    """ExportMetricsServiceRequests of the same samples, as remote_write_bodies dates them."""
+    start = (int(time.time() * 1000) - 3_600_000) * 1_000_000
+    bodies = []
+    for number in range(REMOTE_WRITE_BODIES):
+        points = [
+            otlp_metrics.NumberDataPoint(
+                as_double=value,
+                time_unix_nano=start + (number * BATCH_SIZE + offset) * 1_000_000,
+                attributes=[otlp_common.KeyValue(key="host", value={"string_value": f"h{host}"})],
+            )
+            for offset, (host, value) in enumerate(batches[number % len(batches)])
+        ]
+        metric = otlp_metrics.Metric(
+            name=f"{METRIC}_otlp", gauge=otlp_metrics.Gauge(data_points=points)
+        )
+        request = otlp_service.ExportMetricsServiceRequest(
+            resource_metrics=[
+                otlp_metrics.ResourceMetrics(
+                    scope_metrics=[otlp_metrics.ScopeMetrics(metrics=[metric])]
+                )
+            ]
+        )
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
 def statsd_datagrams(batches: list[list[tuple[int, float]]]) -> list[bytes]:
     lines = [f"{METRIC}_ms:{v}|ms|#host:h{n}" for batch in batches for n, v in batch]
     return [
@@ -154,6 +186,34 @@ def statsd_rate(url: str, port: int, datagrams: list[bytes], flush_s: float) -> 
     }
 
 
+OTLP_HEADERS = {"Content-Type": "application/x-protobuf"}
+
+
+def distinct_bodies(
+    url: str,
+    base: str,
+    metric: str,
+    bodies: list[bytes],
+    path: str,
+    ok: int,
+    headers: dict[str, str],
+) -> float:
+    """Samples/s stored from bodies each sent once (the last five first, to register the
+    series), counted in the database: a body sent again would be a retry, stored once."""
+    asyncio.run(capacity(base, bodies[-5:], BATCH_SIZE, 1, 1, path, ok, headers))
+    before = asyncio.run(_events(url, metric))
+    started = time.perf_counter()
+    posted = asyncio.run(
+        capacity(base, bodies[:-5], BATCH_SIZE, CLIENTS, SECONDS, path, ok, headers)
+    )
+    rate = (asyncio.run(_events(url, metric)) - before) / (time.perf_counter() - started)
+    if rate < 0.95 * posted:
+        print(
+            "        (fewer stored than posted: bodies were sent twice; raise REMOTE_WRITE_BODIES)"
+        )
+    return rate
+
+
 def run(url: str, base: str, statsd_port: int, flush_s: float) -> dict[str, Any]:
     batches = samples(29)
     as_json, as_lines = json_bodies(batches), line_bodies(batches)
@@ -172,29 +232,13 @@ def run(url: str, base: str, statsd_port: int, flush_s: float) -> dict[str, Any]
     print(f"        {udp['lost_share']:.1%} of the samples offered were lost", flush=True)
     print(f"    Prometheus remote write 1.0 (/api/v1/write), {CLIENTS} clients ...", flush=True)
     as_remote = remote_write_bodies(batches)
-    asyncio.run(  # the series registered, as for the others
-        capacity(base, as_remote[-5:], BATCH_SIZE, 1, 1, "/api/v1/write", 204, REMOTE_WRITE_HEADERS)
+    figures["remote_write"] = distinct_bodies(
+        url, base, f"{METRIC}_rw", as_remote, "/api/v1/write", 204, REMOTE_WRITE_HEADERS
     )
-    before = asyncio.run(_events(url, f"{METRIC}_rw"))
-    started = time.perf_counter()
-    posted = asyncio.run(
-        capacity(
-            base,
-            as_remote[:-5],
-            BATCH_SIZE,
-            CLIENTS,
-            SECONDS,
-            "/api/v1/write",
-            204,
-            REMOTE_WRITE_HEADERS,
-        )
+    print(f"    OTLP/HTTP protobuf (/v1/metrics), {CLIENTS} clients ...", flush=True)
+    figures["otlp"] = distinct_bodies(
+        url, base, f"{METRIC}_otlp", otlp_bodies(batches), "/v1/metrics", 200, OTLP_HEADERS
     )
-    elapsed = time.perf_counter() - started
-    figures["remote_write"] = (asyncio.run(_events(url, f"{METRIC}_rw")) - before) / elapsed
-    if figures["remote_write"] < 0.95 * posted:
-        print(
-            "        (fewer stored than posted: bodies were sent twice; raise REMOTE_WRITE_BODIES)"
-        )
     print("    raw binary COPY ...", flush=True)
     ids = asyncio.run(load.series_ids(url, METRIC))
     figures["raw_copy"] = asyncio.run(load.raw_copy(url, ids, 10))
@@ -224,7 +268,7 @@ def run(url: str, base: str, statsd_port: int, flush_s: float) -> dict[str, Any]
         )
     print(
         "targets: remote write and line protocol >= 0.5x the JSON batch rate and >= 100,000 "
-        "samples/s (OTLP: to come)"
+        "samples/s"
     )
     return {
         "samples_per_s": figures,

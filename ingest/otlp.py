@@ -16,7 +16,10 @@ is an `ExportMetricsServiceResponse` in the request's content type.
   restart; the same point exported again adds nothing); cumulative non-monotonic ones are the
   current value of an UpDownCounter: gauges.
 - Points flagged "no recorded value", and a time of 0, are not values: skipped and counted.
-- Histogram, exponential histogram and summary points are not stored yet: rejected in
+- A Summary point is what Prometheus makes of one: `<name>_count` and `<name>_sum` as
+  running totals since its start time, each quantile the gauge `<name>` with the tag
+  `quantile`.
+- Histogram and exponential histogram points are not stored yet: rejected in
   `partial_success`, with the rest stored. So are points our limits refuse (NaN, too old, a
   tag too long, a metric at its series limit): OTLP's partial success, a 200 that says how many
   were rejected and why.
@@ -157,7 +160,13 @@ def events(request: service.ExportMetricsServiceRequest) -> Decoded:
                         metric.name or "(no name)", "a metric needs a name and data", max(points, 1)
                     )
                     continue
-                if kind in ("histogram", "exponential_histogram", "summary"):
+                if kind == "summary":
+                    for summary in metric.summary.data_points:
+                        _summary(
+                            decoded, tag_texts, scoped, name, metric.unit[:32] or None, summary
+                        )
+                    continue
+                if kind in ("histogram", "exponential_histogram"):
                     points = len(getattr(metric, kind).data_points)
                     decoded.refuse(name, f"{kind} points are not stored yet", points)
                     continue
@@ -222,3 +231,36 @@ def _point(
         MetricEvent(name, value, metric_type, unit, tag_text, source, _time(point.time_unix_nano))
     )
     decoded.where.append(where)
+
+
+def _summary(
+    decoded: Decoded,
+    tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw],
+    scoped: dict[str, str],
+    name: str,
+    unit: str | None,
+    summary: metrics_pb2.SummaryDataPoint,
+) -> None:
+    """A summary point as Prometheus keeps one: `<name>_count` and `<name>_sum`, running
+    totals since its start time, and each quantile the gauge `<name>{quantile="0.99"}`."""
+    attributes = list(summary.attributes)
+    for suffix, total in (("_count", float(summary.count)), ("_sum", summary.sum)):
+        point = metrics_pb2.NumberDataPoint(
+            as_double=total,
+            attributes=attributes,
+            time_unix_nano=summary.time_unix_nano,
+            start_time_unix_nano=summary.start_time_unix_nano,
+            flags=summary.flags,
+        )
+        _point(decoded, tag_texts, scoped, f"{name}{suffix}", unit, "counter", True, point)
+    for quantile in summary.quantile_values:
+        tag = common_pb2.KeyValue(
+            key="quantile", value=common_pb2.AnyValue(string_value=repr(quantile.quantile))
+        )
+        point = metrics_pb2.NumberDataPoint(
+            as_double=quantile.value,
+            attributes=[*attributes, tag],
+            time_unix_nano=summary.time_unix_nano,
+            flags=summary.flags,
+        )
+        _point(decoded, tag_texts, scoped, name, unit, "gauge", False, point)

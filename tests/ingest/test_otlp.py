@@ -232,3 +232,39 @@ def test_a_body_past_the_limit_is_413(db_url: str) -> None:
         )
     assert answer.status_code == 413
     assert answer.json()["code"] == 11  # RESOURCE_EXHAUSTED
+
+
+def test_a_summary_is_its_count_and_sum_totals_and_its_quantiles(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC)
+    start = int((now - timedelta(minutes=10)).timestamp() * 1e9)
+    summaries = [
+        metrics_pb2.SummaryDataPoint(
+            start_time_unix_nano=start,
+            time_unix_nano=int((now + timedelta(seconds=n)).timestamp() * 1e9),
+            count=count,
+            sum=total,
+            quantile_values=[
+                metrics_pb2.SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=p99)
+            ],
+        )
+        for n, (count, total, p99) in enumerate(((4, 2.0, 0.9), (6, 2.5, 0.8)))
+    ]
+    metric = metrics_pb2.Metric(name="rpc.time", summary=metrics_pb2.Summary(data_points=summaries))
+    answer = client.post(
+        "/v1/metrics", content=request(metric).SerializeToString(), headers=PROTOBUF
+    )
+    assert answer.status_code == 200, answer.text
+    assert (
+        service.ExportMetricsServiceResponse.FromString(
+            answer.content
+        ).partial_success.rejected_data_points
+        == 0
+    )
+    assert [(v, t) for v, t, _, _ in rows(db, "rpc.time_count")] == [(4, 4), (2, 6)]
+    assert [(v, t) for v, t, _, _ in rows(db, "rpc.time_sum")] == [(2.0, 2.0), (0.5, 2.5)]
+    assert [(v, tags["quantile"], kind) for v, _, tags, kind in rows(db, "rpc.time")] == [
+        (0.9, "0.99", "gauge"),
+        (0.8, "0.99", "gauge"),
+    ]
