@@ -288,7 +288,7 @@ class GroupCommitter:
         series known, few enough events for the raw rows to go with the deltas (record_group
         alone commits as it ends, whole or not at all: no BEGIN and COMMIT round trips).
         False, having done nothing, otherwise."""
-        if any(pending.key is not None for pending in group):
+        if any(p.key is not None or p.batch.distributions for p in group):
             return False
         if sum(len(pending.batch) for pending in group) >= deltas.SMALL:
             return False
@@ -341,7 +341,7 @@ class GroupCommitter:
     ) -> None:
         """The raw rows (by COPY, or within record_group) and the group's deltas."""
         batches = [pending.batch for pending, _ in writing]
-        found, raw = await offload.run(
+        found, raw, sketches = await offload.run(
             sum(len(batch) for batch in batches) >= offload.EVENTS,
             _prepare,
             batches,
@@ -362,6 +362,8 @@ class GroupCommitter:
             *found.series.columns(),
             *found.metrics.columns(),
         )
+        if sketches[0]:
+            await conn.execute(sql.query("record_distributions"), *sketches)
 
     def _count(self, written: list[Pending]) -> None:
         """One committed group with these batches in it."""
@@ -372,8 +374,12 @@ class GroupCommitter:
 
 def _prepare(
     batches: list[Batch], series_ids: list[list[int]], metric_of: Mapping[int, int]
-) -> tuple[deltas.Deltas, tuple[list[Any], ...]]:
-    """A group's deltas and the columns of its raw rows (EVENT_COLUMNS, ingest/decimals.py)."""
+) -> tuple[deltas.Deltas, tuple[list[Any], ...], tuple[list[Any], ...]]:
+    """A group's deltas, the columns of its raw rows (EVENT_COLUMNS, ingest/decimals.py) and
+    those of its distribution rows (record_distributions: histogram points)."""
+    sketches: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
+    if any(batch.distributions for batch in batches):
+        batches, series_ids = _without_distributions(batches, series_ids, sketches)
     values = [event.value for batch in batches for event in batch.events]
     raw = (
         list(chain.from_iterable(batch.times for batch in batches)),
@@ -386,4 +392,48 @@ def _prepare(
             )
         ),
     )
-    return deltas.compute(batches, series_ids, metric_of, values), raw
+    found = deltas.compute(batches, series_ids, metric_of, values)
+    if sketches[0]:
+        deltas.add_sketches(found, sketches, metric_of)
+    return found, raw, sketches
+
+
+def _without_distributions(
+    batches: list[Batch], series_ids: list[list[int]], sketches: tuple[list[Any], ...]
+) -> tuple[list[Batch], list[list[int]]]:
+    """The batches without their histogram points, whose columns go to `sketches` (time,
+    series, count, sum, min, max, keys, counts)."""
+    plain: list[Batch] = []
+    plain_ids: list[list[int]] = []
+    for batch, ids in zip(batches, series_ids, strict=True):
+        found = batch.distributions
+        if not found:
+            plain.append(batch)
+            plain_ids.append(ids)
+            continue
+        received = batch.kept or range(len(batch))
+        rest = [n for n, origin in enumerate(received) if origin not in found]
+        for n, origin in enumerate(received):
+            one = found.get(origin)
+            if one is None:
+                continue
+            keys, counts = one.text()
+            for column, value in zip(
+                sketches,
+                (batch.times[n], ids[n], one.count, one.sum, one.min, one.max, keys, counts),
+                strict=True,
+            ):
+                column.append(value)
+        if rest:
+            plain.append(
+                Batch(
+                    [batch.events[n] for n in rest],
+                    [batch.times[n] for n in rest],
+                    [batch.keys[n] for n in rest],
+                    batch.earliest,
+                    batch.latest,
+                    totals=None if batch.totals is None else [batch.totals[n] for n in rest],
+                )
+            )
+            plain_ids.append([ids[n] for n in rest])
+    return plain, plain_ids

@@ -17,18 +17,17 @@ from raw events by the database get the same keys.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ingest.distributions import KEY_BIAS, LOG_GAMMA, sketch_key
 from ingest.validate import Batch
 
-KEY_BIAS = 50_000
-LOG_GAMMA = 0.018000486023620893  # ln((1 + a) / (1 - a)), a = 0.009: see 0003_rollups.sql
 GROUP_SHIFT = 1 << 31  # minute * GROUP_SHIFT + id: one int64 per (minute, series or metric)
 POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
 SMALL = 256  # events: below this, plain Python
@@ -64,15 +63,6 @@ class Rows:
 class Deltas:
     series: Rows
     metrics: Rows
-
-
-def sketch_key(value: float) -> int:
-    """analytics.sketch_key of one value."""
-    if value > 0:
-        return KEY_BIAS + math.ceil(math.log(value) / LOG_GAMMA)
-    if value < 0:
-        return -(KEY_BIAS + math.ceil(math.log(-value) / LOG_GAMMA))
-    return 0
 
 
 def sketch_keys(values: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -225,3 +215,23 @@ def compute(
         _rows(minutes, ids, array, keys, stamps),
         _rows(minutes, metrics, array, keys, stamps),
     )
+
+
+def add_sketches(
+    found: Deltas, sketches: tuple[list[Any], ...], metric_of: Mapping[int, int]
+) -> None:
+    """The delta rows of distribution rows (time, series, count, sum, min, max, keys, counts
+    columns), one per point for its series and one for its metric: the compactor merges them
+    with the others of their minute."""
+    stamps: dict[int, datetime] = {}
+    for when, series, count, total, low, high, keys, counts in zip(*sketches, strict=True):
+        minute = _minute(stamps, int(when.timestamp() // 60))
+        for rows, owner in ((found.series, series), (found.metrics, metric_of[series])):
+            rows.minutes.append(minute)
+            rows.owners.append(owner)
+            rows.counts.append(count)
+            rows.sums.append(total)
+            rows.mins.append(low)
+            rows.maxs.append(high)
+            rows.keys.append(keys)
+            rows.key_counts.append(counts)

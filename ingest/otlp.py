@@ -19,8 +19,10 @@ is an `ExportMetricsServiceResponse` in the request's content type.
 - A Summary point is what Prometheus makes of one: `<name>_count` and `<name>_sum` as
   running totals since its start time, each quantile the gauge `<name>` with the tag
   `quantile`.
-- Histogram and exponential histogram points are not stored yet: rejected in
-  `partial_success`, with the rest stored. So are points our limits refuse (NaN, too old, a
+- Histogram and ExponentialHistogram points are distributions (ingest/distributions.py): a
+  delta one as sent, a cumulative one as what it adds to the series' previous point (at
+  commit, ingest/totals.py).
+- Points our limits refuse (NaN, too old, a
   tag too long, a metric at its series limit): OTLP's partial success, a 200 that says how many
   were rejected and why.
 """
@@ -41,6 +43,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from core.errors import ApiError, BadRequest, UnsupportedMediaType
+from ingest import distributions
 from ingest.remote_write import Family
 from ingest.samples import Samples
 from ingest.tagsets import TAG_KEY
@@ -167,8 +170,27 @@ def events(request: service.ExportMetricsServiceRequest) -> Decoded:
                         )
                     continue
                 if kind in ("histogram", "exponential_histogram"):
-                    points = len(getattr(metric, kind).data_points)
-                    decoded.refuse(name, f"{kind} points are not stored yet", points)
+                    data = getattr(metric, kind)
+                    if data.aggregation_temporality not in (DELTA, CUMULATIVE):
+                        decoded.refuse(
+                            name,
+                            "a histogram needs its aggregation_temporality (delta or cumulative)",
+                            len(data.data_points),
+                        )
+                        continue
+                    if metric.unit or metric.description:
+                        decoded.families[name] = Family(0, metric.description, metric.unit)
+                    for one in data.data_points:
+                        _histogram(
+                            decoded,
+                            tag_texts,
+                            scoped,
+                            name,
+                            metric.unit[:32] or None,
+                            one,
+                            kind == "exponential_histogram",
+                            data.aggregation_temporality == CUMULATIVE,
+                        )
                     continue
                 if metric.unit or metric.description:
                     decoded.families[name] = Family(0, metric.description, metric.unit)
@@ -198,6 +220,103 @@ def _point_count(metric: metrics_pb2.Metric) -> int:
     return len(getattr(metric, kind).data_points) if kind else 0
 
 
+def _series(
+    tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw],
+    scoped: dict[str, str],
+    name: str,
+    pairs: Any,
+) -> tuple[msgspec.Raw, str | None, str]:
+    """A point's tags (as JSON text), source, and its series as errors name it."""
+    attributes = {**scoped, **_attributes(pairs)}
+    source = attributes.pop(SOURCE, None)
+    tags = {named(k, TAG_KEY): v for k, v in attributes.items()}
+    key = tuple(sorted(tags.items()))
+    tag_text = tag_texts.get(key)
+    if tag_text is None:
+        tag_text = tag_texts[key] = msgspec.Raw(_encode(dict(key)))
+    shown = dict(sorted({**tags, "source": source}.items())) if source else dict(key)
+    return tag_text, source, f"{name}{_encode(shown).decode()}"
+
+
+def _histogram(
+    decoded: Decoded,
+    tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw],
+    scoped: dict[str, str],
+    name: str,
+    unit: str | None,
+    point: Any,
+    exponential: bool,
+    cumulative: bool,
+) -> None:
+    """A histogram point (explicit or exponential) as a distribution: a delta one as sent, a
+    cumulative one as what it adds to the series' previous point (at commit: ingest/totals.py)."""
+    tag_text, source, where = _series(tag_texts, scoped, name, point.attributes)
+    if point.flags & NO_RECORDED_VALUE or not point.time_unix_nano:
+        decoded.skipped += 1
+        return
+    at = f"point at {point.time_unix_nano} ns"
+    if point.count > distributions.MOST_COUNT:
+        decoded.refuse(where, f"{at}: more than {distributions.MOST_COUNT} observations")
+        return
+    figures = [point.sum if point.HasField("sum") else None]
+    figures += [point.min if point.HasField("min") else None]
+    figures += [point.max if point.HasField("max") else None]
+    if any(f is not None and not math.isfinite(f) for f in figures):
+        decoded.refuse(where, f"{at}: its sum, min and max must be finite numbers")
+        return
+    if exponential:
+        buckets = distributions.exponential(
+            point.scale,
+            point.zero_count,
+            point.zero_threshold,
+            (point.positive.offset, point.positive.bucket_counts),
+            (point.negative.offset, point.negative.bucket_counts),
+        )
+    else:
+        if len(point.bucket_counts) != len(point.explicit_bounds) + 1 and point.bucket_counts:
+            decoded.refuse(where, f"{at}: bucket_counts needs one more than explicit_bounds")
+            return
+        buckets = distributions.explicit(point.explicit_bounds, point.bucket_counts)
+    if sum(n for _, _, n in buckets) != point.count:
+        decoded.refuse(where, f"{at}: its buckets hold another count than {point.count}")
+        return
+    when = _time(point.time_unix_nano)
+    if cumulative:
+        start = _time(point.start_time_unix_nano) if point.start_time_unix_nano else None
+        if exponential:
+            whole = distributions.Cumulative(
+                start,
+                point.count,
+                figures[0],
+                scale=point.scale,
+                zero=point.zero_count,
+                positive=distributions.indexed(point.positive.offset, point.positive.bucket_counts),
+                negative=distributions.indexed(point.negative.offset, point.negative.bucket_counts),
+                low=figures[1],
+                high=figures[2],
+            )
+        else:
+            whole = distributions.Cumulative(
+                start,
+                point.count,
+                figures[0],
+                tuple(point.explicit_bounds),
+                tuple(int(n) for n in point.bucket_counts),
+                low=figures[1],
+                high=figures[2],
+            )
+        decoded.histograms[len(decoded.events)] = whole
+        total = figures[0] if figures[0] is not None else 0.0
+    else:
+        found = distributions.sketch(buckets, point.count, *figures)
+        if found is None:
+            return  # no observations in the interval: nothing to add
+        decoded.distributions[len(decoded.events)] = found
+        total = found.sum
+    decoded.events.append(MetricEvent(name, total, "histogram", unit, tag_text, source, when))
+    decoded.where.append(where)
+
+
 def _point(
     decoded: Decoded,
     tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw],
@@ -208,15 +327,7 @@ def _point(
     running: bool,
     point: metrics_pb2.NumberDataPoint,
 ) -> None:
-    attributes = {**scoped, **_attributes(point.attributes)}
-    source = attributes.pop(SOURCE, None)
-    tags = {named(k, TAG_KEY): v for k, v in attributes.items()}
-    key = tuple(sorted(tags.items()))
-    tag_text = tag_texts.get(key)
-    if tag_text is None:
-        tag_text = tag_texts[key] = msgspec.Raw(_encode(dict(key)))
-    shown = dict(sorted({**tags, "source": source}.items())) if source else dict(key)
-    where = f"{name}{_encode(shown).decode()}"
+    tag_text, source, where = _series(tag_texts, scoped, name, point.attributes)
     if point.flags & NO_RECORDED_VALUE or not point.time_unix_nano:
         decoded.skipped += 1
         return

@@ -69,7 +69,7 @@ class Decoded(Samples):
     """A request's samples, and what remote write's answer counts beside them."""
 
     stale: int = 0
-    histograms: int = 0
+    native_histograms: int = 0
     exemplars: int = 0
     families: dict[str, Family] = field(default_factory=dict)  # the request's metadata
 
@@ -230,7 +230,7 @@ def events(series: list[Series], decoded: Decoded, types: dict[str, str]) -> Dec
     """Every storable sample of `series` as an event (`types`: the existing metrics' types)."""
     tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw] = {}
     for one in series:
-        decoded.histograms += one.histograms
+        decoded.native_histograms += one.histograms
         decoded.exemplars += one.exemplars
         if not one.name:
             decoded.refuse(_where("", one.labels), "no __name__ label")

@@ -185,8 +185,8 @@ async def _prometheus_write(request: Request, written: dict[str, int]) -> None:
     await _describe(state, memory, decoded.families)
     if decoded.stale:
         state.metrics.skipped.labels("remote_write", "stale_marker").inc(decoded.stale)
-    if decoded.histograms:
-        decoded.refuse("", f"{decoded.histograms} native histogram samples: not stored yet")
+    if decoded.native_histograms:
+        decoded.refuse("", f"{decoded.native_histograms} native histogram samples: not stored yet")
     if decoded.problem_count:
         listed = (
             f" (the first {len(decoded.problems)} are listed)"
@@ -205,20 +205,27 @@ async def _store_samples(request: Request, decoded: Samples, key: IdempotencyKey
     registry refuses (its series limit, a type changed under us) is left out and the rest
     committed again: a sender drops a refused request whole."""
     state = request.app.state
-    events, where, running = decoded.events, decoded.where, decoded.totals
-    while events:  # each pass leaves out at least one metric more
+    origin = list(range(len(decoded.events)))  # each event's place in decoded.events
+    while origin:  # each pass leaves out at least one metric more
         batch, problems = await offload.run(
-            len(events) >= offload.EVENTS,
+            len(origin) >= offload.EVENTS,
             validate_valid,
-            events,
+            [decoded.events[i] for i in origin],
             datetime.now(UTC),
             state.settings.ingest,
             state.tagsets,
         )
         for index, reasons in sorted(problems.items()):
-            decoded.refuse(where[index], "; ".join(f"{f}: {r}" for f, r in reasons))
-        kept = [i for i in range(len(events)) if i not in problems]
-        totals.mark(batch, {new: running[old] for new, old in enumerate(kept) if old in running})
+            reason = "; ".join(f"{f}: {r}" for f, r in reasons)
+            decoded.refuse(decoded.where[origin[index]], reason)
+        kept = [o for i, o in enumerate(origin) if i not in problems]
+        running, found, cumulative = decoded.totals, decoded.distributions, decoded.histograms
+        totals.mark(
+            batch,
+            {n: running[o] for n, o in enumerate(kept) if o in running},
+            {n: cumulative[o] for n, o in enumerate(kept) if o in cumulative},
+        )
+        batch.distributions = {n: found[o] for n, o in enumerate(kept) if o in found} or None
         try:
             outcome = await _submit(request, batch, key)
         except ValidationFailed as refused:
@@ -228,27 +235,10 @@ async def _store_samples(request: Request, decoded: Samples, key: IdempotencyKey
             for name in sorted(metrics):
                 reason = next(d["reason"] for d in refused.details if d.get("metric") == name)
                 decoded.refuse(name, f"{reason}; none of its samples here were stored")
-            events, where, running = _without(batch, kept, where, running, metrics)
+            origin = [o for o in kept if decoded.events[o].metric_name not in metrics]
             continue
         return outcome.accepted
     return 0
-
-
-def _without(
-    batch: Batch,
-    kept: list[int],
-    where: list[str],
-    running: dict[int, datetime | None],
-    metrics: set[str],
-) -> tuple[list[MetricEvent], list[str], dict[int, datetime | None]]:
-    """The events of `batch` (as received) but those of `metrics`, with what goes with them."""
-    source = batch.running.events if batch.running is not None else batch.events
-    left = [n for n, event in enumerate(source) if event.metric_name not in metrics]
-    return (
-        [source[n] for n in left],
-        [where[kept[n]] for n in left],
-        {new: running[kept[n]] for new, n in enumerate(left) if kept[n] in running},
-    )
 
 
 async def _submit(request: Request, batch: Batch, key: IdempotencyKey | None) -> Accepted:

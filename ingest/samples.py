@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ingest.distributions import Cumulative, Sketch
 from ingest.wire import MetricEvent
 
 MAX_REPORTED = 100
@@ -22,6 +23,8 @@ class Samples:
     events: list[MetricEvent] = field(default_factory=list)
     totals: dict[int, datetime | None] = field(default_factory=dict)  # index -> start time
     where: list[str] = field(default_factory=list)  # per event: its series, for errors
+    distributions: dict[int, Sketch] = field(default_factory=dict)  # index -> its histogram
+    histograms: dict[int, Cumulative] = field(default_factory=dict)  # index -> a cumulative one
     problems: list[dict[str, Any]] = field(default_factory=list)
     problem_count: int = 0
 

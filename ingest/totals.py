@@ -33,14 +33,26 @@ import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
 
 import sql
+from ingest.distributions import Cumulative, Sketch
 from ingest.validate import Batch, Running
 from ingest.wire import MetricEvent
+
+
+@dataclass
+class Seen:
+    """A cumulative histogram series' last point (None: only when it was last stored)."""
+
+    time: datetime
+    point: Cumulative | None
+
+
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -50,10 +62,17 @@ class Newest:
     start: datetime | None = None
 
 
-def mark(batch: Batch, totals: dict[int, datetime | None]) -> Batch:
-    """`batch` with the events at `totals`' indexes marked as running totals."""
-    if totals:
-        batch.running = Running(list(batch.events), list(batch.times), list(batch.keys), totals)
+def mark(
+    batch: Batch,
+    totals: dict[int, datetime | None],
+    histograms: dict[int, Cumulative] | None = None,
+) -> Batch:
+    """`batch` with the events at `totals`' indexes marked as running totals (and those at
+    `histograms`' as cumulative histogram points)."""
+    if totals or histograms:
+        batch.running = Running(
+            list(batch.events), list(batch.times), list(batch.keys), totals, histograms or {}
+        )
     return batch
 
 
@@ -63,7 +82,10 @@ def received(batches: Sequence[Batch]) -> None:
         running = batch.running
         if running is not None:
             batch.events, batch.times = list(running.events), list(running.times)
-            batch.keys, batch.totals = list(running.keys), None
+            batch.keys, batch.totals, batch.kept = list(running.keys), None, None
+            if batch.distributions and running.histograms:  # computed again by `apply`
+                for index in running.histograms:
+                    batch.distributions.pop(index, None)
 
 
 class RunningTotals:
@@ -75,26 +97,42 @@ class RunningTotals:
 
     def __init__(self) -> None:
         self._newest: dict[int, Newest] = {}
+        self._histograms: dict[int, Seen] = {}
         self.lock = asyncio.Lock()
 
     def forget(self, series: Sequence[int]) -> None:
         for series_id in series:
             self._newest.pop(series_id, None)
+            self._histograms.pop(series_id, None)
 
     def missing(self, batches: Sequence[Batch], ids: Sequence[Sequence[int]]) -> list[int]:
-        """Series of these batches' running totals whose newest sample is not in memory."""
+        """Series of these batches' running totals (and cumulative histograms) whose newest
+        sample is not in memory."""
         found: set[int] = set()
         for batch, series in zip(batches, ids, strict=True):
             if batch.running is not None:
                 found.update(series[index] for index in batch.running.totals)
+                found.update(
+                    series[index]
+                    for index in batch.running.histograms
+                    if series[index] not in self._histograms
+                )
         return sorted(found - self._newest.keys())
 
     async def load(self, conn: asyncpg.Connection, series: list[int]) -> None:
-        """Read the newest stored sample of `series` (those with none stay unknown: new)."""
+        """Read the newest stored sample of `series` (those with none stay unknown: new),
+        and when each histogram series' newest point was stored."""
         if not series:
             return
         for row in await conn.fetch(sql.query("counter_totals_last"), series):
             self._newest.setdefault(row["series_id"], Newest(row["time"], row["total"]))
+        stored = {
+            row["series_id"]: row["time"]
+            for row in await conn.fetch(sql.query("distribution_last"), series)
+        }
+        for series_id in series:
+            if series_id in stored or series_id not in self._newest:
+                self._histograms.setdefault(series_id, Seen(stored.get(series_id, NEVER), None))
 
     def apply(self, batches: Sequence[Batch], ids: list[list[int]]) -> list[int]:
         """Turn the running totals of `batches` into increases, in place (each batch's events,
@@ -113,6 +151,18 @@ class RunningTotals:
             sums: dict[int, float | None] = {}
             for index in order:
                 event = running.events[index]
+                point = running.histograms.get(index)
+                if point is not None:
+                    found = self._histogram(series[index], running.times[index], point)
+                    if found is None:
+                        continue  # nothing new since the last point, or a baseline
+                    moved.append(series[index])
+                    if batch.distributions is None:
+                        batch.distributions = {}
+                    batch.distributions[index] = found
+                    taken[index] = msgspec.structs.replace(event, value=found.sum)
+                    sums[index] = None
+                    continue
                 if index not in running.totals:
                     taken[index] = event
                     sums[index] = None
@@ -130,6 +180,7 @@ class RunningTotals:
             batch.times = [running.times[i] for i in keep]
             batch.keys = [running.keys[i] for i in keep]
             batch.totals = [sums[i] for i in keep]
+            batch.kept = keep
             ids[number] = [series[i] for i in keep]
         return moved
 
@@ -152,3 +203,30 @@ class RunningTotals:
                 del self._newest[old]
         self._newest[series] = Newest(when, total, start)
         return increase
+
+    def _histogram(self, series: int, when: datetime, point: Cumulative) -> Sketch | None:
+        """The observations a cumulative histogram point adds (the rules of the counters)."""
+        seen = self._histograms.get(series)
+        if seen is not None and when <= seen.time:
+            return None
+        if seen is None or seen.point is None:
+            stored = seen.time if seen is not None else NEVER
+            counts_whole = point.start is not None and (stored == NEVER or point.start > stored)
+            found = point.whole() if counts_whole else None
+        else:
+            before = seen.point
+            restarted = (
+                point.start is not None and before.start is not None and point.start != before.start
+            )
+            since = None if restarted else point.since(before)
+            if since is False:  # not comparable: a restart if its count fell, else skipped
+                found = point.whole() if point.count < before.count else None
+            elif restarted:
+                found = point.whole()
+            else:
+                found = since if isinstance(since, Sketch) else None
+        self._histograms[series] = Seen(when, point)
+        if len(self._histograms) > self.MOST:
+            for old in list(itertools.islice(self._histograms, self.MOST // 10)):
+                del self._histograms[old]
+        return found

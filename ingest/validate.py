@@ -7,13 +7,14 @@ or by min/max, and only an invalid batch is walked again to say which events are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.errors import PayloadTooLarge, field_error
 from core.settings import IngestSettings
 from ingest import offload
+from ingest.distributions import Cumulative, Sketch
 from ingest.tagsets import TagSets
 from ingest.wire import MetricEvent, SeriesKey, refuse
 
@@ -29,6 +30,9 @@ class Running:
     times: list[datetime]
     keys: list[SeriesKey]
     totals: dict[int, datetime | None]  # event index -> start time
+    # event index -> a cumulative histogram point, stored as its observations since the
+    # series' previous one (a distribution)
+    histograms: dict[int, Cumulative] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +46,10 @@ class Batch:
     latest: datetime
     running: Running | None = None  # running totals among the events (ingest/totals.py)
     totals: list[float | None] | None = None  # per event, once `running` is applied
+    kept: list[int] | None = None  # per event, its index as received, once `running` is applied
+    # Events that are histogram points, by index as received: their observations, summarised
+    # (ingest/distributions.py); stored as distribution rows, not raw values.
+    distributions: dict[int, Sketch] | None = None
 
     def __len__(self) -> int:
         return len(self.events)

@@ -45,6 +45,7 @@ def targets(conn: psycopg.Connection, policy: Policy) -> list[tuple[str, timedel
     found: list[tuple[str, timedelta | datetime]] = []
     days = {
         "analytics.metric_event_store": policy.raw_days,
+        "analytics.distribution_store": policy.raw_days,
         "analytics.series_1h": policy.hourly_days,
         "analytics.metric_1h": policy.hourly_days,
         "analytics.series_1d": policy.daily_days,

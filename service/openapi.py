@@ -144,8 +144,9 @@ OPERATIONS: tuple[Op, ...] = (
             body=OTLP,
             ok_media="application/x-protobuf",
             note=(
-                "Gauges, sums (delta, cumulative); points that cannot be stored are counted "
-                "in partial_success, the others stored; errors are a google.rpc.Status."
+                "Gauges, sums, summaries, histograms (delta, cumulative); points that cannot be "
+                "stored are counted in partial_success, the others stored; errors are a "
+                "google.rpc.Status."
             ),
         )
         for path in ("/v1/metrics", "/otlp/v1/metrics")

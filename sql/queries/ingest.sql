@@ -179,3 +179,25 @@ FROM unnest($1::text[], $2::text[], $3::text[]) AS d (family, unit, description)
 WHERE m.name IN (d.family, d.family || '_total', d.family || '_bucket', d.family || '_count',
                  d.family || '_sum')
 RETURNING d.family;
+
+-- name: record_distributions
+-- A group's histogram points (ingest/distributions.py), in its transaction after record_group
+-- (whose deltas count their observations): time, series, count, sum, min, max, and the sketch
+-- keys and their counts as array literals.
+INSERT INTO analytics.distribution_store (time, series_id, count, sum, min, max, keys, counts)
+SELECT time, series_id, count, sum, min, max, keys::integer[], counts::integer[]
+FROM unnest($1::timestamptz[], $2::integer[], $3::bigint[], $4::float8[], $5::float8[],
+            $6::float8[], $7::text[], $8::text[])
+    AS d (time, series_id, count, sum, min, max, keys, counts);
+
+-- name: distribution_last
+-- When the newest histogram point of each series ($1) was stored (ingest/totals.py: whether a
+-- cumulative point after our restart counts from its start or is a baseline).
+SELECT s.id AS series_id, last.time
+FROM unnest($1::integer[]) AS s (id)
+CROSS JOIN LATERAL (
+    SELECT d.time FROM analytics.distribution_store AS d
+    WHERE d.series_id = s.id
+    ORDER BY d.time DESC
+    LIMIT 1
+) AS last;

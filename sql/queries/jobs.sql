@@ -40,10 +40,12 @@ LIMIT %(limit)s;
 DELETE FROM _analytics.job_runs WHERE started_at < now() - %(keep)s::interval;
 
 -- name: oldest_raw_time
--- Where raw events begin: the tiers are never rebuilt before it (that would empty them).
+-- Where raw events (and histogram points) begin: the tiers are never rebuilt before it (that
+-- would empty them).
 SELECT min(range_start) AS oldest
 FROM timescaledb_information.chunks
-WHERE hypertable_schema = 'analytics' AND hypertable_name = 'metric_event_store';
+WHERE hypertable_schema = 'analytics'
+  AND hypertable_name IN ('metric_event_store', 'distribution_store');
 
 -- name: idempotency_keys_prune
 DELETE FROM _analytics.idempotency_keys WHERE created_at < now() - %(ttl)s::interval;

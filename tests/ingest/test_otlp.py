@@ -86,7 +86,9 @@ def test_the_sdk_cumulative_counter_counts_each_observation_once(
         (6, None, "gauge"),
     ]
     assert {v for v, *_ in rows(db, "shop.temperature")} == {21.5, 19.0}
-    assert rows(db, "shop.latency") == []  # histograms: rejected, not stored yet
+    # The histogram: one observation each export; the shutdown's re-export adds none.
+    assert histogram_points(db, "shop.latency") == [(1, 0.2), (1, pytest.approx(0.4))]
+    check_exponential(db_url)
     assert db.execute(
         "SELECT unit, description FROM analytics.metrics WHERE name = 'shop.orders'"
     ).fetchone() == ("{order}", "Orders placed.")
@@ -98,6 +100,39 @@ def test_the_sdk_delta_counter_is_stored_as_its_increments(
 ) -> None:
     export(db_url, encoding, "delta")
     assert [(v, t) for v, t, _, _ in rows(db, "shop.orders")] == [(3, None), (2, None)]
+    assert histogram_points(db, "shop.latency") == [(1, 0.2), (1, 0.4)]
+    check_exponential(db_url)
+
+
+def check_exponential(db_url: str) -> None:
+    """The SDK's exponential histogram, rescaled to fit its 160 buckets: a range of 125x needs
+    scale 4 (buckets 4.4% wide, wider than our keys): percentiles within the bucket width and
+    the sketch's 1% of what was recorded, min and max exact."""
+    observed = [0.01 * 1.05**i for i in range(100)]
+    from tests.support import make_client
+
+    with make_client(db_url, scopes="read") as client:
+        figures = client.get(
+            "/api/v1/analytics/metrics/shop.wait/statistics", params={"hours": 1}
+        ).json()
+    assert figures["count"] == 100
+    assert figures["sum"] == pytest.approx(sum(observed))
+    assert (figures["min"], figures["max"]) == (observed[0], observed[-1])
+    for name, rank in (("p50", 49), ("p95", 94), ("p99", 98)):
+        assert figures[name] == pytest.approx(observed[rank], rel=2 ** (1 / 16) - 1 + 0.01), name
+
+
+def histogram_points(db: psycopg.Connection[Any], metric: str) -> list[tuple[int, float]]:
+    """(observations, sum) of each stored histogram point of `metric`, oldest first."""
+    return [
+        (count, total)
+        for count, total in db.execute(
+            "SELECT d.count, d.sum FROM analytics.distribution_store AS d "
+            "JOIN analytics.series AS s ON s.id = d.series_id "
+            "JOIN analytics.metrics AS m ON m.id = s.metric_id WHERE m.name = %s ORDER BY d.time",
+            (metric,),
+        ).fetchall()
+    ]
 
 
 def point(value: float, at: datetime, **fields: Any) -> metrics_pb2.NumberDataPoint:
@@ -268,3 +303,161 @@ def test_a_summary_is_its_count_and_sum_totals_and_its_quantiles(
         (0.9, "0.99", "gauge"),
         (0.8, "0.99", "gauge"),
     ]
+
+
+def statistics(client: TestClient, metric: str, since: datetime) -> dict[str, Any]:
+    answer = client.get(
+        f"/api/v1/analytics/metrics/{metric}/statistics",
+        params={"start": (since - timedelta(minutes=1)).isoformat()},
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_a_delta_histogram_is_a_distribution_with_percentiles_within_its_buckets(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    points = [
+        metrics_pb2.HistogramDataPoint(
+            time_unix_nano=int((now + timedelta(seconds=n)).timestamp() * 1e9),
+            count=5,
+            sum=3.25,
+            min=0.05,
+            max=2.0,
+            explicit_bounds=[0.1, 0.5, 1.0],
+            bucket_counts=[1, 2, 1, 1],  # 0.05 | 0.2 0.3 | 0.7 | 2.0
+        )
+        for n in range(2)
+    ]
+    histogram = metrics_pb2.Metric(
+        name="rpc.duration",
+        unit="s",
+        histogram=metrics_pb2.Histogram(data_points=points, aggregation_temporality=1),
+    )
+    answer = client.post(
+        "/v1/metrics", content=request(histogram).SerializeToString(), headers=PROTOBUF
+    )
+    assert answer.status_code == 200, answer.text
+    assert (
+        service.ExportMetricsServiceResponse.FromString(
+            answer.content
+        ).partial_success.rejected_data_points
+        == 0
+    )
+    figures = statistics(client, "rpc.duration", now)
+    assert figures["count"] == 10  # observations, not points
+    assert figures["sum"] == pytest.approx(6.5)
+    assert (figures["min"], figures["max"]) == (0.05, 2.0)
+    assert 0.1 <= figures["p50"] <= 0.5 * 1.01
+    assert 1.0 <= figures["p99"] <= 2.0
+    stored = db.execute(
+        "SELECT count, sum, min, max, cardinality(keys) > 1 FROM analytics.distribution_store"
+    ).fetchall()
+    assert stored == [(5, 3.25, 0.05, 2.0, True)] * 2
+    assert db.execute("SELECT count(*) FROM analytics.metric_event_store").fetchone() == (0,)
+    assert db.execute(
+        "SELECT metric_type::text FROM analytics.metrics WHERE name = 'rpc.duration'"
+    ).fetchone() == ("histogram",)
+
+
+def test_an_exponential_histogram_keeps_percentiles_within_one_percent(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    scale = 8  # buckets grow by 0.27%
+    base = 2 ** (2**-scale)
+    observed = [0.010 * 1.05**i for i in range(100)]  # 10 ms .. 1.3 s
+    indexes = [math.ceil(math.log(v, base)) - 1 for v in observed]
+    offset = min(indexes)
+    counts = [0] * (max(indexes) - offset + 1)
+    for index in indexes:
+        counts[index - offset] += 1
+    point = metrics_pb2.ExponentialHistogramDataPoint(
+        time_unix_nano=int(now.timestamp() * 1e9),
+        count=len(observed),
+        sum=sum(observed),
+        scale=scale,
+        positive=metrics_pb2.ExponentialHistogramDataPoint.Buckets(
+            offset=offset, bucket_counts=counts
+        ),
+    )
+    histogram = metrics_pb2.Metric(
+        name="queue.wait",
+        exponential_histogram=metrics_pb2.ExponentialHistogram(
+            data_points=[point], aggregation_temporality=1
+        ),
+    )
+    answer = client.post(
+        "/v1/metrics", content=request(histogram).SerializeToString(), headers=PROTOBUF
+    )
+    assert answer.status_code == 200, answer.text
+    figures = statistics(client, "queue.wait", now)
+    assert figures["count"] == 100
+    for name, rank in (("p50", 49), ("p95", 94), ("p99", 98)):
+        assert figures[name] == pytest.approx(observed[rank], rel=0.015), name
+
+
+def test_histogram_points_survive_a_rebuild_of_the_tiers_from_raw(
+    db_url: str, client: TestClient
+) -> None:
+    from jobs.compact import compact, rebuild
+
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    histogram_point = metrics_pb2.HistogramDataPoint(
+        time_unix_nano=int(now.timestamp() * 1e9),
+        count=4,
+        sum=10.0,
+        explicit_bounds=[1.0, 5.0],
+        bucket_counts=[1, 2, 1],
+    )
+    histogram = metrics_pb2.Metric(
+        name="batch.size",
+        histogram=metrics_pb2.Histogram(data_points=[histogram_point], aggregation_temporality=1),
+    )
+    body = request(histogram, gauge("batch.gauge", point(2.0, now))).SerializeToString()
+    assert client.post("/v1/metrics", content=body, headers=PROTOBUF).status_code == 200
+    before = statistics(client, "batch.size", now)
+    compact(db_url)
+    rebuild(db_url, now - timedelta(days=1), now + timedelta(days=1))
+    after = statistics(client, "batch.size", now)
+    assert after == before
+    assert after["count"] == 4 and after["sum"] == 10.0
+
+
+def test_cumulative_histograms_store_what_each_point_adds_resets_included(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    start = int((now - timedelta(hours=1)).timestamp() * 1e9)
+
+    def cumulative(seconds: int, counts: list[int], total: float, since: int) -> Any:
+        return metrics_pb2.HistogramDataPoint(
+            start_time_unix_nano=since,
+            time_unix_nano=int((now + timedelta(seconds=seconds)).timestamp() * 1e9),
+            count=sum(counts),
+            sum=total,
+            explicit_bounds=[1.0, 10.0],
+            bucket_counts=counts,
+        )
+
+    points = [
+        cumulative(0, [1, 1, 0], 5.5, start),  # since its start: 2 observations
+        cumulative(10, [1, 3, 1], 30.0, start),  # +3
+        cumulative(20, [1, 3, 1], 30.0, start),  # the same again: nothing
+        cumulative(30, [0, 1, 0], 4.0, start + 10**9),  # a new start: a restart, 1
+    ]
+    histogram = metrics_pb2.Metric(
+        name="job.seconds",
+        histogram=metrics_pb2.Histogram(data_points=points, aggregation_temporality=2),
+    )
+    body = request(histogram).SerializeToString()
+    answer = client.post("/v1/metrics", content=body, headers=PROTOBUF)
+    assert answer.status_code == 200, answer.text
+    assert histogram_points(db, "job.seconds") == [(2, 5.5), (3, 24.5), (1, 4.0)]
+    figures = statistics(client, "job.seconds", now)
+    assert (figures["count"], figures["sum"]) == (6, 34.0)
+    # The same request again (a retry): stored once.
+    again = client.post("/v1/metrics", content=body, headers=PROTOBUF)
+    assert again.status_code == 200
+    assert len(histogram_points(db, "job.seconds")) == 3

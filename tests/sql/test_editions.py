@@ -24,6 +24,7 @@ def test_the_tiers_are_hypertables_and_nothing_is_a_continuous_aggregate(
 
     assert {name for (name,) in rows} == TIERS | {
         "metric_event_store",
+        "distribution_store",
         "health_checks",
         "platform_events",
         "user_analytics",
