@@ -265,6 +265,9 @@ class GroupCommitter:
                 if writing:
                     moved = await self._increases(conn, writing)
                     await self._write(conn, writing, self.registry.metric_of(resolution))
+                    state = self.totals.saved(moved)
+                    if state[0]:
+                        await conn.execute(sql.query("histogram_state_save"), *state)
                 for pending, _ in writing:
                     answers[pending] = Accepted(pending.batch.received())
                 for follower, first in followers:

@@ -1,12 +1,12 @@
 """Histogram points as distributions in our sketch's terms (0023_distributions.sql).
 
 A histogram point (OTLP Histogram with explicit bounds, OTLP ExponentialHistogram) counts
-observations in buckets. Each bucket's count is spread over the sketch keys its range covers,
-in proportion to the part of the range each key covers (the observations taken as uniform
-within the bucket, as PromQL's histogram_quantile does), with whole counts that add up to the
-bucket's. A percentile of the result is then within our sketch's 1% where buckets are no wider
-than a key (an exponential histogram of scale 6 or more: its buckets grow by at most 1.1%), and
-within the bucket's width otherwise; always within [min, max].
+observations in buckets. Each bucket's count is spread over its range as if the observations
+were uniform within it (as PromQL's histogram_quantile takes them): at up to 64 evenly spaced
+values, whole counts adding up to the bucket's, each onto its sketch key. A percentile of the
+result is within our sketch's 1% (and one key's width where a bucket straddles two keys) when
+buckets are no wider than a key, as an exponential histogram of scale 8 or more (0.27%); within
+the bucket's width otherwise; always within [min, max].
 
 The point's count and sum are kept as sent (a missing sum is taken from the bucket midpoints);
 min and max as sent, else the edges of the outermost non-empty buckets (the open-ended first
@@ -22,7 +22,8 @@ from datetime import datetime
 
 KEY_BIAS = 50_000
 LOG_GAMMA = 0.018000486023620893  # ln((1 + a) / (1 - a)), a = 0.009: see 0003_rollups.sql
-TINY = 1e-9  # a bucket reaching down to 0 is spread down to this fraction of its top
+POSITIONS = 64  # values a bucket's observations are spread over, at most
+LARGEST = 1.7976931348623157e308
 MOST_COUNT = 2**31 - 1  # observations of one point (the tiers count them as integer)
 
 
@@ -52,55 +53,21 @@ class Sketch:
         )
 
 
-def _key_range(key: int) -> tuple[float, float]:
-    """The values (low, high] a positive sketch key holds."""
-    return math.exp((key - KEY_BIAS - 1) * LOG_GAMMA), math.exp((key - KEY_BIAS) * LOG_GAMMA)
-
-
-def _positive_shares(low: float, high: float) -> dict[int, float]:
-    """Each key's share of the positive range (low, high], 0 <= low < high."""
-    low = max(low, high * TINY)
-    first, last = sketch_key(low), sketch_key(high)
-    if first == last:
-        return {last: 1.0}
-    width = high - low
-    shares = {}
-    for key in range(first, last + 1):
-        bottom, top = _key_range(key)
-        part = min(top, high) - max(bottom, low)
-        if part > 0:
-            shares[key] = part / width
-    return shares
-
-
-def _shares(low: float, high: float) -> dict[int, float]:
-    """Each key's share of (low, high], observations uniform in it."""
-    if not high > low:
-        return {sketch_key(high): 1.0}
-    if low >= 0:
-        return _positive_shares(low, high)
-    if high <= 0:  # mirrored: a negative key holds (-high_k, -low_k]
-        return {-k: s for k, s in _positive_shares(-high, -low).items()}
-    negative, positive = -low / (high - low), high / (high - low)
-    found = {-k: s * negative for k, s in _positive_shares(0.0, -low).items()}
-    for key, share in _positive_shares(0.0, high).items():
-        found[key] = found.get(key, 0.0) + share * positive
-    return found
-
-
 def _spread(tally: dict[int, int], low: float, high: float, count: int) -> None:
-    """`count` observations of (low, high] onto `tally`, whole counts by largest remainder."""
+    """`count` observations of (low, high] onto `tally`, uniform in the range: at POSITIONS
+    evenly spaced values at most, each with a whole share of the count (the remainder spread
+    evenly too), so a wide bucket costs a bounded number of keys whatever its count."""
     if count <= 0:
         return
-    shares = _shares(low, high)
-    exact = {key: share * count for key, share in shares.items()}
-    whole = {key: int(part) for key, part in exact.items()}
-    left = count - sum(whole.values())
-    for key in sorted(exact, key=lambda k: exact[k] - whole[k], reverse=True)[:left]:
-        whole[key] += 1
-    for key, n in whole.items():
-        if n:
-            tally[key] = tally.get(key, 0) + n
+    if not high > low:
+        tally[sketch_key(high)] = tally.get(sketch_key(high), 0) + count
+        return
+    places = min(count, POSITIONS)
+    each, left = divmod(count, places)
+    for j in range(places):
+        extra = (j + 1) * left // places - j * left // places
+        key = sketch_key(low + (high - low) * (j + 0.5) / places)
+        tally[key] = tally.get(key, 0) + each + extra
 
 
 def sketch(
@@ -146,27 +113,28 @@ def exponential(
 ) -> list[tuple[float, float, int]]:
     """OTLP exponential buckets: index i of scale s holds (base^i, base^(i+1)], base =
     2^(2^-s); negative ones mirrored; the zero bucket [-threshold, threshold] at 0."""
-    base = 2.0 ** (2.0**-scale)
+    step = math.ldexp(math.log(2.0), -scale)  # ln(base)
     found: list[tuple[float, float, int]] = []
     offset, counts = negative
     for i in reversed(range(len(counts))):
         index = offset + i
-        found.append((-_power(base, index + 1), -_power(base, index), int(counts[i])))
+        found.append((-_bound(step, index + 1), -_bound(step, index), int(counts[i])))
     if zero_count:
         found.append((0.0, 0.0, int(zero_count)))
     offset, counts = positive
     for i, n in enumerate(counts):
         index = offset + i
-        found.append((_power(base, index), _power(base, index + 1), int(n)))
+        found.append((_bound(step, index), _bound(step, index + 1), int(n)))
     del zero_threshold  # observations in the zero bucket are taken as 0
     return found
 
 
-def _power(base: float, index: int) -> float:
+def _bound(step: float, index: int) -> float:
+    """base^index, within the finite floats."""
     try:
-        return base**index
+        return min(math.exp(step * index), LARGEST)
     except OverflowError:
-        return math.inf
+        return LARGEST
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,10 @@ def _histogram(
         decoded.skipped += 1
         return
     at = f"point at {point.time_unix_nano} ns"
-    if point.count > distributions.MOST_COUNT:
+    if exponential and not -10 <= point.scale <= 20:
+        decoded.refuse(where, f"{at}: scale {point.scale} is outside -10..20")
+        return
+    if not cumulative and point.count > distributions.MOST_COUNT:
         decoded.refuse(where, f"{at}: more than {distributions.MOST_COUNT} observations")
         return
     figures = [point.sum if point.HasField("sum") else None]

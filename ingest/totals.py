@@ -39,14 +39,14 @@ import asyncpg
 import msgspec
 
 import sql
-from ingest.distributions import Cumulative, Sketch
+from ingest.distributions import MOST_COUNT, Cumulative, Sketch
 from ingest.validate import Batch, Running
 from ingest.wire import MetricEvent
 
 
 @dataclass
 class Seen:
-    """A cumulative histogram series' last point (None: only when it was last stored)."""
+    """A cumulative histogram series' last point (None: none known)."""
 
     time: datetime
     point: Cumulative | None
@@ -127,12 +127,23 @@ class RunningTotals:
         for row in await conn.fetch(sql.query("counter_totals_last"), series):
             self._newest.setdefault(row["series_id"], Newest(row["time"], row["total"]))
         stored = {
-            row["series_id"]: row["time"]
-            for row in await conn.fetch(sql.query("distribution_last"), series)
+            row["series_id"]: Seen(row["time"], _decode_point(row["point"]))
+            for row in await conn.fetch(sql.query("histogram_state_load"), series)
         }
         for series_id in series:
             if series_id in stored or series_id not in self._newest:
-                self._histograms.setdefault(series_id, Seen(stored.get(series_id, NEVER), None))
+                self._histograms.setdefault(series_id, stored.get(series_id, Seen(NEVER, None)))
+
+    def saved(self, moved: Sequence[int]) -> tuple[list[int], list[datetime], list[str]]:
+        """The histogram state of the series in `moved` (histogram_state_save's columns)."""
+        columns: tuple[list[int], list[datetime], list[str]] = ([], [], [])
+        for series_id in sorted(set(moved)):
+            seen = self._histograms.get(series_id)
+            if seen is not None and seen.point is not None:
+                columns[0].append(series_id)
+                columns[1].append(seen.time)
+                columns[2].append(_encode_point(seen.point).decode())
+        return columns
 
     def apply(self, batches: Sequence[Batch], ids: list[list[int]]) -> list[int]:
         """Turn the running totals of `batches` into increases, in place (each batch's events,
@@ -154,9 +165,10 @@ class RunningTotals:
                 point = running.histograms.get(index)
                 if point is not None:
                     found = self._histogram(series[index], running.times[index], point)
-                    if found is None:
+                    if found is not False:
+                        moved.append(series[index])  # its state is saved with the group
+                    if not isinstance(found, Sketch):
                         continue  # nothing new since the last point, or a baseline
-                    moved.append(series[index])
                     if batch.distributions is None:
                         batch.distributions = {}
                     batch.distributions[index] = found
@@ -204,15 +216,14 @@ class RunningTotals:
         self._newest[series] = Newest(when, total, start)
         return increase
 
-    def _histogram(self, series: int, when: datetime, point: Cumulative) -> Sketch | None:
-        """The observations a cumulative histogram point adds (the rules of the counters)."""
+    def _histogram(self, series: int, when: datetime, point: Cumulative) -> Sketch | bool | None:
+        """The observations a cumulative histogram point adds (the rules of the counters);
+        None when it adds none, False when it is older than the series' newest point."""
         seen = self._histograms.get(series)
         if seen is not None and when <= seen.time:
-            return None
-        if seen is None or seen.point is None:
-            stored = seen.time if seen is not None else NEVER
-            counts_whole = point.start is not None and (stored == NEVER or point.start > stored)
-            found = point.whole() if counts_whole else None
+            return False
+        if seen is None or seen.point is None:  # the series' first: whole if it says since when
+            found = point.whole() if point.start is not None else None
         else:
             before = seen.point
             restarted = (
@@ -225,8 +236,21 @@ class RunningTotals:
                 found = point.whole()
             else:
                 found = since if isinstance(since, Sketch) else None
+        if isinstance(found, Sketch) and found.count > MOST_COUNT:
+            found = None  # past what the tiers count in one row: taken as a baseline
         self._histograms[series] = Seen(when, point)
         if len(self._histograms) > self.MOST:
             for old in list(itertools.islice(self._histograms, self.MOST // 10)):
                 del self._histograms[old]
         return found
+
+
+_encode_point = msgspec.json.encode
+_point_decoder = msgspec.json.Decoder(Cumulative)
+
+
+def _decode_point(text: str) -> Cumulative | None:
+    try:
+        return _point_decoder.decode(text)
+    except msgspec.ValidationError:
+        return None  # a state of another version: the next point is a baseline

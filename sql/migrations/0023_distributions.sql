@@ -48,6 +48,17 @@ BEGIN
 END
 $$;
 
+-- The newest cumulative histogram point of each series that sends them (OTLP cumulative
+-- histograms), as sent (ingest/distributions.py Cumulative, JSON): the next point is stored as
+-- what it adds to this one. Written in the same transaction as the rows it was used for, so
+-- after a restart of ours, a failed commit or an eviction from memory the next point is
+-- compared with what was committed last.
+CREATE TABLE _analytics.histogram_state (
+    series_id integer PRIMARY KEY,
+    time      timestamptz NOT NULL,
+    point     jsonb NOT NULL
+);
+
 -- Raw events and distribution rows over [from, till) by (bucket of `width`, series, sketch
 -- key): the count there, and each source row's sum, min and max with its first key.
 CREATE FUNCTION _analytics.raw_keys(width interval, from_time timestamptz, till timestamptz)

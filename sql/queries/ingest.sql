@@ -190,14 +190,15 @@ FROM unnest($1::timestamptz[], $2::integer[], $3::bigint[], $4::float8[], $5::fl
             $6::float8[], $7::text[], $8::text[])
     AS d (time, series_id, count, sum, min, max, keys, counts);
 
--- name: distribution_last
--- When the newest histogram point of each series ($1) was stored (ingest/totals.py: whether a
--- cumulative point after our restart counts from its start or is a baseline).
-SELECT s.id AS series_id, last.time
-FROM unnest($1::integer[]) AS s (id)
-CROSS JOIN LATERAL (
-    SELECT d.time FROM analytics.distribution_store AS d
-    WHERE d.series_id = s.id
-    ORDER BY d.time DESC
-    LIMIT 1
-) AS last;
+-- name: histogram_state_load
+-- The newest cumulative histogram point of each series ($1) that has one (ingest/totals.py).
+SELECT series_id, time, point::text AS point
+FROM _analytics.histogram_state
+WHERE series_id = ANY ($1::integer[]);
+
+-- name: histogram_state_save
+-- The newest cumulative histogram point of each series a group moved, in its transaction.
+INSERT INTO _analytics.histogram_state (series_id, time, point)
+SELECT series_id, time, point::jsonb
+FROM unnest($1::integer[], $2::timestamptz[], $3::text[]) AS s (series_id, time, point)
+ON CONFLICT (series_id) DO UPDATE SET time = EXCLUDED.time, point = EXCLUDED.point;

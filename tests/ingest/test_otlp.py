@@ -461,3 +461,85 @@ def test_cumulative_histograms_store_what_each_point_adds_resets_included(
     again = client.post("/v1/metrics", content=body, headers=PROTOBUF)
     assert again.status_code == 200
     assert len(histogram_points(db, "job.seconds")) == 3
+
+
+def test_a_cumulative_histogram_goes_on_where_it_was_after_our_restart(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    from tests.support import make_client
+
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    start = int((now - timedelta(hours=1)).timestamp() * 1e9)
+
+    def send(client: TestClient, seconds: int, counts: list[int]) -> None:
+        point = metrics_pb2.HistogramDataPoint(
+            start_time_unix_nano=start,
+            time_unix_nano=int((now + timedelta(seconds=seconds)).timestamp() * 1e9),
+            count=sum(counts),
+            explicit_bounds=[1.0, 10.0],
+            bucket_counts=counts,
+        )
+        histogram = metrics_pb2.Metric(
+            name="task.seconds",
+            histogram=metrics_pb2.Histogram(data_points=[point], aggregation_temporality=2),
+        )
+        body = request(histogram).SerializeToString()
+        assert client.post("/v1/metrics", content=body, headers=PROTOBUF).status_code == 200
+
+    with make_client(db_url) as client:
+        send(client, 0, [1, 0, 0])
+        send(client, 10, [1, 2, 0])
+    with make_client(db_url) as restarted:
+        send(restarted, 20, [1, 5, 0])
+    assert [n for n, _ in histogram_points(db, "task.seconds")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("scale", "offset"), [(-10, 0), (0, 1023), (20, 2**30)], ids=["scale -10", "huge", "fine"]
+)
+def test_extreme_exponential_buckets_are_stored_within_the_floats(
+    client: TestClient, db: psycopg.Connection[Any], scale: int, offset: int
+) -> None:
+    point = metrics_pb2.ExponentialHistogramDataPoint(
+        time_unix_nano=int(datetime.now(UTC).timestamp() * 1e9),
+        count=2,
+        scale=scale,
+        positive=metrics_pb2.ExponentialHistogramDataPoint.Buckets(
+            offset=offset, bucket_counts=[1, 1]
+        ),
+    )
+    histogram = metrics_pb2.Metric(
+        name="extreme",
+        exponential_histogram=metrics_pb2.ExponentialHistogram(
+            data_points=[point], aggregation_temporality=1
+        ),
+    )
+    answer = client.post(
+        "/v1/metrics", content=request(histogram).SerializeToString(), headers=PROTOBUF
+    )
+    assert answer.status_code == 200, answer.text
+    assert [n for n, _ in histogram_points(db, "extreme")] == [2]
+
+
+def test_few_observations_of_a_wide_bucket_are_spread_over_it(
+    client: TestClient,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    points = [
+        metrics_pb2.HistogramDataPoint(
+            time_unix_nano=int((now + timedelta(milliseconds=n)).timestamp() * 1e9),
+            count=3,
+            explicit_bounds=[100.0, 250.0],
+            bucket_counts=[0, 3, 0],
+        )
+        for n in range(200)
+    ]
+    histogram = metrics_pb2.Metric(
+        name="wide",
+        histogram=metrics_pb2.Histogram(data_points=points, aggregation_temporality=1),
+    )
+    answer = client.post(
+        "/v1/metrics", content=request(histogram).SerializeToString(), headers=PROTOBUF
+    )
+    assert answer.status_code == 200, answer.text
+    assert statistics(client, "wide", now)["p50"] == pytest.approx(175, rel=0.02)
