@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -39,7 +38,7 @@ from core.errors import (
     field_error,
 )
 from ingest.tagsets import TAG_KEY
-from ingest.wire import MetricEvent, named
+from ingest.wire import MetricEvent, from_nanoseconds, named
 
 # Nanoseconds per unit of each precision the two APIs name (v2: ns, us, ms, s).
 PRECISIONS = {
@@ -52,7 +51,6 @@ PRECISIONS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_REPORTED = 100
 _encode = msgspec.json.encode
 
@@ -76,15 +74,6 @@ def precision_of(raw: str | None) -> int:
         reason = f"one of {', '.join(PRECISIONS)}, not {raw!r}"
         raise BadRequest(f"precision: {reason}", details=[field_error("precision", reason)])
     return found
-
-
-def _time(stamp: int, unit_ns: int) -> datetime:
-    nanoseconds = stamp * unit_ns
-    try:
-        return EPOCH + timedelta(microseconds=nanoseconds // 1000)
-    except OverflowError:
-        # Past the years 1..9999: ingest refuses it as too far from now, like any other.
-        return datetime.max.replace(tzinfo=UTC) if stamp > 0 else datetime.min.replace(tzinfo=UTC)
 
 
 def lines(body: bytes) -> Iterator[tuple[int, bytes]]:
@@ -130,7 +119,7 @@ def decode(body: bytes, unit_ns: int, most_events: int) -> Points:
         stamp = point["time"]
         if stamp is None:
             points.timestamped = False
-        at = None if stamp is None else _time(stamp, unit_ns)
+        at = None if stamp is None else from_nanoseconds(stamp * unit_ns)
         for name, value in point["fields"].items():
             if value.__class__ is str:
                 points.skipped_strings += 1

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -44,14 +43,12 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from core.errors import ApiError, BadRequest, UnsupportedMediaType
 from ingest import distributions
-from ingest.remote_write import Family
-from ingest.samples import Samples
+from ingest.samples import Family, Samples
 from ingest.tagsets import TAG_KEY
-from ingest.wire import MetricEvent, MetricType, named
+from ingest.wire import MetricEvent, MetricType, from_nanoseconds, named
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NO_RECORDED_VALUE = metrics_pb2.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -62,10 +59,13 @@ _encode = msgspec.json.encode
 CODES = {400: 3, 401: 16, 403: 7, 404: 5, 408: 4, 413: 11, 415: 3, 429: 8, 500: 13, 503: 14}
 
 
+# (tags, source) -> the tags as JSON text, and as error messages show them (with the source)
+TagTexts = dict[tuple[tuple[tuple[str, str], ...], str | None], tuple[msgspec.Raw, str]]
+
+
 @dataclass
 class Decoded(Samples):
     skipped: int = 0  # points with no recorded value
-    families: dict[str, Family] | None = None  # name -> its unit and description
 
 
 def media_of(content_type: str | None) -> str:
@@ -138,18 +138,10 @@ def _attributes(pairs: Any) -> dict[str, str]:
     return found
 
 
-def _time(nanoseconds: int) -> datetime:
-    try:
-        return EPOCH + timedelta(microseconds=nanoseconds // 1000)
-    except OverflowError:
-        return datetime.max.replace(tzinfo=UTC)
-
-
 def events(request: service.ExportMetricsServiceRequest) -> Decoded:
     """Every storable point of `request` as an event; the others refused or skipped."""
-    decoded = Decoded(families={})
-    assert decoded.families is not None
-    tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw] = {}
+    decoded = Decoded()
+    tag_texts: TagTexts = {}
     for resource_metrics in request.resource_metrics:
         resource = _attributes(resource_metrics.resource.attributes)
         for scope_metrics in resource_metrics.scope_metrics:
@@ -163,11 +155,12 @@ def events(request: service.ExportMetricsServiceRequest) -> Decoded:
                         metric.name or "(no name)", "a metric needs a name and data", max(points, 1)
                     )
                     continue
+                unit = metric.unit[:32] or None
+                if metric.unit or metric.description:
+                    decoded.families[name] = Family(0, metric.description, metric.unit)
                 if kind == "summary":
                     for summary in metric.summary.data_points:
-                        _summary(
-                            decoded, tag_texts, scoped, name, metric.unit[:32] or None, summary
-                        )
+                        _summary(decoded, tag_texts, scoped, name, unit, summary)
                     continue
                 if kind in ("histogram", "exponential_histogram"):
                     data = getattr(metric, kind)
@@ -178,23 +171,18 @@ def events(request: service.ExportMetricsServiceRequest) -> Decoded:
                             len(data.data_points),
                         )
                         continue
-                    if metric.unit or metric.description:
-                        decoded.families[name] = Family(0, metric.description, metric.unit)
                     for one in data.data_points:
                         _histogram(
                             decoded,
                             tag_texts,
                             scoped,
                             name,
-                            metric.unit[:32] or None,
+                            unit,
                             one,
                             kind == "exponential_histogram",
                             data.aggregation_temporality == CUMULATIVE,
                         )
                     continue
-                if metric.unit or metric.description:
-                    decoded.families[name] = Family(0, metric.description, metric.unit)
-                unit = metric.unit[:32] or None
                 metric_type: MetricType = "gauge"
                 running = False
                 if kind == "sum":
@@ -221,7 +209,7 @@ def _point_count(metric: metrics_pb2.Metric) -> int:
 
 
 def _series(
-    tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw],
+    tag_texts: TagTexts,
     scoped: dict[str, str],
     name: str,
     pairs: Any,
@@ -230,17 +218,17 @@ def _series(
     attributes = {**scoped, **_attributes(pairs)}
     source = attributes.pop(SOURCE, None)
     tags = {named(k, TAG_KEY): v for k, v in attributes.items()}
-    key = tuple(sorted(tags.items()))
-    tag_text = tag_texts.get(key)
-    if tag_text is None:
-        tag_text = tag_texts[key] = msgspec.Raw(_encode(dict(key)))
-    shown = dict(sorted({**tags, "source": source}.items())) if source else dict(key)
-    return tag_text, source, f"{name}{_encode(shown).decode()}"
+    key = (tuple(sorted(tags.items())), source)
+    found = tag_texts.get(key)
+    if found is None:
+        shown = dict(sorted({**tags, "source": source}.items())) if source else dict(key[0])
+        found = tag_texts[key] = (msgspec.Raw(_encode(dict(key[0]))), _encode(shown).decode())
+    return found[0], source, f"{name}{found[1]}"
 
 
 def _histogram(
     decoded: Decoded,
-    tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw],
+    tag_texts: TagTexts,
     scoped: dict[str, str],
     name: str,
     unit: str | None,
@@ -283,9 +271,9 @@ def _histogram(
     if sum(n for _, _, n in buckets) != point.count:
         decoded.refuse(where, f"{at}: its buckets hold another count than {point.count}")
         return
-    when = _time(point.time_unix_nano)
+    when = from_nanoseconds(point.time_unix_nano)
     if cumulative:
-        start = _time(point.start_time_unix_nano) if point.start_time_unix_nano else None
+        start = from_nanoseconds(point.start_time_unix_nano) if point.start_time_unix_nano else None
         if exponential:
             whole = distributions.Cumulative(
                 start,
@@ -322,7 +310,7 @@ def _histogram(
 
 def _point(
     decoded: Decoded,
-    tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw],
+    tag_texts: TagTexts,
     scoped: dict[str, str],
     name: str,
     unit: str | None,
@@ -340,16 +328,18 @@ def _point(
         return
     if running:
         start = point.start_time_unix_nano
-        decoded.totals[len(decoded.events)] = _time(start) if start else None
+        decoded.totals[len(decoded.events)] = from_nanoseconds(start) if start else None
     decoded.events.append(
-        MetricEvent(name, value, metric_type, unit, tag_text, source, _time(point.time_unix_nano))
+        MetricEvent(
+            name, value, metric_type, unit, tag_text, source, from_nanoseconds(point.time_unix_nano)
+        )
     )
     decoded.where.append(where)
 
 
 def _summary(
     decoded: Decoded,
-    tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw],
+    tag_texts: TagTexts,
     scoped: dict[str, str],
     name: str,
     unit: str | None,

@@ -28,8 +28,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from typing import cast
 
 import cramjam
@@ -39,29 +38,20 @@ from google.protobuf.message import DecodeError
 from core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ingest.proto import remote_write_v1_pb2 as v1
 from ingest.proto import remote_write_v2_pb2 as v2
-from ingest.samples import Samples
+from ingest.samples import Family, Samples
 from ingest.tagsets import TAG_KEY
-from ingest.wire import MetricEvent, MetricType, named
+from ingest.wire import MetricEvent, MetricType, from_nanoseconds, named
 
 V1 = "prometheus.WriteRequest"
 V2 = "io.prometheus.write.v2.Request"
 MEDIA_TYPE = "application/x-protobuf"
 STALE_NAN = 0x7FF0000000000002  # Prometheus' staleness marker (model/value)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MS = 1_000_000  # nanoseconds in the protocol's milliseconds
 CUMULATIVE_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 
 # Prometheus' metric types (the same numbers in 1.0 and 2.0), as ours.
 COUNTER, GAUGE, HISTOGRAM, GAUGE_HISTOGRAM, SUMMARY = 1, 2, 3, 4, 5
 _encode = msgspec.json.encode
-
-
-@dataclass(frozen=True)
-class Family:
-    """What the sender's metadata says of a metric family."""
-
-    kind: int
-    help: str = ""
-    unit: str = ""
 
 
 @dataclass
@@ -71,7 +61,6 @@ class Decoded(Samples):
     stale: int = 0
     native_histograms: int = 0
     exemplars: int = 0
-    families: dict[str, Family] = field(default_factory=dict)  # the request's metadata
 
 
 @dataclass
@@ -256,24 +245,22 @@ def events(series: list[Series], decoded: Decoded, types: dict[str, str]) -> Dec
                 decoded.refuse(where, f"sample at {stamp} ms: {value} is not a finite number")
                 continue
             if running:
-                decoded.totals[len(decoded.events)] = _time(start) if start else None
+                decoded.totals[len(decoded.events)] = (
+                    from_nanoseconds(start * 1_000_000) if start else None
+                )
             decoded.events.append(
-                MetricEvent(name, value, metric_type, unit, tag_text, None, _time(stamp))
+                MetricEvent(
+                    name,
+                    value,
+                    metric_type,
+                    unit,
+                    tag_text,
+                    None,
+                    from_nanoseconds(stamp * 1_000_000),
+                )
             )
             decoded.where.append(where)
     return decoded
-
-
-def _time(milliseconds: int) -> datetime:
-    try:
-        return EPOCH + timedelta(milliseconds=milliseconds)
-    except OverflowError:
-        # Past the years 1..9999: refused as too far from now, like any other.
-        return (
-            datetime.max.replace(tzinfo=UTC)
-            if milliseconds > 0
-            else datetime.min.replace(tzinfo=UTC)
-        )
 
 
 def _where(name: str, labels: dict[str, str]) -> str:

@@ -20,7 +20,7 @@ from ingest import events, influx, offload, otlp, remote_write, totals
 from ingest.budget import Ticket
 from ingest.committer import GroupCommitter
 from ingest.pending import Accepted, IdempotencyKey
-from ingest.samples import Samples
+from ingest.samples import Family, Samples
 from ingest.validate import Batch, validate_valid, validated
 from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record, named
 
@@ -249,9 +249,7 @@ async def _submit(request: Request, batch: Batch, key: IdempotencyKey | None) ->
     return outcome
 
 
-async def _describe(
-    state: Any, memory: remote_write.Memory, families: dict[str, remote_write.Family]
-) -> None:
+async def _describe(state: Any, memory: remote_write.Memory, families: dict[str, Family]) -> None:
     """Metadata's help and unit onto the metrics of each family, once for each text."""
     todo = memory.undescribed(families)
     if not todo:

@@ -18,6 +18,16 @@ from ingest.wire import MetricEvent
 MAX_REPORTED = 100
 
 
+@dataclass(frozen=True)
+class Family:
+    """What a sender says of a metric family (remote write's metadata; an OTLP metric's
+    description and unit): `kind` is Prometheus' metric type, 0 where unknown."""
+
+    kind: int
+    help: str = ""
+    unit: str = ""
+
+
 @dataclass
 class Samples:
     events: list[MetricEvent] = field(default_factory=list)
@@ -27,6 +37,7 @@ class Samples:
     histograms: dict[int, Cumulative] = field(default_factory=dict)  # index -> a cumulative one
     problems: list[dict[str, Any]] = field(default_factory=list)
     problem_count: int = 0
+    families: dict[str, Family] = field(default_factory=dict)  # name -> what the sender said
 
     def refuse(self, where: str, reason: str, samples: int = 1) -> None:
         self.problem_count += samples

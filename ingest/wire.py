@@ -12,7 +12,7 @@ year 5138, 1e11 milliseconds in 1973). Without a timestamp the server's clock is
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -44,6 +44,22 @@ SeriesKey = tuple[str, str, int]
 NO_TAGS = msgspec.Raw(b"{}")
 NAME = re.compile(NAME_PATTERN)
 _UNNAMED = re.compile(r"[^A-Za-z0-9_.:/-]")
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_nanoseconds(nanoseconds: int) -> datetime:
+    """A protocol's integer time (nanoseconds since the epoch), to the microsecond; past the
+    years 1..9999 it saturates, and validation refuses it as too far from now like any other."""
+    try:
+        return EPOCH + timedelta(microseconds=nanoseconds // 1000)
+    except OverflowError:
+        return (
+            datetime.max.replace(tzinfo=UTC)
+            if nanoseconds > 0
+            else datetime.min.replace(tzinfo=UTC)
+        )
 
 
 def named(text: str, pattern: re.Pattern[str] = NAME) -> str:
