@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from ingest import decimals
-from ingest.committer import EVENT_COLUMNS
+from ingest.rows import EVENT_COLUMNS
 
 HEADERS: dict[str, str] = {}
 

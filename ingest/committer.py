@@ -42,8 +42,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from itertools import chain, repeat
-from typing import Any
 
 import asyncpg
 
@@ -51,16 +49,15 @@ import sql
 from core.db import HeldConnection, remaining, translate
 from core.errors import ApiError, DatabaseTimeout, DatabaseUnavailable, ValidationFailed
 from core.settings import IngestSettings
-from ingest import decimals, deltas, offload, totals
+from ingest import deltas, offload, totals
 from ingest.budget import ByteBudget, QueueFull, Ticket
 from ingest.idempotency import IdempotencyKeys
 from ingest.pending import Accepted, IdempotencyKey, Pending
+from ingest.rows import EVENT_COLUMNS, prepare
 from ingest.series import SeriesRegistry
 from ingest.validate import Batch
 
 log = logging.getLogger("astraeus.ingest")
-
-EVENT_COLUMNS = ("time", "series_id", "value", "decimals", "digits", "total")
 
 
 class CommitTimeout(ApiError):
@@ -346,7 +343,7 @@ class GroupCommitter:
         batches = [pending.batch for pending, _ in writing]
         found, raw, sketches = await offload.run(
             sum(len(batch) for batch in batches) >= offload.EVENTS,
-            _prepare,
+            prepare,
             batches,
             [ids for _, ids in writing],
             metric_of,
@@ -373,70 +370,3 @@ class GroupCommitter:
         self.stats.groups += 1
         self.stats.batches += len(written)
         self.stats.events += sum(len(pending.batch) for pending in written)
-
-
-def _prepare(
-    batches: list[Batch], series_ids: list[list[int]], metric_of: Mapping[int, int]
-) -> tuple[deltas.Deltas, tuple[list[Any], ...], tuple[list[Any], ...]]:
-    """A group's deltas, the columns of its raw rows (EVENT_COLUMNS, ingest/decimals.py) and
-    those of its distribution rows (record_distributions: histogram points)."""
-    sketches: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
-    if any(batch.distributions for batch in batches):
-        batches, series_ids = _without_distributions(batches, series_ids, sketches)
-    values = [event.value for batch in batches for event in batch.events]
-    raw = (
-        list(chain.from_iterable(batch.times for batch in batches)),
-        list(chain.from_iterable(series_ids)),
-        *decimals.columns(values),
-        list(
-            chain.from_iterable(
-                batch.totals if batch.totals is not None else repeat(None, len(batch))
-                for batch in batches
-            )
-        ),
-    )
-    found = deltas.compute(batches, series_ids, metric_of, values)
-    if sketches[0]:
-        deltas.add_sketches(found, sketches, metric_of)
-    return found, raw, sketches
-
-
-def _without_distributions(
-    batches: list[Batch], series_ids: list[list[int]], sketches: tuple[list[Any], ...]
-) -> tuple[list[Batch], list[list[int]]]:
-    """The batches without their histogram points, whose columns go to `sketches` (time,
-    series, count, sum, min, max, keys, counts)."""
-    plain: list[Batch] = []
-    plain_ids: list[list[int]] = []
-    for batch, ids in zip(batches, series_ids, strict=True):
-        found = batch.distributions
-        if not found:
-            plain.append(batch)
-            plain_ids.append(ids)
-            continue
-        received = batch.kept or range(len(batch))
-        rest = [n for n, origin in enumerate(received) if origin not in found]
-        for n, origin in enumerate(received):
-            one = found.get(origin)
-            if one is None:
-                continue
-            keys, counts = one.text()
-            for column, value in zip(
-                sketches,
-                (batch.times[n], ids[n], one.count, one.sum, one.min, one.max, keys, counts),
-                strict=True,
-            ):
-                column.append(value)
-        if rest:
-            plain.append(
-                Batch(
-                    [batch.events[n] for n in rest],
-                    [batch.times[n] for n in rest],
-                    [batch.keys[n] for n in rest],
-                    batch.earliest,
-                    batch.latest,
-                    totals=None if batch.totals is None else [batch.totals[n] for n in rest],
-                )
-            )
-            plain_ids.append([ids[n] for n in rest])
-    return plain, plain_ids
