@@ -9,7 +9,6 @@ from datetime import datetime
 import asyncpg
 
 from ingest import decimals
-from ingest.rows import EVENT_COLUMNS
 
 HEADERS: dict[str, str] = {}
 
@@ -43,7 +42,7 @@ async def copy_events(
     await conn.copy_records_to_table(
         "metric_event_store",
         schema_name="analytics",
-        columns=EVENT_COLUMNS,
+        columns=("time", "series_id", "value", "decimals", "digits"),  # `total` stays null
         records=zip(times, series, *decimals.columns(values), strict=True),
     )
 
