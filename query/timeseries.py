@@ -71,14 +71,24 @@ async def time_series(
         answered = window
     else:
         parts = plan(window.start, window.end, found_marks, read.kind, coarsest)
-        # A percentile comes with the figures of its bucket, clamped to their min and max.
-        rows = await conn.fetch(
-            sql.tier_query("timeseries_tiers", read.kind),
-            *parts.arguments(read.ids, read.groups),
-            width.text,
-            PERCENTILES.get(agg),
-        )
         answered = Window(parts.start, parts.end)
+        # A percentile comes with the figures of its bucket, clamped to their min and max.
+        if width.approx == MINUTE and len(read.ids) == 1:  # a minute row per bucket
+            rows = await conn.fetch(
+                sql.tier_query("timeseries_minutes", read.kind),
+                read.ids[0],
+                parts.start,
+                parts.end,
+                PERCENTILES.get(agg),
+                read.groups[0],
+            )
+        else:
+            rows = await conn.fetch(
+                sql.tier_query("timeseries_tiers", read.kind),
+                *parts.arguments(read.ids, read.groups),
+                width.text,
+                PERCENTILES.get(agg),
+            )
 
     by_group: dict[str | None, list[dict[str, Any]]] = {}
     for row in rows:

@@ -4,18 +4,23 @@ the compactor is doing."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+import sql
 from jobs import retention
 from jobs.compact import Compactor, compact, rebuild, start_in_thread
+from query.plan import MINUTE, plan
+from query.statistics import Owners, metric_and_marks
 
 BATCH = "/api/v1/analytics/metrics/batch"
 TIERS = ("series_1m", "series_1h", "series_1d", "metric_1m", "metric_1h", "metric_1d")
@@ -324,3 +329,57 @@ def test_a_minute_with_pending_deltas_merges_its_row_in_a_time_series(
     assert sum(pending["count"].values()) == sum(  # type: ignore[arg-type]
         1 for e in first + late if e["metric_name"] == "m0"
     )
+
+
+def test_a_one_minute_series_of_one_owner_answers_what_the_general_statement_answers(
+    client: TestClient, db_url: str
+) -> None:
+    """timeseries_minutes (a minute row per bucket) and timeseries_tiers answer the same rows,
+    bit for bit: compacted minutes, minutes with deltas pending on top of their row, minutes of
+    pending deltas alone, empty minutes; the metric and one series (in its group); each
+    percentile and none."""
+    now = datetime.now(UTC)
+    post(client, events(random.Random(31), 3000, now - timedelta(minutes=20), 900))
+    compact(db_url)
+    post(client, events(random.Random(32), 300, now - timedelta(minutes=20), 240))
+    post(client, events(random.Random(33), 100, now - timedelta(minutes=2), 60))
+
+    async def both() -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            found, marks = await metric_and_marks(conn, "m0")
+            series_id = await conn.fetchval(
+                "SELECT id FROM analytics.series WHERE metric_id = $1 AND tags->>'pod' = '3'",
+                found["id"],
+            )
+            pairs = []
+            for read in (
+                Owners("metric", [found["id"]], [None]),
+                Owners("series", [series_id], ["3"]),
+            ):
+                parts = plan(now - timedelta(minutes=50), now, marks, read.kind, MINUTE)
+                for q in (None, 0.5, 0.95, 0.99):
+                    general = await conn.fetch(
+                        sql.tier_query("timeseries_tiers", read.kind),
+                        *parts.arguments(read.ids, read.groups),
+                        "1 minutes",
+                        q,
+                    )
+                    fast = await conn.fetch(
+                        sql.tier_query("timeseries_minutes", read.kind),
+                        read.ids[0],
+                        parts.start,
+                        parts.end,
+                        q,
+                        read.groups[0],
+                    )
+                    pairs.append(([dict(r) for r in general], [dict(r) for r in fast]))
+            return pairs
+        finally:
+            await conn.close()
+
+    compared = asyncio.run(both())
+    assert len(compared) == 8
+    for general, fast in compared:
+        assert len(general) == 51 and sum(1 for row in general if row["count"]) >= 15
+        assert fast == general
