@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
-# The protobuf messages of the remote-write decoder, compiled by grpcio-tools' protoc (the
-# protobuf runtime's own major version); not checked in.
-PROTOS := $(wildcard ingest/proto/*.proto)
+# The protobuf messages of the remote-write decoder (and of the tests' protobuf scrape target),
+# compiled by grpcio-tools' protoc (the protobuf runtime's own major version); not checked in.
+PROTOS := $(wildcard ingest/proto/*.proto) $(wildcard tests/senders/*.proto)
 # The OpenTelemetry SDK with its JSON exporter, a sender in the tests: a virtualenv of its own.
 OTLP_JSON := .venv-otlp-json
 
@@ -26,8 +26,8 @@ $(OTLP_JSON)/.installed: tests/senders/otlp-json.txt
 	$(OTLP_JSON)/bin/pip install --quiet -r $<
 	touch $@
 
-ingest/proto/%_pb2.py: ingest/proto/%.proto $(INSTALLED)
-	$(BIN)/python -m grpc_tools.protoc -Iingest/proto --python_out=ingest/proto --pyi_out=ingest/proto $<
+%_pb2.py: %.proto $(INSTALLED)
+	$(BIN)/python -m grpc_tools.protoc -I$(<D) --python_out=$(<D) --pyi_out=$(<D) $<
 
 ## make run: a local TimescaleDB (started if needed) and the API on http://localhost:$(PORT)
 run: install

@@ -154,6 +154,7 @@ class Cumulative:
     negative: dict[int, int] = field(default_factory=dict)
     low: float | None = None  # min and max since `start`, where sent
     high: float | None = None
+    reset: bool = False  # the sender says it counts from zero again (remote write's hint)
 
     def buckets(self) -> list[tuple[float, float, int]]:
         if self.scale is None:

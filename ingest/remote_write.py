@@ -17,25 +17,33 @@ messages in ingest/proto (compiled by `make install`); snappy by `cramjam`.
   and samples our limits refuse (too old, too far ahead, a tag too long), are not stored: the
   answer is then a 400 naming them, while the rest of the request is stored (the sender drops
   a refused request, so one bad sample must not cost the others).
-- Native histograms and exemplars are counted and not stored yet: a request with native
-  histograms is answered 400 for them (never a 2xx for something not kept).
+- A native histogram (exponential buckets, schema -4..8; custom bounds, schema -53) is a
+  distribution (ingest/distributions.py): cumulative, compared with the series' previous one
+  at commit (ingest/totals.py) like OTLP's; a gauge histogram (reset hint GAUGE, or metadata
+  GAUGEHISTOGRAM) is stored as it is, each sample its own observations. Prometheus' bucket i
+  is (base^(i-1), base^i], OTLP's i - 1. Float counts must be whole numbers.
+- Exemplars are counted and not stored.
 - Metadata (type, help, unit) becomes the metric's unit and description, and its type when the
   metric is new.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from datetime import datetime
+from typing import Any, cast
 
 import cramjam
 import msgspec
 from google.protobuf.message import DecodeError
 
 from core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ingest import distributions
+from ingest.distributions import Cumulative
 from ingest.proto import remote_write_v1_pb2 as v1
 from ingest.proto import remote_write_v2_pb2 as v2
 from ingest.samples import Family, Samples
@@ -48,6 +56,8 @@ MEDIA_TYPE = "application/x-protobuf"
 STALE_NAN = 0x7FF0000000000002  # Prometheus' staleness marker (model/value)
 MS = 1_000_000  # nanoseconds in the protocol's milliseconds
 CUMULATIVE_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+RESET_YES, RESET_GAUGE = 1, 3  # a native histogram's reset hint (the same in 1.0 and 2.0)
+CUSTOM_BOUNDS, SCHEMAS = -53, range(-4, 9)  # the native histogram schemas read
 
 # Prometheus' metric types (the same numbers in 1.0 and 2.0), as ours.
 COUNTER, GAUGE, HISTOGRAM, GAUGE_HISTOGRAM, SUMMARY = 1, 2, 3, 4, 5
@@ -59,7 +69,6 @@ class Decoded(Samples):
     """A request's samples, and what remote write's answer counts beside them."""
 
     stale: int = 0
-    native_histograms: int = 0
     exemplars: int = 0
 
 
@@ -69,8 +78,9 @@ class Series:
     labels: dict[str, str]
     samples: list[tuple[int, float, int]]  # (ms, value, start ms or 0)
     family: Family | None
-    histograms: int
+    histograms: Sequence[Any]  # native histograms: v1.Histogram or v2.Histogram
     exemplars: int
+    start: int = 0  # ms, 2.0's created_timestamp: since when the series' histograms count
 
 
 def protocol_of(content_type: str | None, content_encoding: str | None) -> str:
@@ -131,7 +141,7 @@ def _series_v1(request: v1.WriteRequest, families: dict[str, Family]) -> Iterabl
             labels,
             samples,
             _family(name, families),
-            len(series.histograms),
+            series.histograms,
             len(series.exemplars),
         )
 
@@ -161,7 +171,9 @@ def _series_v2(request: v2.Request) -> Iterable[Series]:
             family = Family(meta.type, symbols[meta.help_ref], symbols[meta.unit_ref])
         created = series.created_timestamp
         samples = [(s.timestamp, s.value, s.start_timestamp or created) for s in series.samples]
-        yield Series(name, labels, samples, family, len(series.histograms), len(series.exemplars))
+        yield Series(
+            name, labels, samples, family, series.histograms, len(series.exemplars), created
+        )
 
 
 def _family(name: str, families: dict[str, Family]) -> Family | None:
@@ -219,7 +231,6 @@ def events(series: list[Series], decoded: Decoded, types: dict[str, str]) -> Dec
     """Every storable sample of `series` as an event (`types`: the existing metrics' types)."""
     tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw] = {}
     for one in series:
-        decoded.native_histograms += one.histograms
         decoded.exemplars += one.exemplars
         if not one.name:
             decoded.refuse(_where("", one.labels), "no __name__ label")
@@ -238,7 +249,7 @@ def events(series: list[Series], decoded: Decoded, types: dict[str, str]) -> Dec
         where = _where(one.name, one.labels)
         unit = (one.family.unit[:32] or None) if one.family is not None else None
         for stamp, value, start in one.samples:
-            if math.isnan(value) and struct.unpack("<Q", struct.pack("<d", value))[0] == STALE_NAN:
+            if _is_stale(value):
                 decoded.stale += 1
                 continue
             if not math.isfinite(value):
@@ -260,7 +271,144 @@ def events(series: list[Series], decoded: Decoded, types: dict[str, str]) -> Dec
                 )
             )
             decoded.where.append(where)
+        gauge = one.family is not None and one.family.kind == GAUGE_HISTOGRAM
+        for histogram in one.histograms:
+            _native(decoded, name, unit, tag_text, where, histogram, one.start, gauge)
     return decoded
+
+
+def _native(
+    decoded: Decoded,
+    name: str,
+    unit: str | None,
+    tag_text: msgspec.Raw,
+    where: str,
+    histogram: Any,
+    start: int,
+    gauge: bool,
+) -> None:
+    """A native histogram as an event with its distribution: a cumulative one (what it adds
+    to the series' previous one is found at commit), or a gauge histogram's own."""
+    at = f"native histogram at {histogram.timestamp} ms"
+    if _is_stale(histogram.sum):
+        decoded.stale += 1
+        return
+    point = _point(histogram, from_nanoseconds(start * MS) if start else None)
+    if isinstance(point, str):
+        decoded.refuse(where, f"{at}: {point}")
+        return
+    if gauge or histogram.reset_hint == RESET_GAUGE:
+        if point.count > distributions.MOST_COUNT:
+            decoded.refuse(where, f"{at}: more than {distributions.MOST_COUNT} observations")
+            return
+        found = point.whole()
+        if found is None:
+            return  # no observations: nothing to add
+        decoded.distributions[len(decoded.events)] = found
+        value = found.sum
+    else:
+        decoded.histograms[len(decoded.events)] = point
+        value = point.sum if point.sum is not None else 0.0
+    when = from_nanoseconds(histogram.timestamp * MS)
+    decoded.events.append(MetricEvent(name, value, "histogram", unit, tag_text, None, when))
+    decoded.where.append(where)
+
+
+def _point(histogram: Any, start: datetime | None) -> Cumulative | str:
+    """A native histogram as a cumulative distribution point, or why it cannot be one."""
+    positive = _buckets(
+        "positive", histogram.positive_spans, histogram.positive_deltas, histogram.positive_counts
+    )
+    if isinstance(positive, str):
+        return positive
+    negative = _buckets(
+        "negative", histogram.negative_spans, histogram.negative_deltas, histogram.negative_counts
+    )
+    if isinstance(negative, str):
+        return negative
+    zero = histogram.zero_count_int
+    if histogram.WhichOneof("zero_count") == "zero_count_float":
+        whole = _whole(histogram.zero_count_float)
+        if whole is None:
+            return f"zero_count_float: {histogram.zero_count_float} is not a whole count"
+        zero = whole
+    sent = histogram.count_int
+    if histogram.WhichOneof("count") == "count_float":
+        sent = histogram.count_float
+    held = zero + sum(positive.values()) + sum(negative.values())
+    if held > sent:  # a larger count is fine: NaN observations are in no bucket
+        return f"its buckets hold {held} observations, more than its count {sent:g}"
+    total = histogram.sum if math.isfinite(histogram.sum) else None
+    reset = histogram.reset_hint == RESET_YES
+    if histogram.schema == CUSTOM_BOUNDS:
+        bounds = tuple(histogram.custom_values)
+        if not all(map(math.isfinite, bounds)) or any(
+            b <= a for a, b in itertools.pairwise(bounds)
+        ):
+            return "custom_values: the bounds must be finite and increasing"
+        if negative or zero or any(not 0 <= i <= len(bounds) for i in positive):
+            return f"custom buckets are positive buckets 0..{len(bounds)}, one per bound and +Inf"
+        counts = tuple(positive.get(i, 0) for i in range(len(bounds) + 1))
+        return Cumulative(start, held, total, bounds, counts, reset=reset)
+    if histogram.schema not in SCHEMAS:
+        return f"schema {histogram.schema}: this server reads -4..8 and -53 (custom buckets)"
+    # Prometheus' bucket i is (base^(i-1), base^i]: OTLP's (and Cumulative's) i - 1.
+    return Cumulative(
+        start,
+        held,
+        total,
+        scale=histogram.schema,
+        zero=zero,
+        positive={i - 1: n for i, n in positive.items()},
+        negative={i - 1: n for i, n in negative.items()},
+        reset=reset,
+    )
+
+
+def _buckets(
+    side: str, spans: Sequence[Any], deltas: Sequence[int], counts: Sequence[float]
+) -> dict[int, int] | str:
+    """Bucket index -> count (empty ones left out) from the spans and the deltas (an integer
+    histogram) or counts (a float one), or why they do not make buckets."""
+    if deltas and counts:
+        return f"{side}_deltas and {side}_counts: a histogram has one or the other"
+    values: list[int] = []
+    running = 0
+    for delta in deltas:
+        running += delta
+        if running < 0:
+            return f"{side}_deltas: bucket {len(values)} would count below zero"
+        values.append(running)
+    for count in counts:
+        whole = _whole(count)
+        if whole is None:
+            return f"{side}_counts: {count} is not a whole count"
+        values.append(whole)
+    covered = sum(span.length for span in spans)
+    if covered != len(values):
+        return f"{side}_spans cover {covered} buckets, and there are {len(values)} counts"
+    found: dict[int, int] = {}
+    index = place = 0
+    for number, span in enumerate(spans):
+        index = span.offset if number == 0 else index + span.offset
+        for value in values[place : place + span.length]:
+            if value:
+                found[index] = value
+            index += 1
+        place += span.length
+    return found
+
+
+def _whole(count: float) -> int | None:
+    """A float histogram's count as a whole number; None if it is not one."""
+    if not math.isfinite(count) or count < 0 or count != int(count):
+        return None
+    return int(count)
+
+
+def _is_stale(value: float) -> bool:
+    """Whether `value` is Prometheus' staleness marker (a NaN of its own)."""
+    return math.isnan(value) and struct.unpack("<Q", struct.pack("<d", value))[0] == STALE_NAN
 
 
 def _where(name: str, labels: dict[str, str]) -> str:

@@ -181,12 +181,12 @@ async def _prometheus_write(request: Request, written: dict[str, int]) -> None:
                 f"The request has {len(decoded.events)} samples; the limit is "
                 f"{limits.max_batch_events} (INGEST_MAX_BATCH_EVENTS)"
             )
-        written["Samples"] = await _store_samples(request, decoded, key)
+        stored = await _store_samples(request, decoded, key)
+        histograms = sum(decoded.events[i].metric_type == "histogram" for i in stored)
+        written["Samples"], written["Histograms"] = len(stored) - histograms, histograms
     await _describe(state, memory, decoded.families)
     if decoded.stale:
         state.metrics.skipped.labels("remote_write", "stale_marker").inc(decoded.stale)
-    if decoded.native_histograms:
-        decoded.refuse("", f"{decoded.native_histograms} native histogram samples: not stored yet")
     if decoded.problem_count:
         listed = (
             f" (the first {len(decoded.problems)} are listed)"
@@ -195,15 +195,16 @@ async def _prometheus_write(request: Request, written: dict[str, int]) -> None:
         )
         raise BadRequest(
             f"{decoded.problem_count} samples or series were not stored{listed}; the other "
-            f"{written['Samples']} were: {decoded.problems[0]['reason']}",
+            f"{written['Samples'] + written['Histograms']} were: {decoded.problems[0]['reason']}",
             details=decoded.problems,
         )
 
 
-async def _store_samples(request: Request, decoded: Samples, key: IdempotencyKey) -> int:
-    """Commit what our limits let through; the others are refused in `decoded`. A metric the
-    registry refuses (its series limit, a type changed under us) is left out and the rest
-    committed again: a sender drops a refused request whole."""
+async def _store_samples(request: Request, decoded: Samples, key: IdempotencyKey) -> list[int]:
+    """Commit what our limits let through and return where the committed events are in
+    `decoded.events`; the others are refused in `decoded`. A metric the registry refuses (its
+    series limit, a type changed under us) is left out and the rest committed again: a sender
+    drops a refused request whole."""
     state = request.app.state
     origin = list(range(len(decoded.events)))  # each event's place in decoded.events
     while origin:  # each pass leaves out at least one metric more
@@ -227,7 +228,7 @@ async def _store_samples(request: Request, decoded: Samples, key: IdempotencyKey
         )
         batch.distributions = {n: found[o] for n, o in enumerate(kept) if o in found} or None
         try:
-            outcome = await _submit(request, batch, key)
+            await _submit(request, batch, key)
         except ValidationFailed as refused:
             metrics = {d["metric"] for d in refused.details if "metric" in d}
             if not metrics:
@@ -237,8 +238,8 @@ async def _store_samples(request: Request, decoded: Samples, key: IdempotencyKey
                 decoded.refuse(name, f"{reason}; none of its samples here were stored")
             origin = [o for o in kept if decoded.events[o].metric_name not in metrics]
             continue
-        return outcome.accepted
-    return 0
+        return kept
+    return []
 
 
 async def _submit(request: Request, batch: Batch, key: IdempotencyKey | None) -> Accepted:

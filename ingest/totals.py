@@ -217,16 +217,17 @@ class RunningTotals:
         return increase
 
     def _histogram(self, series: int, when: datetime, point: Cumulative) -> Sketch | bool | None:
-        """The observations a cumulative histogram point adds (the rules of the counters);
+        """The observations a cumulative histogram point adds (the rules of the counters; a
+        sender's reset hint, as remote write's native histograms carry, is a restart too);
         None when it adds none, False when it is older than the series' newest point."""
         seen = self._histograms.get(series)
         if seen is not None and when <= seen.time:
             return False
         if seen is None or seen.point is None:  # the series' first: whole if it says since when
-            found = point.whole() if point.start is not None else None
+            found = point.whole() if point.start is not None or point.reset else None
         else:
             before = seen.point
-            restarted = (
+            restarted = point.reset or (
                 point.start is not None and before.start is not None and point.start != before.start
             )
             since = None if restarted else point.since(before)

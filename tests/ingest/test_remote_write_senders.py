@@ -1,18 +1,24 @@
 """The real remote-write senders, Debian's Prometheus 2.42 and vmagent, scraping a target and
 writing to us: what they scraped is what we store (series, labels, values, timestamps), the
-counters as increases beside their totals, the metadata as type and help.
+counters as increases beside their totals, the metadata as type and help; Prometheus' native
+histograms (scraped from a target in the protobuf exposition format) as distributions whose
+count, sum and percentiles are what Prometheus itself answers.
 
 Both are installed by the project's set-up (bin/ensure-tools, run by `make test`)."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections import Counter as Tally
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from auth import keys
+from tests.ingest.test_remote_write_histograms import deltas, spans
+from tests.senders import exposition_pb2 as exposition
 from tests.support import api_server, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
@@ -50,6 +58,70 @@ class Target:
         )
         self.server, _ = start_http_server(0, addr="127.0.0.1", registry=self.registry)
         self.address = f"127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class NativeTarget:
+    """A scrape target serving one native histogram in the protobuf exposition format (the only
+    one in which Prometheus 2.42 scrapes them), cumulative over what was observed, of schema 3
+    (the Go client's default bucket factor, 1.1)."""
+
+    SCHEMA = 3
+    MEDIA = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
+
+    def __init__(self) -> None:
+        self.observed: list[float] = []
+        self.lock = threading.Lock()
+        served = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = served.body()
+                self.send_response(200)
+                self.send_header("Content-Type", served.MEDIA + "encoding=delimited")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def observe(self, values: list[float]) -> None:
+        with self.lock:
+            self.observed += values
+
+    def body(self) -> bytes:
+        with self.lock:
+            observed = list(self.observed)
+        base = 2 ** (2**-self.SCHEMA)
+        found, counts = spans(dict(Tally(math.ceil(math.log(v, base)) for v in observed)))
+        histogram = exposition.Histogram(
+            sample_count=len(observed),
+            sample_sum=sum(observed),
+            schema=self.SCHEMA,
+            zero_threshold=2**-128,
+            positive_span=[exposition.BucketSpan(offset=o, length=n) for o, n in found or [(0, 0)]],
+            positive_delta=deltas(counts),
+        )
+        family = exposition.MetricFamily(
+            name="shop_wait_seconds",
+            help="Wait.",
+            type=exposition.HISTOGRAM,
+            metric=[exposition.Metric(histogram=histogram)],
+        ).SerializeToString()
+        length = bytearray()  # the delimited format: each message after its varint length
+        size = len(family)
+        while size >= 0x80:
+            length.append(size & 0x7F | 0x80)
+            size >>= 7
+        return bytes(length) + bytes([size]) + family
 
     def close(self) -> None:
         self.server.shutdown()
@@ -213,3 +285,105 @@ scrape_configs:
     assert all(row[0].microsecond % 1000 == 0 for row in requests)  # milliseconds, as scraped
     assert {row[1] for row in samples(db, "shop_temperature_celsius")} == {21.5}
     assert {row[1] for row in samples(db, "up")} == {1.0}
+
+
+def observations(db: psycopg.Connection[Any], metric: str) -> tuple[int, float]:
+    """The observations and their sum in the stored histogram points of `metric`."""
+    row = db.execute(
+        "SELECT coalesce(sum(d.count), 0)::int, coalesce(sum(d.sum), 0) "
+        "FROM analytics.distribution_store AS d JOIN analytics.series AS s ON s.id = d.series_id "
+        "JOIN analytics.metrics AS m ON m.id = s.metric_id WHERE m.name = %s",
+        (metric,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), float(row[1])
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="Debian's prometheus is not installed")
+def test_prometheus_native_histograms_are_distributions_with_prometheus_own_percentiles(
+    db_url: str, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    assert PROMETHEUS is not None
+    _, key = keys.create(db_url, "prometheus", ["ingest"])
+    web = free_port()
+    target = NativeTarget()
+    first = [0.01 * 1.01**k for k in range(500)]  # 10 ms .. 1.4 s
+    then = [0.2 + 0.001 * k for k in range(300)]
+    started = datetime.now(UTC)
+    with api_server(db_url) as base:
+        (tmp_path / "prometheus.yml").write_text(
+            f"""
+global: {{scrape_interval: 1s}}
+scrape_configs:
+  - job_name: shop
+    static_configs: [{{targets: ["{target.address}"]}}]
+remote_write:
+  - url: {base}/api/v1/write
+    authorization: {{credentials: {key}}}
+    send_native_histograms: true
+    queue_config: {{batch_send_deadline: 500ms, min_backoff: 100ms, max_backoff: 1s}}
+"""
+        )
+        command = [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+            "--enable-feature=native-histograms",
+        ]
+
+        def prometheus(query: str) -> float:
+            answer = httpx2.get(
+                f"http://127.0.0.1:{web}/api/v1/query", params={"query": query}
+            ).json()
+            [result] = answer["data"]["result"]
+            return float(result["value"][1])
+
+        with running(command, tmp_path / "prometheus.log"):
+            # The first scrapes see no observations yet: the series' baseline.
+            wait_for(lambda: scraped(db, "up", 2), timeout=60)
+            target.observe(first)
+            wait_for(lambda: observations(db, "shop_wait_seconds")[0] == 500, timeout=60)
+            target.observe(then)
+            wait_for(lambda: observations(db, "shop_wait_seconds")[0] == 800, timeout=60)
+            held = {
+                "count": prometheus("histogram_count(shop_wait_seconds)"),
+                "sum": prometheus("histogram_sum(shop_wait_seconds)"),
+                **{
+                    name: prometheus(f"histogram_quantile({q}, shop_wait_seconds)")
+                    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+                },
+            }
+    target.close()
+    assert held["count"] == 800
+    count, total = observations(db, "shop_wait_seconds")
+    assert total == pytest.approx(held["sum"]) == pytest.approx(sum(first + then))
+    figures = client_statistics(db_url, "shop_wait_seconds", started)
+    assert figures["count"] == count == 800
+    assert figures["sum"] == pytest.approx(held["sum"])
+    exact = sorted(first + then)
+    width = 2 ** (2**-NativeTarget.SCHEMA)  # a bucket's upper bound over its lower one
+    for name, share in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        # Both spread a bucket's observations over it: ours within the sketch's 1% of
+        # Prometheus' own answer, and both within the bucket the exact percentile is in.
+        assert figures[name] == pytest.approx(held[name], rel=0.02), name
+        value = exact[math.ceil(share * len(exact)) - 1]
+        assert value / width / 1.01 <= figures[name] <= value * width * 1.01, name
+    assert (
+        db.execute(
+            "SELECT metric_type::text, description FROM analytics.metrics "
+            "WHERE name = 'shop_wait_seconds'"
+        ).fetchone()[0]
+        == "histogram"
+    )
+
+
+def client_statistics(db_url: str, metric: str, since: datetime) -> dict[str, Any]:
+    from tests.support import make_client
+
+    with make_client(db_url) as client:
+        answer = client.get(
+            f"/api/v1/analytics/metrics/{metric}/statistics", params={"start": since.isoformat()}
+        )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
