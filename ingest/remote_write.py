@@ -72,15 +72,63 @@ class Decoded(Samples):
     exemplars: int = 0
 
 
+@dataclass(frozen=True)
+class Known:
+    """What a label set means here, worked out once per process (a sender sends the same
+    series in every request): the name as sent and ours, the tags as event JSON, and the
+    series as errors name it."""
+
+    sent: str  # __name__ as sent ("" if none)
+    labels: dict[str, str]  # the other labels, as sent
+    name: str  # the metric (wire.named)
+    tag_text: msgspec.Raw
+    where: str
+
+
+KNOWN_MOST = 200_000  # label sets remembered; past this the memory starts again
+# label set -> Known: 2.0's by its (name, value) pairs, 1.0's by the pairs and by the labels'
+# encoded bytes (ingest/proto/remote_write_v1.proto, TimeSeriesView)
+_known: dict[tuple[tuple[str, str], ...] | tuple[bytes, ...], Known] = {}
+
+
+def known(pairs: tuple[tuple[str, str], ...]) -> Known:
+    """A label set (name, value pairs as sent) as this server takes it."""
+    found = _known.get(pairs)
+    if found is None:
+        labels = {k: v for k, v in pairs if v}
+        sent = labels.pop("__name__", "")
+        tags = sorted((named(k, TAG_KEY), v) for k, v in labels.items())
+        found = Known(
+            sent,
+            labels,
+            named(sent) if sent else "",
+            msgspec.Raw(_encode(dict(tags))),
+            _where(sent, labels),
+        )
+        if len(_known) >= KNOWN_MOST:
+            _known.clear()
+        _known[pairs] = found
+    return found
+
+
 @dataclass
 class Series:
-    name: str
-    labels: dict[str, str]
-    samples: list[tuple[int, float, int]]  # (ms, value, start ms or 0)
+    known: Known
+    stamps: list[int]  # each sample's milliseconds
+    values: list[float]
+    starts: list[int] | None  # each sample's start (ms, 0: not sent); None: none sent
     family: Family | None
     histograms: Sequence[Any]  # native histograms: v1.Histogram or v2.Histogram
     exemplars: int
     start: int = 0  # ms, 2.0's created_timestamp: since when the series' histograms count
+
+    @property
+    def name(self) -> str:
+        return self.known.sent
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.known.labels
 
 
 def protocol_of(content_type: str | None, content_encoding: str | None) -> str:
@@ -131,16 +179,20 @@ def decompress(body: bytes, most_bytes: int) -> bytes:
         raise BadRequest(f"The body is not valid snappy (block format): {exc}") from None
 
 
-def _series_v1(request: v1.WriteRequest, families: dict[str, Family]) -> Iterable[Series]:
+def _series_v1(request: v1.WriteRequestView, families: dict[str, Family]) -> Iterable[Series]:
     for series in request.timeseries:
-        labels = {label.name: label.value for label in series.labels if label.value}
-        name = labels.pop("__name__", "")
-        samples = [(s.timestamp, s.value, 0) for s in series.samples]
+        encoded = tuple(series.labels)
+        one = _known.get(encoded)
+        if one is None:
+            labels = [v1.Label.FromString(label) for label in encoded]
+            one = _known[encoded] = known(tuple((label.name, label.value) for label in labels))
+        points = series.samples
         yield Series(
-            name,
-            labels,
-            samples,
-            _family(name, families),
+            one,
+            [s.timestamp for s in points],
+            [s.value for s in points],
+            None,
+            _family(one.sent, families),
             series.histograms,
             len(series.exemplars),
         )
@@ -157,9 +209,8 @@ def _series_v2(request: v2.Request) -> Iterable[Series]:
             raise BadRequest(
                 f"timeseries[{number}].labels_refs: pairs of references into the {count} symbols"
             )
-        labels = {symbols[refs[i]]: symbols[refs[i + 1]] for i in range(0, len(refs), 2)}
-        labels = {k: v for k, v in labels.items() if v}
-        name = labels.pop("__name__", "")
+        pairs = tuple([(symbols[refs[i]], symbols[refs[i + 1]]) for i in range(0, len(refs), 2)])
+        one = _known.get(pairs) or known(pairs)
         meta = series.metadata
         if meta.help_ref >= count or meta.unit_ref >= count:
             raise BadRequest(
@@ -170,9 +221,16 @@ def _series_v2(request: v2.Request) -> Iterable[Series]:
         if meta.type or meta.help_ref or meta.unit_ref:
             family = Family(meta.type, symbols[meta.help_ref], symbols[meta.unit_ref])
         created = series.created_timestamp
-        samples = [(s.timestamp, s.value, s.start_timestamp or created) for s in series.samples]
+        points = series.samples
         yield Series(
-            name, labels, samples, family, series.histograms, len(series.exemplars), created
+            one,
+            [s.timestamp for s in points],
+            [s.value for s in points],
+            [s.start_timestamp or created for s in points],
+            family,
+            series.histograms,
+            len(series.exemplars),
+            created,
         )
 
 
@@ -213,7 +271,7 @@ def parse(body: bytes, protocol: str, families: dict[str, Family]) -> tuple[list
     decoded = Decoded()
     try:
         if protocol == V1:
-            request = v1.WriteRequest.FromString(body)
+            request = v1.WriteRequestView.FromString(body)
             for meta in request.metadata:
                 decoded.families[meta.metric_family_name] = Family(meta.type, meta.help, meta.unit)
             series = list(_series_v1(request, {**families, **decoded.families}))
@@ -229,52 +287,66 @@ def parse(body: bytes, protocol: str, families: dict[str, Family]) -> tuple[list
 
 def events(series: list[Series], decoded: Decoded, types: dict[str, str]) -> Decoded:
     """Every storable sample of `series` as an event (`types`: the existing metrics' types)."""
-    tag_texts: dict[tuple[tuple[str, str], ...], msgspec.Raw] = {}
+    moments: dict[int, datetime] = {}  # ms -> datetime: a scrape's series share their stamps
     for one in series:
         decoded.exemplars += one.exemplars
-        if not one.name:
-            decoded.refuse(_where("", one.labels), "no __name__ label")
+        label_set = one.known
+        where = label_set.where
+        if not label_set.sent:
+            decoded.refuse(where, "no __name__ label")
             continue
-        name = named(one.name)
-        tags = {named(k, TAG_KEY): v for k, v in one.labels.items()}
-        key = tuple(sorted(tags.items()))
-        tag_text = tag_texts.get(key)
-        if tag_text is None:
-            tag_text = tag_texts[key] = msgspec.Raw(_encode(dict(key)))
-        metric_type, running = kind_of(one.name, one.labels, one.family)
+        name, tag_text = label_set.name, label_set.tag_text
+        metric_type, running = kind_of(label_set.sent, label_set.labels, one.family)
         fixed = types.get(name)
         if fixed is not None:  # the metric's own type; a Prometheus counter is a running total
-            running = fixed == "counter" and not one.name.endswith("_created")
+            running = fixed == "counter" and not label_set.sent.endswith("_created")
             metric_type = cast(MetricType, fixed)
-        where = _where(one.name, one.labels)
         unit = (one.family.unit[:32] or None) if one.family is not None else None
-        for stamp, value, start in one.samples:
-            if _is_stale(value):
-                decoded.stale += 1
-                continue
-            if not math.isfinite(value):
-                decoded.refuse(where, f"sample at {stamp} ms: {value} is not a finite number")
-                continue
-            if running:
-                decoded.totals[len(decoded.events)] = (
-                    from_nanoseconds(start * 1_000_000) if start else None
-                )
-            decoded.events.append(
-                MetricEvent(
-                    name,
-                    value,
-                    metric_type,
-                    unit,
-                    tag_text,
-                    None,
-                    from_nanoseconds(stamp * 1_000_000),
-                )
+        stamps, values, starts = one.stamps, one.values, one.starts
+        if not math.isfinite(sum(values)):  # a stale marker, NaN or infinity among them
+            stamps, values, starts = _finite(decoded, where, stamps, values, starts)
+        first = len(decoded.events)
+        decoded.events += [
+            MetricEvent(
+                name,
+                value,
+                metric_type,
+                unit,
+                tag_text,
+                None,
+                moments.get(stamp) or moments.setdefault(stamp, from_nanoseconds(stamp * MS)),
             )
-            decoded.where.append(where)
+            for stamp, value in zip(stamps, values, strict=True)
+        ]
+        decoded.where += [where] * len(values)
+        if running:
+            totals = decoded.totals
+            for index, start in enumerate(starts or [0] * len(values), first):
+                totals[index] = from_nanoseconds(start * MS) if start else None
         gauge = one.family is not None and one.family.kind == GAUGE_HISTOGRAM
         for histogram in one.histograms:
             _native(decoded, name, unit, tag_text, where, histogram, one.start, gauge)
     return decoded
+
+
+def _finite(
+    decoded: Decoded, where: str, stamps: list[int], values: list[float], starts: list[int] | None
+) -> tuple[list[int], list[float], list[int] | None]:
+    """The samples with finite values; stale markers counted, other NaNs and infinities
+    refused."""
+    kept = []
+    for index, (stamp, value) in enumerate(zip(stamps, values, strict=True)):
+        if math.isfinite(value):
+            kept.append(index)
+        elif _is_stale(value):
+            decoded.stale += 1
+        else:
+            decoded.refuse(where, f"sample at {stamp} ms: {value} is not a finite number")
+    return (
+        [stamps[i] for i in kept],
+        [values[i] for i in kept],
+        [starts[i] for i in kept] if starts is not None else None,
+    )
 
 
 def _native(
