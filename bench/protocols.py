@@ -12,6 +12,9 @@ of BATCH_SIZE samples stamped on arrival, CLIENTS senders back to back for SECON
 4. Prometheus remote write 1.0: POST /api/v1/write, the same samples as the gauge
    `node_load_rw`, one TimeSeries per host, snappy; every body is distinct (timestamps move on),
    since a body sent again is a retry, answered from its Idempotency-Key;
+   And as Prometheus sends a scrape: `node_scrape_M_total` counters (50 metrics x 100
+   instances, `job` and `instance` labels), one sample a series, 5,000 a body, each body the
+   next second's scrape (running totals: stored as increases);
 5. OTLP/HTTP: POST /v1/metrics, protobuf, the same samples as points of the gauge
    `node_load_otlp` with a `host` attribute, every body distinct as for remote write;
 6. raw binary COPY of the same rows into the hypertable (the database's own rate);
@@ -113,6 +116,38 @@ def remote_write_bodies(batches: list[list[tuple[int, float]]]) -> list[bytes]:
     return bodies
 
 
+SCRAPE_METRICS, SCRAPE_INSTANCES = 50, 100
+
+
+def scrape_bodies() -> list[bytes]:
+    """Snappy WriteRequests as Prometheus sends scrapes: one sample of each of 5,000 counter
+    series a body, each body a second after the one before (an hour ago on). The last five
+    are the earliest: bench runs send them first, to register the series (a counter sample
+    at or before its series' newest is not stored again)."""
+    start = int(time.time() * 1000) - 3_600_000
+    bodies = []
+    for number in range(REMOTE_WRITE_BODIES + 5):
+        second = number + 5 if number < REMOTE_WRITE_BODIES else number - REMOTE_WRITE_BODIES
+        request = v1.WriteRequest(
+            timeseries=[
+                v1.TimeSeries(
+                    labels=[
+                        v1.Label(name="__name__", value=f"node_scrape_{m}_total"),
+                        v1.Label(name="instance", value=f"10.0.0.{i}:9100"),
+                        v1.Label(name="job", value="node"),
+                    ],
+                    samples=[
+                        v1.Sample(value=second * (m + i + 1), timestamp=start + second * 1000)
+                    ],
+                )
+                for m in range(SCRAPE_METRICS)
+                for i in range(SCRAPE_INSTANCES)
+            ]
+        )
+        bodies.append(bytes(cramjam.snappy.compress_raw(request.SerializeToString())))
+    return bodies
+
+
 def otlp_bodies(batches: list[list[tuple[int, float]]]) -> list[bytes]:
     """ExportMetricsServiceRequests of the same samples, as remote_write_bodies dates them."""
     start = (int(time.time() * 1000) - 3_600_000) * 1_000_000
@@ -148,13 +183,14 @@ def statsd_datagrams(batches: list[list[tuple[int, float]]]) -> list[bytes]:
 
 
 async def _events(url: str, metric: str) -> int:
+    """Events stored of the metrics named `metric` (a LIKE pattern)."""
     conn = await asyncpg.connect(url)
     try:
         return int(
             await conn.fetchval(
                 "SELECT count(*) FROM analytics.metric_events AS e JOIN analytics.series AS s "
                 "ON s.id = e.series_id JOIN analytics.metrics AS m ON m.id = s.metric_id "
-                "WHERE m.name = $1",
+                "WHERE m.name LIKE $1",
                 metric,
             )
         )
@@ -234,6 +270,21 @@ def run(url: str, base: str, statsd_port: int, flush_s: float) -> dict[str, Any]
     as_remote = remote_write_bodies(batches)
     figures["remote_write"] = distinct_bodies(
         url, base, f"{METRIC}_rw", as_remote, "/api/v1/write", 204, REMOTE_WRITE_HEADERS
+    )
+    scraped = SCRAPE_METRICS * SCRAPE_INSTANCES
+    print(
+        f"    remote write as Prometheus scrapes ({scraped:,} counter series, one sample each), "
+        f"{CLIENTS} clients ...",
+        flush=True,
+    )
+    figures["remote_write_scrapes"] = distinct_bodies(
+        url,
+        base,
+        "node_scrape_%_total",
+        scrape_bodies(),
+        "/api/v1/write",
+        204,
+        REMOTE_WRITE_HEADERS,
     )
     print(f"    OTLP/HTTP protobuf (/v1/metrics), {CLIENTS} clients ...", flush=True)
     figures["otlp"] = distinct_bodies(

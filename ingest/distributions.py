@@ -10,7 +10,8 @@ the bucket's width otherwise; always within [min, max].
 
 The point's count and sum are kept as sent (a missing sum is taken from the bucket midpoints);
 min and max as sent, else the edges of the outermost non-empty buckets (the open-ended first
-and last explicit buckets end at their one bound).
+and last explicit buckets end at their one bound; a histogram of no bounds, one bucket open at
+both ends, is its observations at their mean).
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def sketch(
         smallest = filled[0][1]
     if math.isinf(largest):
         largest = filled[-1][0]
+    if not (math.isfinite(smallest) and math.isfinite(largest)):
+        # One bucket open at both ends (no bounds) and no min and max: the observations are
+        # placed at their mean; without a sum there is nowhere to place them.
+        if total is None:
+            return None
+        smallest = largest = total / sum(n for _, _, n in filled)
     tally: dict[int, int] = {}
     for a, b, n in filled:
         a, b = max(a, smallest), min(b, largest)

@@ -58,6 +58,9 @@ MS = 1_000_000  # nanoseconds in the protocol's milliseconds
 CUMULATIVE_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 RESET_YES, RESET_GAUGE = 1, 3  # a native histogram's reset hint (the same in 1.0 and 2.0)
 CUSTOM_BOUNDS, SCHEMAS = -53, range(-4, 9)  # the native histogram schemas read
+# Bucket indexes one side of a native histogram may span: at schema 8, values 2^128 apart (a
+# histogram is held densely between its outermost buckets).
+WIDEST = 2**15
 
 # Prometheus' metric types (the same numbers in 1.0 and 2.0), as ours.
 COUNTER, GAUGE, HISTOGRAM, GAUGE_HISTOGRAM, SUMMARY = 1, 2, 3, 4, 5
@@ -407,6 +410,8 @@ def _point(histogram: Any, start: datetime | None) -> Cumulative | str:
     sent = histogram.count_int
     if histogram.WhichOneof("count") == "count_float":
         sent = histogram.count_float
+        if not (math.isfinite(sent) and sent >= 0):
+            return f"count_float: {sent} is not a count"
     held = zero + sum(positive.values()) + sum(negative.values())
     if held > sent:  # a larger count is fine: NaN observations are in no bucket
         return f"its buckets hold {held} observations, more than its count {sent:g}"
@@ -414,6 +419,8 @@ def _point(histogram: Any, start: datetime | None) -> Cumulative | str:
     reset = histogram.reset_hint == RESET_YES
     if histogram.schema == CUSTOM_BOUNDS:
         bounds = tuple(histogram.custom_values)
+        if not bounds:
+            return "custom_values: custom buckets need at least one bound"
         if not all(map(math.isfinite, bounds)) or any(
             b <= a for a, b in itertools.pairwise(bounds)
         ):
@@ -424,6 +431,9 @@ def _point(histogram: Any, start: datetime | None) -> Cumulative | str:
         return Cumulative(start, held, total, bounds, counts, reset=reset)
     if histogram.schema not in SCHEMAS:
         return f"schema {histogram.schema}: this server reads -4..8 and -53 (custom buckets)"
+    for side, found in (("positive", positive), ("negative", negative)):
+        if found and max(found) - min(found) > WIDEST:
+            return f"{side} buckets {min(found)}..{max(found)}: more than {WIDEST} indexes apart"
     # Prometheus' bucket i is (base^(i-1), base^i]: OTLP's (and Cumulative's) i - 1.
     return Cumulative(
         start,

@@ -182,7 +182,8 @@ async def _prometheus_write(request: Request, written: dict[str, int]) -> None:
                 f"{limits.max_batch_events} (INGEST_MAX_BATCH_EVENTS)"
             )
         stored = await _store_samples(request, decoded, key)
-        histograms = sum(decoded.events[i].metric_type == "histogram" for i in stored)
+        points = decoded.histograms.keys() | decoded.distributions.keys()
+        histograms = sum(i in points for i in stored)
         written["Samples"], written["Histograms"] = len(stored) - histograms, histograms
     await _describe(state, memory, decoded.families)
     if decoded.stale:

@@ -361,6 +361,26 @@ def test_a_delta_histogram_is_a_distribution_with_percentiles_within_its_buckets
     ).fetchone() == ("histogram",)
 
 
+def test_a_histogram_without_bounds_is_its_observations_at_their_mean(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    one = metrics_pb2.HistogramDataPoint(
+        time_unix_nano=int(now.timestamp() * 1e9), count=3, sum=6.0, bucket_counts=[3]
+    )
+    histogram = metrics_pb2.Metric(
+        name="unbounded",
+        histogram=metrics_pb2.Histogram(data_points=[one], aggregation_temporality=1),
+    )
+    answer = client.post(
+        "/v1/metrics", content=request(histogram).SerializeToString(), headers=PROTOBUF
+    )
+    assert answer.status_code == 200, answer.text
+    figures = statistics(client, "unbounded", now)
+    assert (figures["count"], figures["sum"]) == (3, 6.0)
+    assert figures["p50"] == pytest.approx(2.0, rel=0.01)
+
+
 def test_an_exponential_histogram_keeps_percentiles_within_one_percent(
     client: TestClient, db: psycopg.Connection[Any]
 ) -> None:

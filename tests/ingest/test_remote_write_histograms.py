@@ -133,6 +133,9 @@ def test_native_histograms_are_distributions_with_percentiles_within_one_percent
         == 204
     )
     assert len(histogram_points(db, "rpc_seconds")) == 2
+    # A plain sample of the histogram metric is a sample, not a histogram, in the answer.
+    plain = send_v1(client, series_v1(labels, (now + 3 * step, 0.5)))
+    assert written(plain) == ("1", "0")
 
 
 def test_remote_write_2_start_times_reset_hints_custom_buckets_and_gauge_histograms(
@@ -182,8 +185,13 @@ def test_remote_write_2_start_times_reset_hints_custom_buckets_and_gauge_histogr
         for n in range(2)
     ]
     depth = v2.TimeSeries(labels_refs=[1, 4], histograms=gauge)
-    # Schema 0: bucket 1 is (1, 2]; its observations are spread over it, no wider.
+    # Schema 0: bucket 1 is (1, 2]; its observations are spread over it, no wider. Negative
+    # bucket 1 is [-2, -1).
     coarse = native([1.5] * 10, 0, now, v2, reset_hint=v2.Histogram.RESET_HINT_GAUGE)
+    coarse.negative_spans.append(v2.BucketSpan(offset=1, length=1))
+    coarse.negative_deltas.append(2)
+    coarse.count_int += 2
+    coarse.sum -= 3.0
     size = v2.TimeSeries(labels_refs=[1, 7], histograms=[coarse])
     answer = send_v2(client, [*symbols, "size_bytes"], exponential, explicit, depth, size)
     assert answer.status_code == 204, answer.text
@@ -200,7 +208,9 @@ def test_remote_write_2_start_times_reset_hints_custom_buckets_and_gauge_histogr
     assert 0.1 <= figures["p50"] <= 0.5 * 1.01  # within its bucket
     assert statistics(client, "queue_depth", now)["p50"] == pytest.approx(3.0, rel=0.02)
     coarse_figures = statistics(client, "size_bytes", now)
-    assert 1.0 <= coarse_figures["min"] <= coarse_figures["p50"] <= coarse_figures["max"] <= 2.0
+    assert coarse_figures["count"] == 12
+    assert -2.0 <= coarse_figures["min"] <= -1.0
+    assert 1.0 <= coarse_figures["p50"] <= coarse_figures["max"] <= 2.0
 
 
 def test_a_stale_histogram_is_no_observation(
@@ -244,6 +254,31 @@ BAD = {
             positive_deltas=[1],
         ),
         "custom_values: the bounds must be finite and increasing",
+    ),
+    "custom buckets without bounds": (
+        dict(
+            schema=-53,
+            count_int=5,
+            custom_values=[],
+            positive_spans=[(0, 1)],
+            positive_deltas=[5],
+            reset_hint=3,
+        ),
+        "custom_values: custom buckets need at least one bound",
+    ),
+    "buckets too far apart": (
+        dict(
+            schema=0,
+            count_int=2,
+            positive_spans=[(0, 1), (10_000_000, 1)],
+            positive_deltas=[1, 0],
+            reset_hint=3,
+        ),
+        "positive buckets 0..10000001: more than 32768 indexes apart",
+    ),
+    "a count that is not one": (
+        dict(schema=3, count_float=math.nan, positive_spans=[(0, 1)], positive_counts=[1.0]),
+        "count_float: nan is not a count",
     ),
     "a custom bucket past +Inf": (
         dict(
