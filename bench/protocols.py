@@ -12,9 +12,10 @@ of BATCH_SIZE samples stamped on arrival, CLIENTS senders back to back for SECON
 4. Prometheus remote write 1.0: POST /api/v1/write, the same samples as the gauge
    `node_load_rw`, one TimeSeries per host, snappy; every body is distinct (timestamps move on),
    since a body sent again is a retry, answered from its Idempotency-Key;
-   And as Prometheus sends a scrape: `node_scrape_M_total` counters (50 metrics x 100
-   instances, `job` and `instance` labels), one sample a series, 5,000 a body, each body the
-   next second's scrape (running totals: stored as increases);
+   And as Prometheus 2.42 sends scrapes: `node_scrape_M_total` counters (50 metrics x 100
+   instances, `job` and `instance` labels) scraped each second (running totals: stored as
+   increases), CLIENTS shards each sending its own share of the series in time order, 500
+   samples a request (its max_samples_per_send), one request in flight a shard;
 5. OTLP/HTTP: POST /v1/metrics, protobuf, the same samples as points of the gauge
    `node_load_otlp` with a `host` attribute, every body distinct as for remote write;
 6. raw binary COPY of the same rows into the hypertable (the database's own rate);
@@ -117,35 +118,51 @@ def remote_write_bodies(batches: list[list[tuple[int, float]]]) -> list[bytes]:
 
 
 SCRAPE_METRICS, SCRAPE_INSTANCES = 50, 100
+SCRAPE_SECONDS = 240  # scrapes generated: more than 15 s can send at 80,000 samples/s
+SCRAPE_PER_SEND = 500  # Prometheus 2.42's max_samples_per_send
+
+
+def _scrape_request(points: list[tuple[int, int, int]], start: int) -> bytes:
+    """A snappy WriteRequest of (metric, instance, second) samples of the scrape counters."""
+    request = v1.WriteRequest(
+        timeseries=[
+            v1.TimeSeries(
+                labels=[
+                    v1.Label(name="__name__", value=f"node_scrape_{m}_total"),
+                    v1.Label(name="instance", value=f"10.0.0.{i}:9100"),
+                    v1.Label(name="job", value="node"),
+                ],
+                samples=[v1.Sample(value=second * (m + i + 1), timestamp=start + second * 1000)],
+            )
+            for m, i, second in points
+        ]
+    )
+    return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
 
 
 def scrape_bodies() -> list[bytes]:
-    """Snappy WriteRequests as Prometheus sends scrapes: one sample of each of 5,000 counter
-    series a body, each body a second after the one before (an hour ago on). The last five
-    are the earliest: bench runs send them first, to register the series (a counter sample
-    at or before its series' newest is not stored again)."""
+    """Snappy WriteRequests as Prometheus 2.42 sends scrapes of 5,000 counter series (one sample
+    of a series each second, an hour ago on): CLIENTS shards, each its own share of the series
+    in time order, at most SCRAPE_PER_SEND samples a request. Body j * CLIENTS + k is shard
+    k's j-th (bench.overload.capacity's sender k sends those). The last five hold the first
+    scrape: bench runs send them first, to register the series (a counter sample at or before
+    its series' newest is not stored again)."""
     start = int(time.time() * 1000) - 3_600_000
-    bodies = []
-    for number in range(REMOTE_WRITE_BODIES + 5):
-        second = number + 5 if number < REMOTE_WRITE_BODIES else number - REMOTE_WRITE_BODIES
-        request = v1.WriteRequest(
-            timeseries=[
-                v1.TimeSeries(
-                    labels=[
-                        v1.Label(name="__name__", value=f"node_scrape_{m}_total"),
-                        v1.Label(name="instance", value=f"10.0.0.{i}:9100"),
-                        v1.Label(name="job", value="node"),
-                    ],
-                    samples=[
-                        v1.Sample(value=second * (m + i + 1), timestamp=start + second * 1000)
-                    ],
-                )
-                for m in range(SCRAPE_METRICS)
-                for i in range(SCRAPE_INSTANCES)
+    everything = [(m, i) for m in range(SCRAPE_METRICS) for i in range(SCRAPE_INSTANCES)]
+    shards = [everything[k::CLIENTS] for k in range(CLIENTS)]
+    sends = []
+    for shard in shards:
+        stream = [(m, i, second) for second in range(1, SCRAPE_SECONDS + 1) for m, i in shard]
+        sends.append(
+            [
+                _scrape_request(stream[at : at + SCRAPE_PER_SEND], start)
+                for at in range(0, len(stream), SCRAPE_PER_SEND)
             ]
         )
-        bodies.append(bytes(cramjam.snappy.compress_raw(request.SerializeToString())))
-    return bodies
+    bodies = [body for round_ in zip(*sends, strict=True) for body in round_]
+    first = [(m, i, 0) for m, i in everything]
+    step = len(first) // 5
+    return [*bodies, *(_scrape_request(first[n * step : (n + 1) * step], start) for n in range(5))]
 
 
 def otlp_bodies(batches: list[list[tuple[int, float]]]) -> list[bytes]:
@@ -233,15 +250,15 @@ def distinct_bodies(
     path: str,
     ok: int,
     headers: dict[str, str],
+    per_body: int = BATCH_SIZE,
 ) -> float:
-    """Samples/s stored from bodies each sent once (the last five first, to register the
-    series), counted in the database: a body sent again would be a retry, stored once."""
-    asyncio.run(capacity(base, bodies[-5:], BATCH_SIZE, 1, 1, path, ok, headers))
+    """Samples/s stored from bodies (of `per_body` samples) each sent once (the last five
+    first, to register the series), counted in the database: a body sent again would be a
+    retry, stored once."""
+    asyncio.run(capacity(base, bodies[-5:], per_body, 1, 1, path, ok, headers))
     before = asyncio.run(_events(url, metric))
     started = time.perf_counter()
-    posted = asyncio.run(
-        capacity(base, bodies[:-5], BATCH_SIZE, CLIENTS, SECONDS, path, ok, headers)
-    )
+    posted = asyncio.run(capacity(base, bodies[:-5], per_body, CLIENTS, SECONDS, path, ok, headers))
     rate = (asyncio.run(_events(url, metric)) - before) / (time.perf_counter() - started)
     if rate < 0.95 * posted:
         print(
@@ -273,8 +290,8 @@ def run(url: str, base: str, statsd_port: int, flush_s: float) -> dict[str, Any]
     )
     scraped = SCRAPE_METRICS * SCRAPE_INSTANCES
     print(
-        f"    remote write as Prometheus scrapes ({scraped:,} counter series, one sample each), "
-        f"{CLIENTS} clients ...",
+        f"    remote write as Prometheus sends scrapes ({scraped:,} counter series, one sample "
+        f"each a second; {CLIENTS} shards, {SCRAPE_PER_SEND} samples a request) ...",
         flush=True,
     )
     figures["remote_write_scrapes"] = distinct_bodies(
@@ -285,6 +302,7 @@ def run(url: str, base: str, statsd_port: int, flush_s: float) -> dict[str, Any]
         "/api/v1/write",
         204,
         REMOTE_WRITE_HEADERS,
+        SCRAPE_PER_SEND,
     )
     print(f"    OTLP/HTTP protobuf (/v1/metrics), {CLIENTS} clients ...", flush=True)
     figures["otlp"] = distinct_bodies(

@@ -186,7 +186,9 @@ class GroupCommitter:
                         return
                     continue
                 try:
-                    await self._commit_group(group, held)
+                    # Entered before anything is awaited: turns in the order groups were taken.
+                    async with self.totals.turn([pending.batch for pending in group]):
+                        await self._commit_group(group, held)
                 except Exception as exc:  # the writer must survive whatever one group does
                     log.exception("group commit failed")
                     for failed in group:
@@ -234,15 +236,7 @@ class GroupCommitter:
         await self.keys.prune(self.limits.commit_timeout_s)
 
     async def _commit(self, group: list[Pending], held: HeldConnection) -> None:
-        batches = [pending.batch for pending in group]
-        totals.received(batches)
-        if any(batch.running is not None for batch in batches):
-            async with self.totals.lock:  # see ingest/totals.py
-                await self._commit_group_of(group, held)
-        else:
-            await self._commit_group_of(group, held)
-
-    async def _commit_group_of(self, group: list[Pending], held: HeldConnection) -> None:
+        totals.received([pending.batch for pending in group])
         if await self._commit_steady(group, held):
             return
         moved: list[int] = []

@@ -122,22 +122,25 @@ def _rows(
     new_key = new_group.copy()
     new_key[1:] |= keys[1:] != keys[:-1]
     key_starts = np.flatnonzero(new_key)
-    # Where each group's keys begin among the distinct (group, key) pairs.
-    splits = np.searchsorted(key_starts, starts).tolist()
-    splits.append(len(key_starts))
-    key_text, key_width = _fixed_width(keys[key_starts])
-    count_text, count_width = _fixed_width(np.diff(np.append(key_starts, count)))
     rows = Rows(
         counts=np.diff(np.append(starts, count)).tolist(),
         sums=np.add.reduceat(values, starts).tolist(),
         mins=np.minimum.reduceat(values, starts).tolist(),
         maxs=np.maximum.reduceat(values, starts).tolist(),
     )
-    for i, group in enumerate(distinct.tolist()):
+    rows.minutes = [_minute(stamps, minute) for minute in (distinct // GROUP_SHIFT).tolist()]
+    rows.owners = (distinct % GROUP_SHIFT).tolist()
+    if len(key_starts) == len(starts):  # one key a row (a scrape's: one value a series)
+        rows.keys = [f"{{{key}}}" for key in keys[key_starts].tolist()]
+        rows.key_counts = [f"{{{n}}}" for n in rows.counts]
+        return rows
+    # Where each group's keys begin among the distinct (group, key) pairs.
+    splits = np.searchsorted(key_starts, starts).tolist()
+    splits.append(len(key_starts))
+    key_text, key_width = _fixed_width(keys[key_starts])
+    count_text, count_width = _fixed_width(np.diff(np.append(key_starts, count)))
+    for i in range(len(distinct)):
         first, last = splits[i], splits[i + 1]
-        minute, owner = divmod(group, GROUP_SHIFT)
-        rows.minutes.append(_minute(stamps, minute))
-        rows.owners.append(owner)
         rows.keys.append(f"{{{key_text[first * key_width : last * key_width - 1].decode()}}}")
         rows.key_counts.append(
             f"{{{count_text[first * count_width : last * count_width - 1].decode()}}}"

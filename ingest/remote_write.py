@@ -89,32 +89,37 @@ class Known:
 
 
 KNOWN_MOST = 200_000  # label sets remembered; past this the memory starts again
-# label set -> Known: 2.0's by its (name, value) pairs, 1.0's by the pairs and by the labels'
-# encoded bytes (ingest/proto/remote_write_v1.proto, TimeSeriesView)
+# label set -> Known: 2.0's by its (name, value) pairs, 1.0's by the labels' encoded bytes
+# (ingest/proto/remote_write_v1.proto, TimeSeriesView)
 _known: dict[tuple[tuple[str, str], ...] | tuple[bytes, ...], Known] = {}
 
 
 def known(pairs: tuple[tuple[str, str], ...]) -> Known:
     """A label set (name, value pairs as sent) as this server takes it."""
-    found = _known.get(pairs)
-    if found is None:
-        labels = {k: v for k, v in pairs if v}
-        sent = labels.pop("__name__", "")
-        tags = sorted((named(k, TAG_KEY), v) for k, v in labels.items())
-        found = Known(
-            sent,
-            labels,
-            named(sent) if sent else "",
-            msgspec.Raw(_encode(dict(tags))),
-            _where(sent, labels),
-        )
-        if len(_known) >= KNOWN_MOST:
-            _known.clear()
-        _known[pairs] = found
+    return _known.get(pairs) or _remember(pairs, _meaning(pairs))
+
+
+def _remember(key: tuple[tuple[str, str], ...] | tuple[bytes, ...], found: Known) -> Known:
+    if len(_known) >= KNOWN_MOST:
+        _known.clear()
+    _known[key] = found
     return found
 
 
-@dataclass
+def _meaning(pairs: tuple[tuple[str, str], ...]) -> Known:
+    labels = {k: v for k, v in pairs if v}
+    sent = labels.pop("__name__", "")
+    tags = sorted((named(k, TAG_KEY), v) for k, v in labels.items())
+    return Known(
+        sent,
+        labels,
+        named(sent) if sent else "",
+        msgspec.Raw(_encode(dict(tags))),
+        _where(sent, labels),
+    )
+
+
+@dataclass(slots=True)
 class Series:
     known: Known
     stamps: list[int]  # each sample's milliseconds
@@ -182,23 +187,45 @@ def decompress(body: bytes, most_bytes: int) -> bytes:
         raise BadRequest(f"The body is not valid snappy (block format): {exc}") from None
 
 
+# TimeSeriesView's fields, by number: read through ListFields, which returns only those sent
+# (about twice as fast as asking for each: an empty repeated field is an object too)
+_LABELS, _SAMPLES, _EXEMPLARS, _HISTOGRAMS = 1, 2, 3, 4
+
+
 def _series_v1(request: v1.WriteRequestView, families: dict[str, Family]) -> Iterable[Series]:
+    family_of: dict[str, Family | None] = {}  # sample name -> its family, for this request
     for series in request.timeseries:
-        encoded = tuple(series.labels)
+        encoded: tuple[bytes, ...] = ()
+        points: Sequence[Any] = ()
+        histograms: Sequence[Any] = ()
+        exemplars = 0
+        for field, value in series.ListFields():
+            number = field.number
+            if number == _LABELS:
+                encoded = tuple(value)
+            elif number == _SAMPLES:
+                points = value
+            elif number == _EXEMPLARS:
+                exemplars = len(value)
+            elif number == _HISTOGRAMS:
+                histograms = value
         one = _known.get(encoded)
         if one is None:
             labels = [v1.Label.FromString(label) for label in encoded]
-            one = _known[encoded] = known(tuple((label.name, label.value) for label in labels))
-        points = series.samples
-        yield Series(
-            one,
-            [s.timestamp for s in points],
-            [s.value for s in points],
-            None,
-            _family(one.sent, families),
-            series.histograms,
-            len(series.exemplars),
-        )
+            one = _remember(encoded, _meaning(tuple((label.name, label.value) for label in labels)))
+        if len(points) == 1:  # a scrape's: one sample a series
+            point = points[0]
+            stamps, values = [point.timestamp], [point.value]
+        else:
+            stamps, values = [s.timestamp for s in points], [s.value for s in points]
+        sent = one.sent
+        family = family_of.get(sent, _UNSEEN)
+        if family is _UNSEEN:
+            family = family_of[sent] = _family(sent, families)
+        yield Series(one, stamps, values, None, family, histograms, exemplars)
+
+
+_UNSEEN = Family(-1)
 
 
 def _series_v2(request: v2.Request) -> Iterable[Series]:
@@ -213,7 +240,7 @@ def _series_v2(request: v2.Request) -> Iterable[Series]:
                 f"timeseries[{number}].labels_refs: pairs of references into the {count} symbols"
             )
         pairs = tuple([(symbols[refs[i]], symbols[refs[i + 1]]) for i in range(0, len(refs), 2)])
-        one = _known.get(pairs) or known(pairs)
+        one = known(pairs)
         meta = series.metadata
         if meta.help_ref >= count or meta.unit_ref >= count:
             raise BadRequest(
@@ -291,6 +318,9 @@ def parse(body: bytes, protocol: str, families: dict[str, Family]) -> tuple[list
 def events(series: list[Series], decoded: Decoded, types: dict[str, str]) -> Decoded:
     """Every storable sample of `series` as an event (`types`: the existing metrics' types)."""
     moments: dict[int, datetime] = {}  # ms -> datetime: a scrape's series share their stamps
+    # (name, family, whether an `le` label) -> what _kind says: the same for a name's series
+    kinds: dict[tuple[str, int, bool], tuple[MetricType, bool, str | None]] = {}
+    found, where_of, totals = decoded.events, decoded.where, decoded.totals
     for one in series:
         decoded.exemplars += one.exemplars
         label_set = one.known
@@ -299,37 +329,57 @@ def events(series: list[Series], decoded: Decoded, types: dict[str, str]) -> Dec
             decoded.refuse(where, "no __name__ label")
             continue
         name, tag_text = label_set.name, label_set.tag_text
-        metric_type, running = kind_of(label_set.sent, label_set.labels, one.family)
-        fixed = types.get(name)
-        if fixed is not None:  # the metric's own type; a Prometheus counter is a running total
-            running = fixed == "counter" and not label_set.sent.endswith("_created")
-            metric_type = cast(MetricType, fixed)
-        unit = (one.family.unit[:32] or None) if one.family is not None else None
+        family = one.family
+        seen = (label_set.sent, id(family), "le" in label_set.labels)  # the series holds family
+        kind = kinds.get(seen)
+        if kind is None:
+            kind = kinds[seen] = _kind(label_set, family, types)
+        metric_type, running, unit = kind
         stamps, values, starts = one.stamps, one.values, one.starts
-        if not math.isfinite(sum(values)):  # a stale marker, NaN or infinity among them
-            stamps, values, starts = _finite(decoded, where, stamps, values, starts)
-        first = len(decoded.events)
-        decoded.events += [
-            MetricEvent(
-                name,
-                value,
-                metric_type,
-                unit,
-                tag_text,
-                None,
-                moments.get(stamp) or moments.setdefault(stamp, from_nanoseconds(stamp * MS)),
-            )
-            for stamp, value in zip(stamps, values, strict=True)
-        ]
-        decoded.where += [where] * len(values)
-        if running:
-            totals = decoded.totals
-            for index, start in enumerate(starts or [0] * len(values), first):
-                totals[index] = from_nanoseconds(start * MS) if start else None
-        gauge = one.family is not None and one.family.kind == GAUGE_HISTOGRAM
-        for histogram in one.histograms:
-            _native(decoded, name, unit, tag_text, where, histogram, one.start, gauge)
+        if len(values) == 1 and starts is None and math.isfinite(values[0]):  # a scrape's
+            stamp = stamps[0]
+            moment = moments.get(stamp) or moments.setdefault(stamp, from_nanoseconds(stamp * MS))
+            if running:
+                totals[len(found)] = None
+            found.append(MetricEvent(name, values[0], metric_type, unit, tag_text, None, moment))
+            where_of.append(where)
+        elif values:
+            if not math.isfinite(sum(values)):  # a stale marker, NaN or infinity among them
+                stamps, values, starts = _finite(decoded, where, stamps, values, starts)
+            first = len(found)
+            found += [
+                MetricEvent(
+                    name,
+                    value,
+                    metric_type,
+                    unit,
+                    tag_text,
+                    None,
+                    moments.get(stamp) or moments.setdefault(stamp, from_nanoseconds(stamp * MS)),
+                )
+                for stamp, value in zip(stamps, values, strict=True)
+            ]
+            where_of += [where] * len(values)
+            if running:
+                for index, start in enumerate(starts or [0] * len(values), first):
+                    totals[index] = from_nanoseconds(start * MS) if start else None
+        if one.histograms:
+            gauge = family is not None and family.kind == GAUGE_HISTOGRAM
+            for histogram in one.histograms:
+                _native(decoded, name, unit, tag_text, where, histogram, one.start, gauge)
     return decoded
+
+
+def _kind(
+    label_set: Known, family: Family | None, types: dict[str, str]
+) -> tuple[MetricType, bool, str | None]:
+    """(our metric type, whether its samples are running totals, the unit) of a series."""
+    metric_type, running = kind_of(label_set.sent, label_set.labels, family)
+    fixed = types.get(label_set.name)
+    if fixed is not None:  # the metric's own type; a Prometheus counter is a running total
+        running = fixed == "counter" and not label_set.sent.endswith("_created")
+        metric_type = cast(MetricType, fixed)
+    return metric_type, running, (family.unit[:32] or None) if family is not None else None
 
 
 def _finite(

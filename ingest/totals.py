@@ -21,17 +21,20 @@ totals). The increase of a sample, against the series' newest stored one:
 The newest sample of each series is kept in memory (loaded from the store on first use, so a
 restart of ours loses nothing; a start time is not stored, so the first sample after our
 restart compares totals only). A group's increases are computed when its transaction begins;
-groups with running totals commit one at a time; if one fails, the series it touched are
-forgotten and read back from the store next time. Two ingest processes fed the same series at
-once would each compute against their own newest sample: a sender sends a series to one
-endpoint (Prometheus shards by series), and that is what this relies on.
+a group whose running totals share a series with a group queued before it waits for that one
+to end (`turn`: groups of other series commit at the same time, as Prometheus' shards send);
+if one fails, the series it touched are forgotten and read back from the store next time.
+Two ingest processes fed the same series at once would each compute against their own newest
+sample: a sender sends a series to one endpoint (Prometheus shards by series), and that is
+what this relies on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -41,7 +44,7 @@ import msgspec
 import sql
 from ingest.distributions import MOST_COUNT, Cumulative, Sketch
 from ingest.validate import Batch, Running
-from ingest.wire import MetricEvent
+from ingest.wire import MetricEvent, SeriesKey
 
 
 @dataclass
@@ -89,16 +92,46 @@ def received(batches: Sequence[Batch]) -> None:
 
 
 class RunningTotals:
-    """The newest stored sample of each series that receives running totals. Groups with
-    running totals commit one at a time (`lock`): a group's increases are computed against
-    what the groups before it committed, never against another one still in flight."""
+    """The newest stored sample of each series that receives running totals. A group's
+    increases are computed against what the groups queued before it committed, never against
+    one still in flight (`turn`)."""
 
     MOST = 500_000  # series kept; past that the longest-known tenth is read again when needed
 
     def __init__(self) -> None:
         self._newest: dict[int, Newest] = {}
         self._histograms: dict[int, Seen] = {}
-        self.lock = asyncio.Lock()
+        # series -> the end of the last group queued that holds its running totals
+        self._holders: dict[SeriesKey, asyncio.Future[None]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, batches: Sequence[Batch]) -> AsyncIterator[None]:
+        """A group's turn: entered once the groups taken before it that hold running totals
+        (or cumulative histograms) of any of its series have ended. Enter it as the group is
+        taken from the queue, before anything is awaited: the order of entering is the order
+        of turns."""
+        keys = {
+            running.keys[index]
+            for batch in batches
+            if (running := batch.running) is not None
+            for index in itertools.chain(running.totals, running.histograms)
+        }
+        if not keys:
+            yield
+            return
+        done = asyncio.get_running_loop().create_future()
+        before = {self._holders[key] for key in keys if key in self._holders}
+        for key in keys:
+            self._holders[key] = done
+        try:
+            if before:
+                await asyncio.wait(before)
+            yield
+        finally:
+            done.set_result(None)
+            for key in keys:
+                if self._holders.get(key) is done:
+                    del self._holders[key]
 
     def forget(self, series: Sequence[int]) -> None:
         for series_id in series:

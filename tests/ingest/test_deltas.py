@@ -20,11 +20,25 @@ def batch(rng: random.Random, count: int, now: datetime) -> tuple[Batch, list[in
     return Batch(events, times, [], min(times), max(times)), [rng.randrange(1, 40) for _ in times]
 
 
+def scrape(count: int, now: datetime) -> tuple[Batch, list[int]]:
+    """A value of each of `count` series (and twice the same value of one more): one sketch
+    key a row, as scrapes give."""
+    events = [MetricEvent(metric_name="m", metric_type="gauge", value=v) for v in range(count)]
+    events += [MetricEvent(metric_name="m", metric_type="gauge", value=2.5)] * 2
+    return Batch(events, [now] * len(events), [], now, now), [*range(1, count + 1), 39, 39]
+
+
 @pytest.mark.parametrize("count", [1, 7, 300])
-def test_both_paths_give_the_same_rows(count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("shape", ["random", "scrape"])
+def test_both_paths_give_the_same_rows(
+    count: int, shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = random.Random(count)
     now = datetime.now(UTC)
-    groups = [batch(rng, count, now), batch(rng, count // 2 + 1, now)]
+    if shape == "scrape":
+        groups = [scrape(min(count, 38), now)]
+    else:
+        groups = [batch(rng, count, now), batch(rng, count // 2 + 1, now)]
     batches, ids = [b for b, _ in groups], [i for _, i in groups]
     metric_of = {s: 1 + s % 3 for s in range(1, 40)}
     values = [event.value for b in batches for event in b.events]

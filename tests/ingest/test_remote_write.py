@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -105,6 +106,40 @@ def test_a_counter_is_stored_as_its_increases_with_resets_and_its_totals_beside(
     ).json()
     assert statistics["sum"] == 105  # the increase over the window
     assert statistics["count"] == 5
+
+
+def test_shards_of_one_sender_at_once_store_every_increase(
+    client: TestClient, db: psycopg.Connection[Any], now: datetime
+) -> None:
+    """As Prometheus sends: shards of their own series at once, each one request at a time."""
+    step = timedelta(seconds=1)
+
+    def shard(number: int) -> list[int]:
+        statuses = []
+        for scrape in range(12):
+            series = [
+                series_v1(
+                    {"__name__": "shard_requests_total", "instance": f"i{number}-{n}"},
+                    (now + scrape * step, scrape * (n + 1)),
+                )
+                for n in range(5)
+            ]
+            statuses.append(send_v1(client, *series).status_code)
+        return statuses
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = [
+            status for shard_statuses in pool.map(shard, range(4)) for status in shard_statuses
+        ]
+    assert statuses == [204] * 48
+    stored = rows(db, "shard_requests_total")
+    assert len(stored) == 4 * 5 * 12
+    by_series: dict[str, list[tuple[float, float]]] = {}
+    for _, value, total, tags, _ in stored:
+        by_series.setdefault(tags["instance"], []).append((value, total))
+    for instance, samples in by_series.items():
+        n = int(instance.rsplit("-", 1)[1])
+        assert samples == [(0, 0)] + [(n + 1, scrape * (n + 1)) for scrape in range(1, 12)]
 
 
 def test_a_resent_request_and_resent_samples_are_not_counted_twice(
