@@ -15,7 +15,8 @@ of BATCH_SIZE samples stamped on arrival, CLIENTS senders back to back for SECON
    And as Prometheus 2.42 sends scrapes: `node_scrape_M_total` counters (50 metrics x 100
    instances, `job` and `instance` labels) scraped each second (running totals: stored as
    increases), CLIENTS shards each sending its own share of the series in time order, 500
-   samples a request (its max_samples_per_send), one request in flight a shard;
+   samples a request (its max_samples_per_send), one request in flight a shard; and the same
+   scrapes as JSON batches (the counters' increases), to compare in the same shape;
 5. OTLP/HTTP: POST /v1/metrics, protobuf, the same samples as points of the gauge
    `node_load_otlp` with a `host` attribute, every body distinct as for remote write;
 6. raw binary COPY of the same rows into the hypertable (the database's own rate);
@@ -39,7 +40,7 @@ from opentelemetry.proto.common.v1 import common_pb2 as otlp_common
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as otlp_metrics
 
 from bench import load
-from bench.overload import capacity
+from bench.overload import BATCH, capacity
 from bench.storage import VictoriaMetrics
 from ingest.proto import remote_write_v1_pb2 as v1
 
@@ -122,8 +123,11 @@ SCRAPE_SECONDS = 240  # scrapes generated: more than 15 s can send at 80,000 sam
 SCRAPE_PER_SEND = 500  # Prometheus 2.42's max_samples_per_send
 
 
-def _scrape_request(points: list[tuple[int, int, int]], start: int) -> bytes:
-    """A snappy WriteRequest of (metric, instance, second) samples of the scrape counters."""
+Scrape = list[tuple[int, int, int]]  # (metric, instance, second) samples of a request
+
+
+def _scrape_request(points: Scrape, start: int) -> bytes:
+    """A snappy WriteRequest of the scrape counters' samples."""
     request = v1.WriteRequest(
         timeseries=[
             v1.TimeSeries(
@@ -140,29 +144,52 @@ def _scrape_request(points: list[tuple[int, int, int]], start: int) -> bytes:
     return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
 
 
-def scrape_bodies() -> list[bytes]:
-    """Snappy WriteRequests as Prometheus 2.42 sends scrapes of 5,000 counter series (one sample
-    of a series each second, an hour ago on): CLIENTS shards, each its own share of the series
-    in time order, at most SCRAPE_PER_SEND samples a request. Body j * CLIENTS + k is shard
-    k's j-th (bench.overload.capacity's sender k sends those). The last five hold the first
-    scrape: bench runs send them first, to register the series (a counter sample at or before
-    its series' newest is not stored again)."""
-    start = int(time.time() * 1000) - 3_600_000
+def _scrape_json(points: Scrape, start: int) -> bytes:
+    """The same samples as our JSON batch: the counters' increases, as our counters are sent."""
+    return msgspec.json.encode(
+        [
+            {
+                "metric_name": f"node_scrape_{m}_json",
+                "metric_type": "counter",
+                "value": m + i + 1,
+                "tags": {"instance": f"10.0.0.{i}:9100", "job": "node"},
+                "timestamp": (start + second * 1000) / 1000,
+            }
+            for m, i, second in points
+        ]
+    )
+
+
+def _scrapes() -> list[Scrape]:
+    """What Prometheus 2.42 sends of 5,000 counter series scraped each second (from an hour
+    ago): CLIENTS shards, each its own share of the series in time order, at most
+    SCRAPE_PER_SEND samples a request. Request j * CLIENTS + k is shard k's j-th
+    (bench.overload.capacity's sender k sends those). The last five hold the first scrape:
+    bench runs send them first, to register the series (a counter sample at or before its
+    series' newest is not stored again)."""
     everything = [(m, i) for m in range(SCRAPE_METRICS) for i in range(SCRAPE_INSTANCES)]
-    shards = [everything[k::CLIENTS] for k in range(CLIENTS)]
     sends = []
-    for shard in shards:
+    for shard in (everything[k::CLIENTS] for k in range(CLIENTS)):
         stream = [(m, i, second) for second in range(1, SCRAPE_SECONDS + 1) for m, i in shard]
         sends.append(
-            [
-                _scrape_request(stream[at : at + SCRAPE_PER_SEND], start)
-                for at in range(0, len(stream), SCRAPE_PER_SEND)
-            ]
+            [stream[at : at + SCRAPE_PER_SEND] for at in range(0, len(stream), SCRAPE_PER_SEND)]
         )
-    bodies = [body for round_ in zip(*sends, strict=True) for body in round_]
     first = [(m, i, 0) for m, i in everything]
     step = len(first) // 5
-    return [*bodies, *(_scrape_request(first[n * step : (n + 1) * step], start) for n in range(5))]
+    return [
+        *(points for round_ in zip(*sends, strict=True) for points in round_),
+        *(first[n * step : (n + 1) * step] for n in range(5)),
+    ]
+
+
+def scrape_bodies() -> tuple[list[bytes], list[bytes]]:
+    """The scrapes (_scrapes) as remote write sends them, and as JSON batches."""
+    start = int(time.time() * 1000) - 3_600_000
+    scrapes = _scrapes()
+    return (
+        [_scrape_request(points, start) for points in scrapes],
+        [_scrape_json(points, start) for points in scrapes],
+    )
 
 
 def otlp_bodies(batches: list[list[tuple[int, float]]]) -> list[bytes]:
@@ -259,7 +286,8 @@ def distinct_bodies(
     before = asyncio.run(_events(url, metric))
     started = time.perf_counter()
     posted = asyncio.run(capacity(base, bodies[:-5], per_body, CLIENTS, SECONDS, path, ok, headers))
-    rate = (asyncio.run(_events(url, metric)) - before) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started  # every body answered: committed (or refused)
+    rate = (asyncio.run(_events(url, metric)) - before) / elapsed
     if rate < 0.95 * posted:
         print(
             "        (fewer stored than posted: bodies were sent twice; raise REMOTE_WRITE_BODIES)"
@@ -294,15 +322,20 @@ def run(url: str, base: str, statsd_port: int, flush_s: float) -> dict[str, Any]
         f"each a second; {CLIENTS} shards, {SCRAPE_PER_SEND} samples a request) ...",
         flush=True,
     )
+    scraped_remote, scraped_json = scrape_bodies()
     figures["remote_write_scrapes"] = distinct_bodies(
         url,
         base,
         "node_scrape_%_total",
-        scrape_bodies(),
+        scraped_remote,
         "/api/v1/write",
         204,
         REMOTE_WRITE_HEADERS,
         SCRAPE_PER_SEND,
+    )
+    print("    the same scrapes as JSON batches (their increases), the same shards ...", flush=True)
+    figures["json_scrapes"] = distinct_bodies(
+        url, base, "node_scrape_%_json", scraped_json, BATCH, 200, {}, SCRAPE_PER_SEND
     )
     print(f"    OTLP/HTTP protobuf (/v1/metrics), {CLIENTS} clients ...", flush=True)
     figures["otlp"] = distinct_bodies(
@@ -335,6 +368,11 @@ def run(url: str, base: str, statsd_port: int, flush_s: float) -> dict[str, Any]
             f"        {name:<32} {rate:>12,.0f} samples/s   {rate / reference:5.2f}x JSON batch",
             flush=True,
         )
+    print(
+        "        remote write as Prometheus sends scrapes: "
+        f"{figures['remote_write_scrapes'] / figures['json_scrapes']:.2f}x the same as JSON",
+        flush=True,
+    )
     print(
         "targets: remote write and line protocol >= 0.5x the JSON batch rate and >= 100,000 "
         "samples/s"

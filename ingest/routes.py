@@ -22,7 +22,7 @@ from ingest.committer import GroupCommitter
 from ingest.pending import Accepted, IdempotencyKey
 from ingest.samples import Family, Samples
 from ingest.validate import Batch, validate_valid, validated
-from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record, named
+from ingest.wire import MetricEvent, decode_json_batch, decode_ndjson, decode_record
 
 RECORD_BODY_LIMIT = 64 * 1024
 JSON_TYPE = "application/json"
@@ -174,7 +174,7 @@ async def _prometheus_write(request: Request, written: dict[str, int]) -> None:
             big, remote_write.parse, plain, protocol, memory.families
         )
         memory.learn(decoded.families)
-        types = await state.series.types_of(state.pool, {named(s.name) for s in series if s.name})
+        types = await state.series.types_of(state.pool, {s.known.name for s in series if s.name})
         decoded = await offload.run(big, remote_write.events, series, decoded, types)
         if len(decoded.events) > limits.max_batch_events:
             raise PayloadTooLarge(
@@ -220,14 +220,19 @@ async def _store_samples(request: Request, decoded: Samples, key: IdempotencyKey
         for index, reasons in sorted(problems.items()):
             reason = "; ".join(f"{f}: {r}" for f, r in reasons)
             decoded.refuse(decoded.where[origin[index]], reason)
-        kept = [o for i, o in enumerate(origin) if i not in problems]
         running, found, cumulative = decoded.totals, decoded.distributions, decoded.histograms
-        totals.mark(
-            batch,
-            {n: running[o] for n, o in enumerate(kept) if o in running},
-            {n: cumulative[o] for n, o in enumerate(kept) if o in cumulative},
-        )
-        batch.distributions = {n: found[o] for n, o in enumerate(kept) if o in found} or None
+        if not problems and len(origin) == len(decoded.events):  # all of them: n is o
+            kept = origin
+            totals.mark(batch, dict(running), dict(cumulative))
+            batch.distributions = dict(found) or None
+        else:
+            kept = [o for i, o in enumerate(origin) if i not in problems]
+            totals.mark(
+                batch,
+                {n: running[o] for n, o in enumerate(kept) if o in running},
+                {n: cumulative[o] for n, o in enumerate(kept) if o in cumulative},
+            )
+            batch.distributions = {n: found[o] for n, o in enumerate(kept) if o in found} or None
         try:
             await _submit(request, batch, key)
         except ValidationFailed as refused:
