@@ -8,8 +8,9 @@ from starlette.requests import Request
 
 from core import params
 from core.db import connection
+from core.errors import NotFound
 from core.http import JSON, Endpoint
-from query import catalog, dashboard, entities, performance
+from query import catalog, classic, dashboard, entities, performance
 from query.statistics import Selection, statistics
 from query.timeseries import time_series
 
@@ -24,10 +25,12 @@ async def metric_statistics(request: Request) -> JSON:
     window = params.window(query, datetime.now(UTC))
     selection = Selection(params.tag_filters(query), params.group_by(query))
     exact = params.flag(query, "exact")
+    name, most = request.path_params["name"], max_raw_rows(request)
     async with connection(request.app.state.pool) as conn:
-        body = await statistics(
-            conn, request.path_params["name"], window, selection, exact, max_raw_rows(request)
-        )
+        try:
+            body = await statistics(conn, name, window, selection, exact, most)
+        except NotFound:  # perhaps a classic histogram's family (its `_bucket` counters)
+            body = await classic.statistics(conn, name, window, selection, exact, most)
     return JSON(body)
 
 
@@ -37,16 +40,12 @@ async def metric_time_series(request: Request) -> JSON:
     window = params.window(query, datetime.now(UTC))
     selection = Selection(params.tag_filters(query), params.group_by(query))
     width, agg = params.interval(query), params.aggregation(query)
+    name, most = request.path_params["name"], max_raw_rows(request)
     async with connection(request.app.state.pool) as conn:
-        body = await time_series(
-            conn,
-            request.path_params["name"],
-            window,
-            selection,
-            width,
-            agg,
-            max_raw_rows(request),
-        )
+        try:
+            body = await time_series(conn, name, window, selection, width, agg, most)
+        except NotFound:  # perhaps a classic histogram's family (its `_bucket` counters)
+            body = await classic.time_series(conn, name, window, selection, width, agg, most)
     return JSON(body)
 
 

@@ -146,15 +146,9 @@ async def statistics(
 ) -> dict[str, Any]:
     found, found_marks = await metric_and_marks(conn, name)
     read = await owners(conn, found["id"], selection)
-    answered = window
-    if exact:
-        await check_raw_rows(conn, read, window, max_raw_rows, found_marks)
-        ids, groups = await raw_series(conn, found["id"], selection, read)
-        rows = await conn.fetch(sql.query("statistics_raw"), ids, window.start, window.end, groups)
-    else:
-        parts = plan(window.start, window.end, found_marks, read.kind)
-        rows = await from_tiers(conn, read, parts)
-        answered = Window(parts.start, parts.end)
+    rows, answered = await grouped(
+        conn, found["id"], found_marks, read, selection, window, exact, max_raw_rows
+    )
     answer: dict[str, Any] = {"metric_name": found["name"]}
     if selection.group_by is None:
         answer.update(figures(rows[0] if rows else None))
@@ -163,3 +157,24 @@ async def statistics(
         answer["groups"] = [{"value": row["grp"], **figures(row)} for row in rows]
     answer.update(start=answered.start, end=answered.end, exact=exact)
     return answer
+
+
+async def grouped(
+    conn: asyncpg.Connection,
+    metric_id: int,
+    marks: Marks,
+    read: Owners,
+    selection: Selection,
+    window: Window,
+    exact: bool,
+    max_raw_rows: int | None,
+) -> tuple[list[asyncpg.Record], Window]:
+    """The statistics rows of `read` by group, and the window they answer: from raw events
+    with `exact`, else from the tiers."""
+    if exact:
+        await check_raw_rows(conn, read, window, max_raw_rows, marks)
+        ids, groups = await raw_series(conn, metric_id, selection, read)
+        rows = await conn.fetch(sql.query("statistics_raw"), ids, window.start, window.end, groups)
+        return list(rows), window
+    parts = plan(window.start, window.end, marks, read.kind)
+    return await from_tiers(conn, read, parts), Window(parts.start, parts.end)

@@ -16,8 +16,15 @@ import asyncpg
 
 import sql
 from core.params import Interval, Window, bad
-from query.plan import DAY, HOUR, MINUTE, covered_by_minutes, plan
-from query.statistics import Selection, check_raw_rows, metric_and_marks, owners, raw_series
+from query.plan import DAY, HOUR, MINUTE, Marks, covered_by_minutes, plan
+from query.statistics import (
+    Owners,
+    Selection,
+    check_raw_rows,
+    metric_and_marks,
+    owners,
+    raw_series,
+)
 
 MAX_POINTS = 10_000
 PERCENTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
@@ -50,46 +57,9 @@ async def time_series(
             "interval", f"more than {MAX_POINTS} buckets: widen the interval or narrow the window"
         )
     read = await owners(conn, found["id"], selection)
-    coarsest = {"1d": DAY, "1h": HOUR, "1m": MINUTE}[width.resolution]
-    resolution = width.resolution
-    if coarsest == MINUTE and not covered_by_minutes(
-        window.start, window.end, found_marks, read.kind
-    ):
-        resolution = "raw"  # older than the minute tier keeps: raw events, as many as allowed
-    if resolution == "raw":
-        await check_raw_rows(conn, read, window, max_raw_rows, found_marks)
-        ids, groups = await raw_series(conn, found["id"], selection, read)
-        rows = await conn.fetch(
-            sql.query("timeseries_raw"),
-            ids,
-            groups,
-            window.start,
-            window.end,
-            width.text,
-            PERCENTILES.get(agg),
-        )
-        answered = window
-    else:
-        parts = plan(window.start, window.end, found_marks, read.kind, coarsest)
-        answered = Window(parts.start, parts.end)
-        # A percentile comes with the figures of its bucket, clamped to their min and max.
-        if width.approx == MINUTE and len(read.ids) == 1:  # a minute row per bucket
-            rows = await conn.fetch(
-                sql.tier_query("timeseries_minutes", read.kind),
-                read.ids[0],
-                parts.start,
-                parts.end,
-                PERCENTILES.get(agg),
-                read.groups[0],
-            )
-        else:
-            rows = await conn.fetch(
-                sql.tier_query("timeseries_tiers", read.kind),
-                *parts.arguments(read.ids, read.groups),
-                width.text,
-                PERCENTILES.get(agg),
-            )
-
+    rows, resolution, answered = await series_rows(
+        conn, found["id"], found_marks, read, selection, window, width, agg, max_raw_rows
+    )
     by_group: dict[str | None, list[dict[str, Any]]] = {}
     for row in rows:
         point = row["percentile"] if agg in PERCENTILES else value(agg, row)
@@ -108,3 +78,54 @@ async def time_series(
         answer["group_by"] = selection.group_by
         answer["series"] = [{"value": g, "points": p} for g, p in by_group.items()]
     return answer
+
+
+async def series_rows(
+    conn: asyncpg.Connection,
+    metric_id: int,
+    marks: Marks,
+    read: Owners,
+    selection: Selection,
+    window: Window,
+    width: Interval,
+    agg: str,
+    max_raw_rows: int | None,
+) -> tuple[list[asyncpg.Record], str, Window]:
+    """The rows of `read`'s time series (a row per group and bucket, empty buckets too), the
+    resolution they were read at, and the window they answer."""
+    coarsest = {"1d": DAY, "1h": HOUR, "1m": MINUTE}[width.resolution]
+    resolution = width.resolution
+    if coarsest == MINUTE and not covered_by_minutes(window.start, window.end, marks, read.kind):
+        resolution = "raw"  # older than the minute tier keeps: raw events, as many as allowed
+    if resolution == "raw":
+        await check_raw_rows(conn, read, window, max_raw_rows, marks)
+        ids, groups = await raw_series(conn, metric_id, selection, read)
+        rows = await conn.fetch(
+            sql.query("timeseries_raw"),
+            ids,
+            groups,
+            window.start,
+            window.end,
+            width.text,
+            PERCENTILES.get(agg),
+        )
+        return list(rows), resolution, window
+    parts = plan(window.start, window.end, marks, read.kind, coarsest)
+    # A percentile comes with the figures of its bucket, clamped to their min and max.
+    if width.approx == MINUTE and len(read.ids) == 1:  # a minute row per bucket
+        rows = await conn.fetch(
+            sql.tier_query("timeseries_minutes", read.kind),
+            read.ids[0],
+            parts.start,
+            parts.end,
+            PERCENTILES.get(agg),
+            read.groups[0],
+        )
+    else:
+        rows = await conn.fetch(
+            sql.tier_query("timeseries_tiers", read.kind),
+            *parts.arguments(read.ids, read.groups),
+            width.text,
+            PERCENTILES.get(agg),
+        )
+    return list(rows), resolution, Window(parts.start, parts.end)

@@ -70,6 +70,12 @@ class Op:
     note: str = ""  # what the answer holds beyond the obvious, appended to the description
 
 
+CLASSIC = (
+    "A Prometheus classic histogram answers under its family's name (x for the x_bucket{le}, "
+    "x_sum and x_count counters, when no metric x exists): its observations' count, sum, avg "
+    "and histogram_quantile percentiles from the buckets, with the cumulative buckets."
+)
+
 WINDOW = (
     Param("hours", "Window: this many hours back from now (default 24).", {"type": "number"}),
     Param("start", "Window start, RFC 3339 (instead of hours).", {"type": "string"}),
@@ -171,6 +177,7 @@ OPERATIONS: tuple[Op, ...] = (
         f"{API}/metrics/{{name}}/statistics",
         "Statistics of a metric",
         query=(*WINDOW, *SELECTION, Param("exact", "true: exact percentiles from raw events.")),
+        note=CLASSIC,
     ),
     Op(
         "GET",
@@ -182,6 +189,7 @@ OPERATIONS: tuple[Op, ...] = (
             Param("interval", "1m ... 1mo (default 1h)."),
             Param("agg", "avg (default), sum, min, max, count, p50, p95, p99, rate."),
         ),
+        note=CLASSIC,
     ),
     Op("GET", f"{API}/platform/trends", "Platform figures per period", query=TRENDS),
     Op("GET", f"{API}/user/{{id}}", "A user's figures for a period", query=PERIOD),

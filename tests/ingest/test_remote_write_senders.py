@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -174,11 +174,26 @@ def check_counter(stored: list[tuple[Any, ...]], first_total: float) -> None:
         assert increase == total - before
 
 
+LATER_LATENCIES = (0.08, 0.3, 0.4, 0.45, 0.9, 1.5)  # observed once Prometheus scrapes
+
+
+def infinite_bucket(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    """The stored samples of the latency histogram's +Inf bucket."""
+    return [row for row in samples(db, "shop_latency_seconds_bucket") if row[3]["le"] == "+Inf"]
+
+
+def latency_total(db: psycopg.Connection[Any]) -> float | None:
+    """The newest stored total of the latency histogram's +Inf bucket."""
+    stored = infinite_bucket(db)
+    return stored[-1][2] if stored else None
+
+
 @pytest.mark.skipif(PROMETHEUS is None, reason="Debian's prometheus is not installed")
 def test_prometheus_scrapes_and_remote_writes_what_it_scraped(
     db_url: str, db: psycopg.Connection[Any], target: Target, tmp_path: Path
 ) -> None:
     assert PROMETHEUS is not None
+    started = datetime.now(UTC) - timedelta(minutes=1)
     _, key = keys.create(db_url, "prometheus", ["ingest"])
     web = free_port()
     with api_server(db_url) as base:
@@ -205,7 +220,26 @@ remote_write:
             wait_for(lambda: scraped(db, "shop_requests_total", 2), timeout=60)
             target.requests.labels("/a").inc(4)
             target.temperature.set(19.25)
+            for seconds in LATER_LATENCIES:
+                target.latency.observe(seconds)
             wait_for(lambda: scraped(db, "shop_requests_total", 6), timeout=60)
+            wait_for(lambda: latency_total(db) == 11, timeout=60)
+            # Prometheus' own percentiles of the observations since our baseline (the first
+            # scrape we stored), at the newest scrape we hold: what our statistics count.
+            infinite = infinite_bucket(db)
+            since, until = infinite[0][0].timestamp(), infinite[-1][0].timestamp()
+            since_baseline = (
+                "sum by (le) (shop_latency_seconds_bucket - shop_latency_seconds_bucket"
+                f" @ {since:.3f})"
+            )
+            percentiles = {}
+            for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+                answer = httpx2.get(
+                    f"http://127.0.0.1:{web}/api/v1/query",
+                    params={"query": f"histogram_quantile({q}, {since_baseline})", "time": until},
+                ).json()
+                [result] = answer["data"]["result"]
+                percentiles[name] = float(result["value"][1])
             # What Prometheus holds for the last minute, once we hold all of it too.
             wanted = {}
             for metric in ("shop_requests_total", "shop_temperature_celsius", "up"):
@@ -239,7 +273,14 @@ remote_write:
     assert sum(row[1] for row in requests) == 4.0  # the increase Prometheus saw
     assert {row[1] for row in samples(db, "shop_temperature_celsius")} == {21.5, 19.25}
     buckets = {row[3]["le"]: row[2] for row in samples(db, "shop_latency_seconds_bucket") if row[2]}
-    assert buckets == {"0.1": 1.0, "0.5": 3.0, "1.0": 4.0, "+Inf": 5.0}
+    assert buckets == {"0.1": 2.0, "0.5": 7.0, "1.0": 9.0, "+Inf": 11.0}
+    # The classic histogram's family as a distribution: the observations since the baseline.
+    latency = client_statistics(db_url, "shop_latency_seconds", started)
+    assert latency["histogram"] == "classic"
+    assert latency["count"] == len(LATER_LATENCIES)
+    assert latency["sum"] == pytest.approx(sum(LATER_LATENCIES))
+    for name, value in percentiles.items():
+        assert latency[name] == pytest.approx(value, rel=1e-9), name
     kinds = {name: (kind, text) for name, kind, text in described}
     assert kinds["shop_requests_total"] == ("counter", "Requests served.")
     assert kinds["shop_temperature_celsius"] == ("gauge", "Room temperature.")
