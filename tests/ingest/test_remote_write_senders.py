@@ -28,9 +28,10 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from auth import keys
+from tests.ingest.test_otlp import statistics
 from tests.ingest.test_remote_write_histograms import deltas, spans
 from tests.senders import exposition_pb2 as exposition
-from tests.support import api_server, wait_for
+from tests.support import api_server, make_client, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 VMAGENT = shutil.which("vmagent")
@@ -174,6 +175,34 @@ def check_counter(stored: list[tuple[Any, ...]], first_total: float) -> None:
         assert increase == total - before
 
 
+def prometheus_command(
+    tmp_path: Path, scraped: str, base: str, key: str, web: int, remote: str, *flags: str
+) -> list[str]:
+    """Debian's Prometheus scraping `scraped` each second and remote-writing to `base` with
+    `key` (`remote`: one more line of its remote_write entry), its API on port `web`."""
+    (tmp_path / "prometheus.yml").write_text(
+        f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: shop
+    static_configs: [{{targets: ["{scraped}"]}}]
+remote_write:
+  - url: {base}/api/v1/write
+    authorization: {{credentials: {key}}}
+    queue_config: {{batch_send_deadline: 500ms, min_backoff: 100ms, max_backoff: 1s}}
+    {remote}
+"""
+    )
+    assert PROMETHEUS is not None
+    return [
+        PROMETHEUS,
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{web}",
+        *flags,
+    ]
+
+
 LATER_LATENCIES = (0.08, 0.3, 0.4, 0.45, 0.9, 1.5)  # observed once Prometheus scrapes
 
 
@@ -197,25 +226,9 @@ def test_prometheus_scrapes_and_remote_writes_what_it_scraped(
     _, key = keys.create(db_url, "prometheus", ["ingest"])
     web = free_port()
     with api_server(db_url) as base:
-        (tmp_path / "prometheus.yml").write_text(
-            f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
-  - job_name: shop
-    static_configs: [{{targets: ["{target.address}"]}}]
-remote_write:
-  - url: {base}/api/v1/write
-    authorization: {{credentials: {key}}}
-    queue_config: {{batch_send_deadline: 500ms, min_backoff: 100ms, max_backoff: 1s}}
-    metadata_config: {{send_interval: 1s}}
-"""
+        command = prometheus_command(
+            tmp_path, target.address, base, key, web, "metadata_config: {send_interval: 1s}"
         )
-        command = [
-            PROMETHEUS,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{web}",
-        ]
         with running(command, tmp_path / "prometheus.log"):
             wait_for(lambda: scraped(db, "shop_requests_total", 2), timeout=60)
             target.requests.labels("/a").inc(4)
@@ -315,7 +328,10 @@ scrape_configs:
         with running(command, tmp_path / "vmagent.log"):
             wait_for(lambda: scraped(db, "shop_requests_total", 2), timeout=60)
             target.requests.labels("/a").inc(2.5)
+            for seconds in LATER_LATENCIES:
+                target.latency.observe(seconds)
             wait_for(lambda: samples(db, "shop_requests_total")[-1][2] == 5.5, timeout=30)
+            wait_for(lambda: latency_total(db) == 11, timeout=30)
 
     requests = samples(db, "shop_requests_total")
     check_counter(requests, 3.0)
@@ -326,6 +342,12 @@ scrape_configs:
     assert all(row[0].microsecond % 1000 == 0 for row in requests)  # milliseconds, as scraped
     assert {row[1] for row in samples(db, "shop_temperature_celsius")} == {21.5}
     assert {row[1] for row in samples(db, "up")} == {1.0}
+    # Since the baseline: 1, 4, 5, 6 observations at or below 0.1, 0.5, 1.0, +Inf.
+    latency = client_statistics(db_url, "shop_latency_seconds", started)
+    assert latency["count"] == 6
+    assert latency["sum"] == pytest.approx(sum(LATER_LATENCIES))
+    assert latency["p50"] == pytest.approx(0.1 + 0.4 * 2 / 3)  # rank 3: 2 of 3 into (0.1, 0.5]
+    assert latency["p95"] == latency["p99"] == 1.0  # in the +Inf bucket
 
 
 def observations(db: psycopg.Connection[Any], metric: str) -> tuple[int, float]:
@@ -352,26 +374,15 @@ def test_prometheus_native_histograms_are_distributions_with_prometheus_own_perc
     then = [0.2 + 0.001 * k for k in range(300)]
     started = datetime.now(UTC)
     with api_server(db_url) as base:
-        (tmp_path / "prometheus.yml").write_text(
-            f"""
-global: {{scrape_interval: 1s}}
-scrape_configs:
-  - job_name: shop
-    static_configs: [{{targets: ["{target.address}"]}}]
-remote_write:
-  - url: {base}/api/v1/write
-    authorization: {{credentials: {key}}}
-    send_native_histograms: true
-    queue_config: {{batch_send_deadline: 500ms, min_backoff: 100ms, max_backoff: 1s}}
-"""
-        )
-        command = [
-            PROMETHEUS,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{web}",
+        command = prometheus_command(
+            tmp_path,
+            target.address,
+            base,
+            key,
+            web,
+            "send_native_histograms: true",
             "--enable-feature=native-histograms",
-        ]
+        )
 
         def prometheus(query: str) -> float:
             answer = httpx2.get(
@@ -420,11 +431,5 @@ remote_write:
 
 
 def client_statistics(db_url: str, metric: str, since: datetime) -> dict[str, Any]:
-    from tests.support import make_client
-
     with make_client(db_url) as client:
-        answer = client.get(
-            f"/api/v1/analytics/metrics/{metric}/statistics", params={"start": since.isoformat()}
-        )
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
+        return statistics(client, metric, since)
