@@ -255,8 +255,9 @@ class GroupCommitter:
                 await self.keys.release(conn, refused)
                 if writing:
                     moved = await self._increases(conn, writing)
-                    await self._write(conn, writing, self.registry.metric_of(resolution))
+                    # Read before anything is awaited: another group may make room meanwhile.
                     state = self.totals.saved(moved)
+                    await self._write(conn, writing, self.registry.metric_of(resolution))
                     if state[0]:
                         await conn.execute(sql.query("histogram_state_save"), *state)
                 for pending, _ in writing:
@@ -315,7 +316,15 @@ class GroupCommitter:
         """Running totals into increases (ingest/totals.py), reading the previous sample of
         series new to this process first; the series whose newest sample moved."""
         batches = [pending.batch for pending, _ in writing]
-        await self.totals.load(conn, self.totals.missing(batches, [ids for _, ids in writing]))
+        # Again for those missing since: while a load is awaited, another group (of other
+        # series) may make room in the memory by forgetting some of this group's. (A series
+        # read and found new stays missing.)
+        read: set[int] = set()
+        while missing := [
+            s for s in self.totals.missing(batches, [ids for _, ids in writing]) if s not in read
+        ]:
+            await self.totals.load(conn, missing)
+            read.update(missing)
         return self._apply(writing)
 
     def _apply(self, writing: list[tuple[Pending, list[int]]]) -> list[int]:

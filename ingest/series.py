@@ -170,6 +170,7 @@ class _Group:
         if not gaining:
             return {}
         by_id = {metric.id: name for name, metric in self.metrics.items()}
+        await self.conn.execute(sql.query("lock_metrics"), gaining)
         rows = await self.conn.fetch(sql.query("series_counts"), gaining)
         return {by_id[row["metric_id"]]: row["series"] for row in rows}
 

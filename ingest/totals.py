@@ -96,7 +96,7 @@ class RunningTotals:
     increases are computed against what the groups queued before it committed, never against
     one still in flight (`turn`)."""
 
-    MOST = 500_000  # series kept; past that the longest-known tenth is read again when needed
+    MOST = 500_000  # series kept; past that the longest unused tenth is read again when needed
 
     def __init__(self) -> None:
         self._newest: dict[int, Newest] = {}
@@ -246,6 +246,7 @@ class RunningTotals:
         if newest is None and len(self._newest) >= self.MOST:
             for old in list(itertools.islice(self._newest, self.MOST // 10)):
                 del self._newest[old]
+        self._newest.pop(series, None)  # to the end: the longest unused go first
         self._newest[series] = Newest(when, total, start)
         return increase
 
@@ -272,6 +273,7 @@ class RunningTotals:
                 found = since if isinstance(since, Sketch) else None
         if isinstance(found, Sketch) and found.count > MOST_COUNT:
             found = None  # past what the tiers count in one row: taken as a baseline
+        self._histograms.pop(series, None)  # to the end: the longest unused go first
         self._histograms[series] = Seen(when, point)
         if len(self._histograms) > self.MOST:
             for old in list(itertools.islice(self._histograms, self.MOST // 10)):

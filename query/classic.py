@@ -17,6 +17,10 @@ the window's cumulative bucket counts; from those:
   bounded by the width of the bucket the percentile falls in: the true value lies in it;
 - `min` and `max` are null: buckets do not keep them.
 
+`le` is the bound, not a selection: a `tag.le` filter or `group_by=le` is refused (400; one
+bucket is its `_bucket` metric's, as a counter). `x_sum` is read series by series like the
+buckets, so both answer the same window.
+
 Asked for `x` itself, these answer when there is no metric named `x` but `x_bucket` is one;
 `x_bucket` stays a counter of its own.
 """
@@ -33,14 +37,7 @@ import msgspec
 from core.errors import NotFound
 from core.params import Interval, Window, bad
 from query.plan import Marks
-from query.statistics import (
-    Owners,
-    Selection,
-    grouped,
-    metric_and_marks,
-    owners,
-    series,
-)
+from query.statistics import Owners, Selection, grouped, metric_and_marks, series
 from query.timeseries import MAX_POINTS, PERCENTILES, series_rows
 
 BUCKET, SUM, LE = "_bucket", "_sum", "le"
@@ -69,17 +66,25 @@ async def _buckets(
 ) -> tuple[Owners, dict[str, float]]:
     """The bucket series selected, each in the group (its group_by value, its `le`) that
     names it, and each `le` text's bound. Series whose `le` is no number are left out."""
+    if LE in selection.filters or selection.group_by == LE:
+        raise bad(
+            "tag.le" if LE in selection.filters else "group_by",
+            "le is a classic histogram's bucket bound: ask its _bucket metric for one bucket",
+        )
     ids, les = await series(conn, metric_id, Selection(selection.filters, LE))
-    groups: list[Group] = [None] * len(ids)
-    if selection.group_by is not None:
-        _, groups = await series(conn, metric_id, selection)
+    group_of: dict[int, Group] = {}
+    if selection.group_by is not None:  # by id: a series created since is in one list only
+        group_of = dict(zip(*await series(conn, metric_id, selection), strict=True))
     bounds: dict[str, float] = {}
     kept: list[int] = []
     names: list[str | None] = []
-    for series_id, le, group in zip(ids, les, groups, strict=True):
+    for series_id, le in zip(ids, les, strict=True):
         bound = _bound(le)
         if bound is None or le is None:
             continue
+        if selection.group_by is not None and series_id not in group_of:
+            continue
+        group = group_of.get(series_id)
         bounds[le] = bound
         kept.append(series_id)
         names.append(msgspec.json.encode([group, le]).decode())
@@ -161,12 +166,13 @@ def _by_group(
 async def _sums(
     conn: asyncpg.Connection, name: str, selection: Selection
 ) -> tuple[asyncpg.Record, Marks, Owners] | None:
-    """The `x_sum` metric of the family, its marks and the series selected; None if none."""
+    """The `x_sum` metric of the family, its marks and the series selected; None if none.
+    Read series by series, as the buckets are: the same tiers, so the same window."""
     try:
         found, marks = await metric_and_marks(conn, name + SUM)
     except NotFound:
         return None
-    return found, marks, await owners(conn, found["id"], selection)
+    return found, marks, Owners("series", *await series(conn, found["id"], selection))
 
 
 async def statistics(
@@ -240,7 +246,8 @@ async def time_series(
         bound = bounds[le]
         cells.setdefault((group, row["bucket"]), []).append((bound, float(row["sum"] or 0)))
         if math.isinf(bound) and bound > 0:
-            rates[group, row["bucket"]] = float(row["rate"] or 0) if row["count"] else 0.0
+            rate = float(row["rate"] or 0) if row["count"] else 0.0
+            rates[group, row["bucket"]] = rates.get((group, row["bucket"]), 0.0) + rate
     totals: dict[tuple[Group, Any], float | None] = {}
     if agg in ("sum", "avg") and (sums := await _sums(conn, name, selection)) is not None:
         sum_metric, sum_marks, sum_read = sums

@@ -29,8 +29,16 @@ SELECT s.position, series.id
 FROM unnest($1::integer[], $2::jsonb[]) WITH ORDINALITY AS s (metric_id, tags, position)
 JOIN analytics.series ON series.metric_id = s.metric_id AND series.tags = s.tags;
 
+-- name: lock_metrics
+-- The metrics gaining series in a group commit ($1, sorted: no deadlocks), locked until it
+-- ends: two commits adding series to one metric at once (Prometheus' shards, two processes)
+-- count them one after the other, so together they never pass the metric's series limit.
+SELECT id FROM analytics.metrics WHERE id = ANY ($1::integer[]) ORDER BY id FOR NO KEY UPDATE;
+
 -- name: series_counts
--- Series per metric, for the cardinality guard; only for metrics gaining series in a batch.
+-- Series per metric, for the cardinality guard; only for metrics gaining series in a batch,
+-- once lock_metrics holds them (a statement of its own: this one then sees what the commits
+-- it waited for added).
 SELECT metric_id, count(*) AS series
 FROM analytics.series
 WHERE metric_id = ANY ($1::integer[])
@@ -173,10 +181,25 @@ CROSS JOIN LATERAL (
 -- A sender's metadata (remote write: help and unit per metric family) as the description and
 -- unit of the metrics of the family (`x`, and the `x_total`, `x_bucket`, `x_count`, `x_sum` of
 -- a counter, histogram or summary); the families matched, which need not be written again.
+-- The rows are locked in id order first, as lock_metrics locks them: no deadlock with a
+-- group commit adding series to several of them.
+WITH d (family, unit, description) AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+), locked AS MATERIALIZED (
+    SELECT m.id
+    FROM analytics.metrics AS m
+    WHERE m.name IN (
+        SELECT d.family || s.suffix
+        FROM d CROSS JOIN unnest(ARRAY['', '_total', '_bucket', '_count', '_sum']) AS s (suffix)
+    )
+    ORDER BY m.id
+    FOR NO KEY UPDATE
+)
 UPDATE analytics.metrics AS m
 SET unit = coalesce(d.unit, m.unit), description = coalesce(d.description, m.description)
-FROM unnest($1::text[], $2::text[], $3::text[]) AS d (family, unit, description)
-WHERE m.name IN (d.family, d.family || '_total', d.family || '_bucket', d.family || '_count',
+FROM d
+WHERE m.id IN (SELECT id FROM locked)
+  AND m.name IN (d.family, d.family || '_total', d.family || '_bucket', d.family || '_count',
                  d.family || '_sum')
 RETURNING d.family;
 

@@ -223,3 +223,35 @@ def test_a_late_event_of_a_known_series_counts_at_once(
     answer = client.get("/api/v1/analytics/metrics/queue.depth/statistics?hours=4").json()
     assert answer["count"] == 3 and answer["max"] == 3.0
     assert count(db) == 3
+
+
+def test_groups_at_once_adding_series_to_one_metric_never_pass_its_limit(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    """Two writers each add a series to a metric one short of its limit: the second counts
+    the first's (as Prometheus' shards, or two processes, would)."""
+    with (
+        make_client(db_url, INGEST_WRITERS="2", INGEST_MAX_SERIES_PER_METRIC="2") as client,
+        ThreadPoolExecutor(max_workers=2) as pool,
+        psycopg.connect(db_url, autocommit=True) as probe,
+    ):
+        assert post(client, BATCH, [event(0, tags={"h": "a"})]).status_code == 200
+
+        def blocked() -> int:
+            row = probe.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+            return int(row[0]) if row else 0
+
+        with events_table_locked(db_url) as waiting:
+            first = pool.submit(post, client, BATCH, [event(1, tags={"h": "b"})])
+            wait_for(lambda: waiting() == 1)  # its series created, its COPY waiting
+            second = pool.submit(post, client, BATCH, [event(2, tags={"h": "c"})])
+            wait_for(lambda: blocked() == 2)  # the second writer waits too, somewhere
+        results = [first.result(), second.result()]
+
+    assert [r.status_code for r in results] == [200, 422]
+    assert "series" in results[1].json()["message"]
+    series = db.execute(
+        "SELECT count(*) FROM analytics.series AS s JOIN analytics.metrics AS m "
+        "ON m.id = s.metric_id WHERE m.name = 'queue.depth'"
+    ).fetchone()
+    assert series is not None and series[0] == 2

@@ -19,6 +19,8 @@ from starlette.testclient import TestClient
 
 from ingest.proto import remote_write_v1_pb2 as v1
 from ingest.proto import remote_write_v2_pb2 as v2
+from ingest.totals import RunningTotals
+from tests.support import make_client
 
 V1_HEADERS = {
     "Content-Type": "application/x-protobuf",
@@ -108,10 +110,18 @@ def test_a_counter_is_stored_as_its_increases_with_resets_and_its_totals_beside(
     assert statistics["count"] == 5
 
 
+@pytest.mark.parametrize("memory", [RunningTotals.MOST, 8])
 def test_shards_of_one_sender_at_once_store_every_increase(
-    client: TestClient, db: psycopg.Connection[Any], now: datetime
+    db_url: str,
+    db: psycopg.Connection[Any],
+    now: datetime,
+    memory: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """As Prometheus sends: shards of their own series at once, each one request at a time."""
+    """As Prometheus sends: shards of their own series at once, each one request at a time;
+    also with the newest totals of fewer series in memory than there are (each group making
+    room by forgetting others', read back from the store)."""
+    monkeypatch.setattr(RunningTotals, "MOST", memory)
     step = timedelta(seconds=1)
 
     def shard(number: int) -> list[int]:
@@ -127,7 +137,7 @@ def test_shards_of_one_sender_at_once_store_every_increase(
             statuses.append(send_v1(client, *series).status_code)
         return statuses
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with make_client(db_url) as client, ThreadPoolExecutor(max_workers=4) as pool:
         statuses = [
             status for shard_statuses in pool.map(shard, range(4)) for status in shard_statuses
         ]

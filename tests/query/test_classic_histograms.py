@@ -130,6 +130,12 @@ def test_what_a_classic_histogram_cannot_answer_is_refused_by_name(
     )
     assert answer.status_code == 400
     assert "agg" in answer.text
+    for asked in ({"tag.le": "0.5"}, {"group_by": "le"}):  # a bound is not a selection
+        refused = client.get(
+            "/api/v1/analytics/metrics/req_seconds/statistics", params={**window(scraped), **asked}
+        )
+        assert refused.status_code == 400
+        assert next(iter(asked)) in refused.text
     assert client.get("/api/v1/analytics/metrics/req_secs/statistics").status_code == 404
     buckets = client.get(
         "/api/v1/analytics/metrics/req_seconds_bucket/statistics", params=window(scraped)
