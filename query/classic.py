@@ -38,7 +38,9 @@ from core.errors import NotFound
 from core.params import Interval, Window, bad
 from query.plan import Marks
 from query.statistics import Owners, Selection, grouped, metric_and_marks, series
-from query.timeseries import MAX_POINTS, PERCENTILES, series_rows
+from query.statistics import answer as statistics_answer
+from query.timeseries import PERCENTILES, check_points, series_rows
+from query.timeseries import answer as series_answer
 
 BUCKET, SUM, LE = "_bucket", "_sum", "le"
 AGGREGATIONS = ("count", "rate", "sum", "avg", "p50", "p95", "p99")
@@ -203,17 +205,12 @@ async def statistics(
             if row["count"]:
                 totals[row["grp"]] = float(row["sum"])
     texts = {bound: le for le, bound in bounds.items()}
-    answer: dict[str, Any] = {"metric_name": name, "histogram": "classic"}
-    if selection.group_by is None:
-        answer.update(_distribution(counts.get(None, []), totals.get(None), texts))
-    else:
-        answer["group_by"] = selection.group_by
-        answer["groups"] = [
-            {"value": group, **_distribution(buckets, totals.get(group), texts)}
-            for group, buckets in sorted(counts.items(), key=lambda item: str(item[0]))
-        ]
-    answer.update(start=answered.start, end=answered.end, exact=exact)
-    return answer
+    by_group = {
+        group: _distribution(buckets, totals.get(group), texts)
+        for group, buckets in sorted(counts.items(), key=lambda item: str(item[0]))
+    }
+    empty = _distribution([], None, texts)
+    return statistics_answer(name, selection, by_group, empty, answered, exact, histogram="classic")
 
 
 async def time_series(
@@ -231,10 +228,7 @@ async def time_series(
     found, marks = await family(conn, name)
     if agg not in AGGREGATIONS:
         raise bad("agg", f"a classic histogram answers {', '.join(AGGREGATIONS)}; not {agg!r}")
-    if (window.end - window.start) / width.approx > MAX_POINTS:
-        raise bad(
-            "interval", f"more than {MAX_POINTS} buckets: widen the interval or narrow the window"
-        )
+    check_points(window, width)
     read, bounds = await _buckets(conn, found["id"], selection)
     rows, resolution, answered = await series_rows(
         conn, found["id"], marks, read, selection, window, width, "sum", max_raw_rows
@@ -277,18 +271,6 @@ async def time_series(
             figures = _distribution(buckets, totals.get((group, when)), None)
             point = figures[agg]
         by_group.setdefault(group, []).append({"time": when, "value": point})
-    answer: dict[str, Any] = {
-        "metric_name": name,
-        "histogram": "classic",
-        "interval": width.text,
-        "agg": agg,
-        "resolution": resolution,
-        "start": answered.start,
-        "end": answered.end,
-    }
-    if selection.group_by is None:
-        answer["points"] = by_group.get(None, [])
-    else:
-        answer["group_by"] = selection.group_by
-        answer["series"] = [{"value": g, "points": p} for g, p in by_group.items()]
-    return answer
+    return series_answer(
+        name, selection, width, agg, resolution, answered, by_group, histogram="classic"
+    )

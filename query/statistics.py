@@ -101,10 +101,17 @@ async def owners(conn: asyncpg.Connection, metric_id: int, selection: Selection)
 
 
 async def raw_series(
-    conn: asyncpg.Connection, metric_id: int, selection: Selection, read: Owners
+    conn: asyncpg.Connection,
+    metric_id: int,
+    selection: Selection,
+    read: Owners,
+    window: Window,
+    limit: int | None,
+    marks: Marks,
 ) -> tuple[list[int], list[str | None]]:
-    """The series raw events are read by, with their groups: a whole metric lists them here,
-    for raw reads only."""
+    """The series raw events are read by, with their groups (a whole metric lists them here,
+    for raw reads only), once check_raw_rows lets the read through."""
+    await check_raw_rows(conn, read, window, limit, marks)
     if read.kind == "series":
         return read.ids, read.groups
     return await series(conn, metric_id, selection)
@@ -149,14 +156,29 @@ async def statistics(
     rows, answered = await grouped(
         conn, found["id"], found_marks, read, selection, window, exact, max_raw_rows
     )
-    answer: dict[str, Any] = {"metric_name": found["name"]}
+    by_group = {row["grp"]: figures(row) for row in rows}  # ungrouped: one row, group None
+    return answer(found["name"], selection, by_group, figures(None), answered, exact)
+
+
+def answer(
+    name: str,
+    selection: Selection,
+    by_group: dict[str | None, dict[str, Any]],
+    empty: dict[str, Any],
+    answered: Window,
+    exact: bool,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A statistics answer: the figures of the whole selection (`empty` if none), or of each
+    group_by value in `by_group`'s order, and the window answered."""
+    found: dict[str, Any] = {"metric_name": name, **extra}
     if selection.group_by is None:
-        answer.update(figures(rows[0] if rows else None))
+        found.update(by_group.get(None, empty))
     else:
-        answer["group_by"] = selection.group_by
-        answer["groups"] = [{"value": row["grp"], **figures(row)} for row in rows]
-    answer.update(start=answered.start, end=answered.end, exact=exact)
-    return answer
+        found["group_by"] = selection.group_by
+        found["groups"] = [{"value": group, **shown} for group, shown in by_group.items()]
+    found.update(start=answered.start, end=answered.end, exact=exact)
+    return found
 
 
 async def grouped(
@@ -172,8 +194,9 @@ async def grouped(
     """The statistics rows of `read` by group, and the window they answer: from raw events
     with `exact`, else from the tiers."""
     if exact:
-        await check_raw_rows(conn, read, window, max_raw_rows, marks)
-        ids, groups = await raw_series(conn, metric_id, selection, read)
+        ids, groups = await raw_series(
+            conn, metric_id, selection, read, window, max_raw_rows, marks
+        )
         rows = await conn.fetch(sql.query("statistics_raw"), ids, window.start, window.end, groups)
         return list(rows), window
     parts = plan(window.start, window.end, marks, read.kind)

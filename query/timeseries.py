@@ -20,7 +20,6 @@ from query.plan import DAY, HOUR, MINUTE, Marks, covered_by_minutes, plan
 from query.statistics import (
     Owners,
     Selection,
-    check_raw_rows,
     metric_and_marks,
     owners,
     raw_series,
@@ -52,10 +51,7 @@ async def time_series(
     found, found_marks = await metric_and_marks(conn, name)
     if agg == "rate" and found["metric_type"] != "counter":
         raise bad("agg", f"rate applies to counters; {name!r} is a {found['metric_type']}")
-    if (window.end - window.start) / width.approx > MAX_POINTS:
-        raise bad(
-            "interval", f"more than {MAX_POINTS} buckets: widen the interval or narrow the window"
-        )
+    check_points(window, width)
     read = await owners(conn, found["id"], selection)
     rows, resolution, answered = await series_rows(
         conn, found["id"], found_marks, read, selection, window, width, agg, max_raw_rows
@@ -64,8 +60,31 @@ async def time_series(
     for row in rows:
         point = row["percentile"] if agg in PERCENTILES else value(agg, row)
         by_group.setdefault(row["grp"], []).append({"time": row["bucket"], "value": point})
-    answer: dict[str, Any] = {
-        "metric_name": found["name"],
+    return answer(found["name"], selection, width, agg, resolution, answered, by_group)
+
+
+def check_points(window: Window, width: Interval) -> None:
+    """400 for a window of more than MAX_POINTS buckets of `width`."""
+    if (window.end - window.start) / width.approx > MAX_POINTS:
+        raise bad(
+            "interval", f"more than {MAX_POINTS} buckets: widen the interval or narrow the window"
+        )
+
+
+def answer(
+    name: str,
+    selection: Selection,
+    width: Interval,
+    agg: str,
+    resolution: str,
+    answered: Window,
+    by_group: dict[str | None, list[dict[str, Any]]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A time-series answer: the points of the whole selection, or of each group_by value."""
+    found: dict[str, Any] = {
+        "metric_name": name,
+        **extra,
         "interval": width.text,
         "agg": agg,
         "resolution": resolution,
@@ -73,11 +92,11 @@ async def time_series(
         "end": answered.end,
     }
     if selection.group_by is None:
-        answer["points"] = by_group.get(None, [])
+        found["points"] = by_group.get(None, [])
     else:
-        answer["group_by"] = selection.group_by
-        answer["series"] = [{"value": g, "points": p} for g, p in by_group.items()]
-    return answer
+        found["group_by"] = selection.group_by
+        found["series"] = [{"value": g, "points": p} for g, p in by_group.items()]
+    return found
 
 
 async def series_rows(
@@ -98,8 +117,9 @@ async def series_rows(
     if coarsest == MINUTE and not covered_by_minutes(window.start, window.end, marks, read.kind):
         resolution = "raw"  # older than the minute tier keeps: raw events, as many as allowed
     if resolution == "raw":
-        await check_raw_rows(conn, read, window, max_raw_rows, marks)
-        ids, groups = await raw_series(conn, metric_id, selection, read)
+        ids, groups = await raw_series(
+            conn, metric_id, selection, read, window, max_raw_rows, marks
+        )
         rows = await conn.fetch(
             sql.query("timeseries_raw"),
             ids,
